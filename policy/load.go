@@ -1,0 +1,703 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Position is a place in an input file. Line and Column count from 1; a
+// zero Line means the position is unknown (in-memory objects).
+type Position struct {
+	File         string
+	Line, Column int
+}
+
+// String formats the position as "file:line:column", leaving out the parts
+// that are unknown.
+func (p Position) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.File == "":
+		return fmt.Sprintf("%d:%d", p.Line, p.Column)
+	default:
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+	}
+}
+
+// Problem is one validation error: where it is, the path of the offending
+// field (like spec.networkPolicy.ingress[0].ports[1].endPort) and why it is
+// wrong.
+type Problem struct {
+	Pos     Position
+	Path    string
+	Message string
+}
+
+// String formats the problem as "file:line:column: field.path: reason",
+// leaving out the position or path when they are unknown.
+func (p Problem) String() string {
+	var b strings.Builder
+	if s := p.Pos.String(); s != "" {
+		b.WriteString(s)
+		b.WriteString(": ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Problems is every problem found in an input, sorted by position. It is
+// the error returned by Load and the Validate functions.
+type Problems []Problem
+
+// Error lists the problems one per line.
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sort orders problems by file, line, column and then path.
+func (ps Problems) sort() {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.Pos.File != b.Pos.File {
+			return a.Pos.File < b.Pos.File
+		}
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line < b.Pos.Line
+		}
+		if a.Pos.Column != b.Pos.Column {
+			return a.Pos.Column < b.Pos.Column
+		}
+		return a.Path < b.Path
+	})
+}
+
+// Document is one loaded document: exactly one of Fingerprint, Policy,
+// Deviation and Flag is set. Pos is where the document starts.
+type Document struct {
+	Pos        Position
+	APIVersion string
+	Kind       string
+
+	Fingerprint *Fingerprint
+	Policy      *WorkloadPolicy
+	Deviation   *Deviation
+	Flag        *Flag
+}
+
+// Object returns the document's object (the one pointer that is set), or
+// nil for an empty Document.
+func (d Document) Object() any {
+	switch {
+	case d.Fingerprint != nil:
+		return d.Fingerprint
+	case d.Policy != nil:
+		return d.Policy
+	case d.Deviation != nil:
+		return d.Deviation
+	case d.Flag != nil:
+		return d.Flag
+	}
+	return nil
+}
+
+// LoadFile reads and loads the file at path; see Load.
+func LoadFile(path string) ([]Document, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy file: %w", err)
+	}
+	return Load(path, data)
+}
+
+// Load parses every document in data (YAML or JSON; several documents
+// separated by "---", or a top-level list of documents) and checks each
+// strictly against the schema and the validation rules. name is used in
+// positions and to name a bare policy spec (a document without apiVersion
+// and kind whose keys are spec fields). On invalid input the error is
+// Problems listing every problem found, and no documents are returned.
+func Load(name string, data []byte) ([]Document, error) {
+	var probs Problems
+	var docs []Document
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			probs = append(probs, syntaxProblem(name, data, err))
+			break
+		}
+		if len(n.Content) == 0 {
+			continue
+		}
+		root := n.Content[0]
+		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+			continue // an empty document
+		}
+		items := []*yaml.Node{root}
+		if root.Kind == yaml.SequenceNode {
+			items = root.Content
+		}
+		for _, item := range items {
+			l := &docLoader{file: name, pos: map[string]Position{}, nodes: map[string]*yaml.Node{}}
+			doc, ok := l.document(item)
+			probs = append(probs, l.probs...)
+			if ok {
+				docs = append(docs, doc)
+			}
+		}
+	}
+	if len(probs) == 0 && len(docs) == 0 {
+		probs = append(probs, Problem{Pos: Position{File: name, Line: 1, Column: 1}, Message: "no documents found"})
+	}
+	if len(probs) > 0 {
+		probs.sort()
+		return nil, probs
+	}
+	return docs, nil
+}
+
+// yamlLineRE matches the line number yaml.v3 puts in syntax errors.
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// maxRefineSize bounds the input size for which syntaxProblem re-parses
+// prefixes to find the offending line.
+const maxRefineSize = 256 << 10
+
+// syntaxProblem turns a yaml.v3 syntax error into a Problem. yaml.v3 reports
+// the line where the enclosing block starts, not the line that broke it, so
+// for inputs of reasonable size the offending line is found as the first
+// line whose inclusion makes the input fail to parse.
+func syntaxProblem(name string, data []byte, err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	bad := 0
+	if len(data) <= maxRefineSize {
+		bad = firstFailingLine(data)
+	}
+	switch {
+	case bad != 0 && line != 0 && bad != line:
+		msg = fmt.Sprintf("invalid YAML: %s (in the block that starts on line %d; check this line's indentation)", msg, line)
+		line = bad
+	case bad != 0:
+		msg = "invalid YAML: " + msg
+		line = bad
+	case line == 0:
+		msg = "invalid YAML: " + msg
+		line = 1
+	default:
+		msg = "invalid YAML: " + msg
+	}
+	return Problem{Pos: Position{File: name, Line: line, Column: firstColumn(data, line)}, Message: msg}
+}
+
+// firstFailingLine returns the 1-based number of the first line L such that
+// the input cut after line L does not parse, or 0 if there is none.
+func firstFailingLine(data []byte) int {
+	end := 0
+	for line := 1; end < len(data); line++ {
+		next := bytes.IndexByte(data[end:], '\n')
+		if next < 0 {
+			end = len(data)
+		} else {
+			end += next + 1
+		}
+		if !parses(data[:end]) {
+			return line
+		}
+	}
+	return 0
+}
+
+// parses reports whether data is a well-formed YAML stream.
+func parses(data []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// firstColumn returns the 1-based column of the first non-blank character
+// of the given line, or 1.
+func firstColumn(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 1
+	}
+	l := lines[line-1]
+	trimmed := bytes.TrimLeft(l, " \t")
+	if len(trimmed) == 0 {
+		return 1
+	}
+	return len(l) - len(trimmed) + 1
+}
+
+// docLoader checks and decodes one document, recording the position of
+// every field path it visits so that validation problems can be placed.
+type docLoader struct {
+	file  string
+	probs Problems
+	pos   map[string]Position
+	nodes map[string]*yaml.Node
+}
+
+func (l *docLoader) position(n *yaml.Node) Position {
+	return Position{File: l.file, Line: n.Line, Column: n.Column}
+}
+
+func (l *docLoader) addf(n *yaml.Node, path, format string, args ...any) {
+	l.probs = append(l.probs, Problem{Pos: l.position(n), Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// place returns the recorded position of path or of its nearest recorded
+// ancestor.
+func (l *docLoader) place(path string) Position {
+	for {
+		if p, ok := l.pos[path]; ok {
+			return p
+		}
+		if path == "" {
+			return Position{File: l.file}
+		}
+		path = parentPath(path)
+	}
+}
+
+// parentPath drops the last element of a field path: "a.b[2]" → "a.b",
+// "a.b" → "a", "a" → "".
+func parentPath(path string) string {
+	if strings.HasSuffix(path, "]") {
+		if i := strings.LastIndexByte(path, '['); i >= 0 {
+			return path[:i]
+		}
+	}
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+func joinPath(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+// kindClass is what a document kind decodes to.
+type kindClass int
+
+const (
+	classFingerprint kindClass = iota + 1
+	classPolicy
+	classDeviation
+	classFlag
+)
+
+// classOf returns the class of an apiVersion/kind pair, or 0.
+func classOf(apiVersion, kind string) kindClass {
+	switch apiVersion {
+	case APIVersionSpyderbat:
+		switch kind {
+		case KindSpyderbatFingerprint:
+			return classFingerprint
+		case KindSpyderbatPolicy:
+			return classPolicy
+		case KindGuardianDeviation:
+			return classDeviation
+		}
+	case APIVersionBulwark:
+		switch kind {
+		case KindFingerprint:
+			return classFingerprint
+		case KindWorkloadPolicy:
+			return classPolicy
+		case KindDeviation:
+			return classDeviation
+		case KindFlag:
+			return classFlag
+		}
+	}
+	return 0
+}
+
+// mappingValue returns the value node of key in mapping n, or nil.
+func mappingValue(n *yaml.Node, key string) (k, v *yaml.Node) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Kind == yaml.ScalarNode && n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+// document checks n and, when it has no problems, decodes it.
+func (l *docLoader) document(n *yaml.Node) (Document, bool) {
+	l.pos[""] = l.position(n)
+	if n.Kind != yaml.MappingNode {
+		l.addf(n, "", "a document must be a mapping, got %s", describe(n))
+		return Document{}, false
+	}
+	doc := Document{Pos: l.position(n)}
+	_, av := mappingValue(n, "apiVersion")
+	_, kv := mappingValue(n, "kind")
+	if av == nil && kv == nil {
+		return l.bareSpec(n, doc)
+	}
+	if av == nil || av.Kind != yaml.ScalarNode {
+		l.addf(n, "apiVersion", "required: %s or %s", APIVersionSpyderbat, APIVersionBulwark)
+		return doc, false
+	}
+	if kv == nil || kv.Kind != yaml.ScalarNode {
+		l.addf(n, "kind", "required")
+		return doc, false
+	}
+	doc.APIVersion, doc.Kind = av.Value, kv.Value
+	class := classOf(doc.APIVersion, doc.Kind)
+	if class == 0 {
+		if doc.APIVersion != APIVersionSpyderbat && doc.APIVersion != APIVersionBulwark {
+			l.addf(av, "apiVersion", "unknown apiVersion %q: want %s or %s", av.Value, APIVersionSpyderbat, APIVersionBulwark)
+		} else {
+			l.addf(kv, "kind", "unknown kind %q for apiVersion %s: want %s", kv.Value, av.Value, kindNames(av.Value))
+		}
+		return doc, false
+	}
+	var obj any
+	switch class {
+	case classFingerprint:
+		doc.Fingerprint = &Fingerprint{}
+		obj = doc.Fingerprint
+	case classPolicy:
+		doc.Policy = &WorkloadPolicy{}
+		obj = doc.Policy
+	case classDeviation:
+		doc.Deviation = &Deviation{}
+		obj = doc.Deviation
+	case classFlag:
+		doc.Flag = &Flag{}
+		obj = doc.Flag
+	}
+	l.walk(n, reflect.TypeOf(obj).Elem(), "")
+	if class == classPolicy {
+		l.requireRuleLists()
+	}
+	if len(l.probs) > 0 {
+		return doc, false
+	}
+	if err := n.Decode(obj); err != nil {
+		l.addf(n, "", "decode: %v", err)
+		return doc, false
+	}
+	normalize(reflect.ValueOf(obj).Elem())
+	var v validator
+	switch class {
+	case classFingerprint:
+		v.fingerprint(doc.Fingerprint)
+	case classPolicy:
+		v.policy(doc.Policy)
+	case classDeviation:
+		v.deviation(doc.Deviation)
+	case classFlag:
+		v.flag(doc.Flag)
+	}
+	return doc, l.placeAll(v.probs)
+}
+
+// bareSpec loads a document holding only policy spec fields as a
+// WorkloadPolicy named after the file, its type taken from its selector.
+func (l *docLoader) bareSpec(n *yaml.Node, doc Document) (Document, bool) {
+	l.pos["spec"] = l.position(n)
+	l.walk(n, reflect.TypeOf(Spec{}), "spec")
+	l.requireRuleLists()
+	if len(l.probs) > 0 {
+		return doc, false
+	}
+	p := &WorkloadPolicy{APIVersion: APIVersionBulwark, Kind: KindWorkloadPolicy}
+	if err := n.Decode(&p.Spec); err != nil {
+		l.addf(n, "", "decode: %v", err)
+		return doc, false
+	}
+	normalize(reflect.ValueOf(p).Elem())
+	p.Metadata.Name = strings.TrimSuffix(filepath.Base(l.file), filepath.Ext(l.file))
+	switch {
+	case p.Spec.ContainerSelector != nil:
+		p.Metadata.Type = TypeContainer
+	case p.Spec.ServiceSelector != nil:
+		p.Metadata.Type = TypeLinuxService
+	default:
+		l.addf(n, "", "a document without apiVersion and kind is read as a policy spec, which needs containerSelector or serviceSelector")
+		return doc, false
+	}
+	doc.APIVersion, doc.Kind, doc.Policy = p.APIVersion, p.Kind, p
+	var v validator
+	v.policy(p)
+	return doc, l.placeAll(v.probs)
+}
+
+// requireRuleLists checks that a policy's networkPolicy spells out both
+// ingress and egress (an empty list allows nothing).
+func (l *docLoader) requireRuleLists() {
+	np, ok := l.nodes["spec.networkPolicy"]
+	if !ok || np.Kind != yaml.MappingNode {
+		return
+	}
+	for _, key := range []string{"ingress", "egress"} {
+		if k, _ := mappingValue(np, key); k == nil {
+			l.addf(np, "spec.networkPolicy."+key, "required in a policy (write %s: [] to allow none)", key)
+		}
+	}
+}
+
+// placeAll gives validation problems the positions of their paths and
+// reports whether there were none.
+func (l *docLoader) placeAll(ps Problems) bool {
+	for _, p := range ps {
+		p.Pos = l.place(p.Path)
+		l.probs = append(l.probs, p)
+	}
+	return len(ps) == 0
+}
+
+func kindNames(apiVersion string) string {
+	if apiVersion == APIVersionSpyderbat {
+		return strings.Join([]string{KindSpyderbatFingerprint, KindSpyderbatPolicy, KindGuardianDeviation}, ", ")
+	}
+	return strings.Join([]string{KindFingerprint, KindWorkloadPolicy, KindDeviation, KindFlag}, ", ")
+}
+
+// describe names the kind of a node for error messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean (" + n.Value + ")"
+		case "!!int", "!!float":
+			return "a number (" + n.Value + ")"
+		default:
+			return strconv.Quote(n.Value)
+		}
+	}
+	return "a document"
+}
+
+// scalarTags are the tags a scalar may carry where a string is expected.
+var scalarTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!timestamp": true}
+
+var stringListType = reflect.TypeOf(StringList(nil))
+
+// walk checks node n against Go type t (a type from types.go, read through
+// its yaml tags): unknown fields, duplicate keys, wrong kinds and scalar
+// values that do not convert. It records the position of every path.
+func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
+	l.nodes[path] = n
+	if n.Kind == yaml.AliasNode {
+		l.addf(n, path, "YAML aliases are not supported")
+		return
+	}
+	tag := n.ShortTag()
+	if !strings.HasPrefix(tag, "!!") {
+		l.addf(n, path, "unsupported YAML tag %s", n.Tag)
+		return
+	}
+	if n.Kind == yaml.ScalarNode && tag == "!!null" {
+		return // null is the same as leaving the field out
+	}
+	if t == stringListType {
+		if n.Kind == yaml.SequenceNode {
+			l.walk(n, reflect.TypeOf([]string(nil)), path)
+			return
+		}
+		if n.Kind != yaml.ScalarNode || !scalarTags[tag] {
+			l.addf(n, path, "must be a string or a list of strings, got %s", describe(n))
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		l.walk(n, t.Elem(), path)
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			l.addf(n, path, "must be a mapping, got %s", describe(n))
+			return
+		}
+		fields := yamlFields(t)
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				l.addf(k, path, "keys must be strings, got %s", describe(k))
+				continue
+			}
+			fp := joinPath(path, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				l.addf(k, fp, "duplicate key (first at line %d)", first.Line)
+				continue
+			}
+			seen[k.Value] = k
+			l.pos[fp] = l.position(k)
+			ft, ok := fields[k.Value]
+			if !ok {
+				l.addf(k, fp, "unknown field")
+				continue
+			}
+			l.walk(v, ft, fp)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			l.addf(n, path, "must be a list, got %s", describe(n))
+			return
+		}
+		for i, e := range n.Content {
+			ep := fmt.Sprintf("%s[%d]", path, i)
+			l.pos[ep] = l.position(e)
+			l.walk(e, t.Elem(), ep)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			l.addf(n, path, "must be a mapping, got %s", describe(n))
+			return
+		}
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || !scalarTags[k.ShortTag()] {
+				l.addf(k, path, "keys must be strings, got %s", describe(k))
+				continue
+			}
+			fp := path + "[" + k.Value + "]"
+			if first, dup := seen[k.Value]; dup {
+				l.addf(k, fp, "duplicate key (first at line %d)", first.Line)
+				continue
+			}
+			seen[k.Value] = k
+			l.pos[fp] = l.position(k)
+			l.walk(v, t.Elem(), fp)
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || !scalarTags[tag] {
+			l.addf(n, path, "must be a string, got %s", describe(n))
+		}
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+			l.addf(n, path, "must be true or false, got %s", describe(n))
+		}
+	case reflect.Int, reflect.Int64, reflect.Uint64:
+		v := reflect.New(t)
+		if n.Kind != yaml.ScalarNode || tag != "!!int" || n.Decode(v.Interface()) != nil {
+			l.addf(n, path, "must be an integer, got %s", describe(n))
+		}
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (tag != "!!int" && tag != "!!float") || n.Decode(&f) != nil {
+			l.addf(n, path, "must be a number, got %s", describe(n))
+		} else if math.IsInf(f, 0) || math.IsNaN(f) {
+			l.addf(n, path, "must be a finite number, got %s", n.Value)
+		}
+	default:
+		l.addf(n, path, "field of unsupported type %s", t)
+	}
+}
+
+// yamlFields maps the yaml names of t's fields, including those of inlined
+// embedded structs, to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// normalize replaces empty slices and maps with nil throughout v, so that
+// "x: []" and a missing x load the same and documents compare equal after
+// an encode/load round trip.
+func normalize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			normalize(v.Elem())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				normalize(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			if !v.IsNil() && v.CanSet() {
+				v.Set(reflect.Zero(v.Type()))
+			}
+			return
+		}
+		for i := 0; i < v.Len(); i++ {
+			normalize(v.Index(i))
+		}
+	case reflect.Map:
+		if v.Len() == 0 && !v.IsNil() && v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
+}
