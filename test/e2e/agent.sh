@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Starts, stops or SIGKILLs the Bulwark agent attached to the e2e runtime.
+#
+#   agent.sh start   start "$BULWARK_BIN agent" (default bin/bulwark) in the
+#                    background if it has an `agent` verb; otherwise say so
+#                    and do nothing. Logs to $E2E_DIR/log/agent.log.
+#   agent.sh stop    SIGTERM the agent and wait for it to exit.
+#   agent.sh kill    SIGKILL the agent (enforcement must hold while it is down).
+#   agent.sh status  exit 0 when the agent is running.
+#
+# The agent's command line is in agent_cmd below: the one place to change
+# when the agent's flags change.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+pidfile="$E2E_DIR/run/agent.pid"
+
+agent_cmd() {
+	printf '%s\0' "$BULWARK_BIN" agent \
+		--nri-socket "$NRI_SOCK" \
+		--policy-dir "$POLICY_DIR" \
+		--socket "$AGENT_SOCK" \
+		--state-dir "$AGENT_STATE_DIR"
+}
+
+running_pid() {
+	local pid
+	[ -f "$pidfile" ] || return 1
+	pid="$(cat "$pidfile")"
+	# The pid is ours only while it still runs the agent binary.
+	[ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BULWARK_BIN")" ] || return 1
+	echo "$pid"
+}
+
+wait_gone() {
+	local pid=$1 i
+	for i in $(seq 1 100); do
+		[ -d "/proc/$pid" ] || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+case "${1:-}" in
+start)
+	need_root
+	if running_pid >/dev/null; then
+		log "agent already running (pid $(running_pid))"
+		exit 0
+	fi
+	if ! [ -x "$BULWARK_BIN" ] || ! "$BULWARK_BIN" agent --help >/dev/null 2>&1; then
+		log "agent: $BULWARK_BIN has no working 'agent' verb; the runtime runs without the agent"
+		exit 0
+	fi
+	mkdir -p "$E2E_DIR/log" "$E2E_DIR/run" "$POLICY_DIR" "$AGENT_STATE_DIR"
+	mapfile -d '' cmd < <(agent_cmd)
+	CONTAINER_RUNTIME_ENDPOINT="unix://$CONTAINERD_SOCK" setsid "${cmd[@]}" >>"$E2E_DIR/log/agent.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+	for _ in $(seq 1 100); do
+		[ -S "$AGENT_SOCK" ] && { log "agent running (pid $!)"; exit 0; }
+		[ -d "/proc/$!" ] || die "agent exited at start; see $E2E_DIR/log/agent.log"
+		sleep 0.1
+	done
+	die "agent socket $AGENT_SOCK did not appear within 10s; see $E2E_DIR/log/agent.log"
+	;;
+stop | kill)
+	pid="$(running_pid)" || { rm -f "$pidfile"; exit 0; }
+	sig=TERM
+	[ "$1" = kill ] && sig=KILL
+	kill -s "$sig" "$pid"
+	if ! wait_gone "$pid"; then
+		log "agent (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
+		kill -s KILL "$pid"
+		wait_gone "$pid" || die "agent (pid $pid) does not exit"
+	fi
+	rm -f "$pidfile"
+	;;
+status)
+	running_pid >/dev/null
+	;;
+*)
+	echo "usage: $0 start|stop|kill|status" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the offline e2e images as docker-archive tarballs, without any
+# registry, into .cache/e2e/images:
+#   bulwark-pause.tar  localhost/bulwark-pause:1  /pause (sleeps until SIGTERM)
+#   bulwark-test.tar   localhost/bulwark-test:1   busybox-static applets at
+#                      /bin plus /bin/{httpserver,client,spawner}
+# The tarballs are reproducible (fixed mtimes, owners and order), so an
+# unchanged image keeps its ID. up.sh imports them with `ctr images import`.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ -x /bin/busybox ] || die "/bin/busybox missing: run test/e2e/install.sh"
+
+work="$(mktemp -d /tmp/bulwark-e2e-images.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+
+# go_static OUT PKG builds a static binary of a helper program.
+go_static() {
+	(cd "$REPO_ROOT" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go_cmd build -trimpath -ldflags='-s -w' -o "$1" "./test/e2e/images/$2")
+}
+
+# tar_dir DIR OUT writes DIR's contents as a reproducible tar.
+tar_dir() {
+	(cd "$1" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) |
+		tar --no-recursion --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -C "$1" -cf "$2" -T -
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# docker_archive NAME ROOTFS CONFIG_JSON_FRAGMENT OUT: packs ROOTFS as one
+# layer with an image config whose "config" object is the fragment.
+docker_archive() {
+	local name=$1 rootfs=$2 cfg=$3 out=$4
+	local d="$work/archive-${name//[^a-z0-9]/_}"
+	mkdir -p "$d"
+	tar_dir "$rootfs" "$d/layer.tar"
+	local diff
+	diff="$(sha "$d/layer.tar")"
+	mkdir -p "$d/$diff"
+	mv "$d/layer.tar" "$d/$diff/layer.tar"
+	printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+		"$cfg" "$diff" >"$d/config.json"
+	local id
+	id="$(sha "$d/config.json")"
+	mv "$d/config.json" "$d/$id.json"
+	printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$id" "$name" "$diff" >"$d/manifest.json"
+	mkdir -p "$(dirname "$out")"
+	tar_dir "$d" "$out.tmp"
+	mv "$out.tmp" "$out"
+	log "built $name (sha256:$id) -> $out"
+}
+
+# The sandbox image.
+pause="$work/pause"
+mkdir -p "$pause"
+go_static "$pause/pause" pause
+docker_archive "$PAUSE_IMAGE" "$pause" '{"Entrypoint":["/pause"],"WorkingDir":"/"}' "$E2E_IMAGES/bulwark-pause.tar"
+
+# The test image: busybox applets as symlinks in /bin and the Go helpers.
+root="$work/test"
+mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev" "$root/root"
+chmod 1777 "$root/tmp"
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+for p in httpserver client spawner; do
+	go_static "$root/bin/$p" "$p"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+docker_archive "$TEST_IMAGE" "$root" '{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"}' "$E2E_IMAGES/bulwark-test.tar"

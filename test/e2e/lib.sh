@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Shared settings for the e2e runtime scripts (install.sh, images.sh, up.sh,
+# down.sh, bench.sh, run.sh). Source it; it defines variables and functions only.
+
+E2E_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$E2E_SRC/../.." && pwd)"
+
+# Pinned versions of everything install.sh builds.
+CONTAINERD_VERSION=v2.4.2
+CRICTL_VERSION=v1.37.0
+CNI_PLUGINS_VERSION=v1.10.0
+
+# Build cache (git-ignored): binaries and image tarballs.
+E2E_CACHE="${BULWARK_E2E_CACHE:-$REPO_ROOT/.cache/e2e}"
+E2E_BIN="$E2E_CACHE/bin"
+E2E_CNI_BIN="$E2E_CACHE/cni"
+E2E_IMAGES="$E2E_CACHE/images"
+
+# Everything the running runtime owns lives under this one directory:
+# containerd root and state, sockets, CNI config and IPAM state, logs,
+# the agent's policy and state directories. down.sh removes it.
+E2E_DIR="${BULWARK_E2E_DIR:-/var/lib/bulwark-e2e}"
+CONTAINERD_SOCK="$E2E_DIR/run/containerd.sock"
+NRI_SOCK="$E2E_DIR/run/nri.sock"
+AGENT_SOCK="$E2E_DIR/run/agent.sock"
+POLICY_DIR="$E2E_DIR/policies"
+AGENT_STATE_DIR="$E2E_DIR/agent"
+
+# Offline images (built by images.sh, imported by up.sh).
+TEST_IMAGE=localhost/bulwark-test:1
+PAUSE_IMAGE=localhost/bulwark-pause:1
+
+# Pod network: a private bridge and subnet used by nothing else.
+CNI_BRIDGE=bulwark-e2e0
+CNI_SUBNET=10.213.0.0/24
+CNI_NETWORK=bulwark-e2e
+
+# cgroup parent of every pod the suite creates (cgroupfs driver): a
+# test-owned subtree in every hierarchy, removed by down.sh.
+CGROUP_PARENT=/bulwark-e2e
+
+# containerd's CRI namespace.
+CTR_NS=k8s.io
+
+# The agent binary; up.sh starts it when it has an `agent` verb.
+BULWARK_BIN="${BULWARK_BIN:-$REPO_ROOT/bin/bulwark}"
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+
+# go_cmd runs the Go toolchain at low priority (the machine is shared).
+go_cmd() { nice -n 10 go "$@"; }
+
+ctr_cmd() { "$E2E_BIN/ctr" --address "$CONTAINERD_SOCK" -n "$CTR_NS" "$@"; }
+crictl_cmd() { "$E2E_BIN/crictl" --config /dev/null --runtime-endpoint "unix://$CONTAINERD_SOCK" --image-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
