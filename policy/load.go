@@ -204,7 +204,7 @@ func syntaxProblem(name string, data []byte, err error) Problem {
 	}
 	switch {
 	case bad != 0 && line != 0 && bad != line:
-		msg = fmt.Sprintf("invalid YAML: %s (in the block that starts on line %d; check this line's indentation)", msg, line)
+		msg = fmt.Sprintf("invalid YAML: %s (inside the block that starts on line %d)", msg, line)
 		line = bad
 	case bad != 0:
 		msg = "invalid YAML: " + msg
@@ -477,7 +477,9 @@ func (l *docLoader) requireRuleLists() {
 	}
 	for _, key := range []string{"ingress", "egress"} {
 		if k, _ := mappingValue(np, key); k == nil {
-			l.addf(np, "spec.networkPolicy."+key, "required in a policy (write %s: [] to allow none)", key)
+			path := "spec.networkPolicy." + key
+			msg := fmt.Sprintf("required in a policy (write %s: [] to allow none)", key)
+			l.probs = append(l.probs, Problem{Pos: l.place(path), Path: path, Message: msg})
 		}
 	}
 }
