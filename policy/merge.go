@@ -46,7 +46,7 @@ const minWildcardLen = 3
 // the default response (a high-severity red flag).
 //
 // Mixing container and linux-service fingerprints is an error, and so is a
-// set of container fingerprints whose images have no common pattern.
+// set of container fingerprints of different image repositories.
 func PolicyFromFingerprints(fps []*Fingerprint, opts CreateOptions) (*WorkloadPolicy, error) {
 	if len(fps) == 0 {
 		return nil, fmt.Errorf("create policy: no fingerprints")
@@ -893,9 +893,9 @@ func mergeSelectors(s, o *Spec) error {
 			oc = &ContainerSelector{}
 		}
 		if cs.Image != "" {
-			img := mergeGlob(cs.Image, oc.Image)
-			if img == "" {
-				return fmt.Errorf("images %q and %q have no common pattern; create one policy per image", cs.Image, oc.Image)
+			img, err := mergeImages(cs.Image, oc.Image)
+			if err != nil {
+				return err
 			}
 			cs.Image = img
 		}
@@ -936,6 +936,49 @@ func mergeSelectors(s, o *Spec) error {
 	s.PodSelector = intersectLabelSelector(s.PodSelector, o.PodSelector)
 	s.NamespaceSelector = intersectLabelSelector(s.NamespaceSelector, o.NamespaceSelector)
 	return nil
+}
+
+// mergeImages merges two image selectors: the same image, the one whose
+// glob matches the other, or, for two tags or digests of one repository,
+// their common wildcard ("docker.io/library/nginx:1.2*"). Bulwark
+// deliberately differs from spyctl, which would generalise any two images
+// sharing three characters ("*io/*"): images of different repositories are
+// an error.
+func mergeImages(a, b string) (string, error) {
+	if b == "" {
+		return "", fmt.Errorf("a fingerprint has no image selector; give the image with --name and edit the selector")
+	}
+	switch {
+	case a == b:
+		return a, nil
+	case isGlob(a) && imageMatches(a, b):
+		return a, nil
+	case isGlob(b) && imageMatches(b, a):
+		return b, nil
+	}
+	na, errA := NormalizeImage(a)
+	nb, errB := NormalizeImage(b)
+	if errA == nil && errB == nil {
+		if na == nb {
+			return na, nil
+		}
+		if imageRepository(na) == imageRepository(nb) {
+			if w := wildcard(na, nb); strings.HasPrefix(w, imageRepository(na)) {
+				return w, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("images %q and %q are not of one repository; create one policy per image", a, b)
+}
+
+// imageRepository strips the tag and digest from a normalised image
+// reference.
+func imageRepository(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref = ref[:i]
+	}
+	return ref
 }
 
 // unionIfBoth unions two machine lists; when either is empty (any machine)
