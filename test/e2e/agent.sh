@@ -23,12 +23,16 @@ agent_cmd() {
 		--state-dir "$AGENT_STATE_DIR"
 }
 
+exefile="$E2E_DIR/run/agent.exe"
+
+# running_pid prints the agent's pid if it runs. The pid is the agent's only
+# while it still runs the binary recorded at start (which may have been
+# rebuilt since: "(deleted)").
 running_pid() {
 	local pid
-	[ -f "$pidfile" ] || return 1
+	[ -f "$pidfile" ] && [ -f "$exefile" ] || return 1
 	pid="$(cat "$pidfile")"
-	# The pid is ours only while it still runs the agent binary.
-	[ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BULWARK_BIN")" ] || return 1
+	[ -n "$pid" ] && [ "$(exe_of "$pid")" = "$(cat "$exefile")" ] || return 1
 	echo "$pid"
 }
 
@@ -53,9 +57,13 @@ start)
 		exit 0
 	fi
 	mkdir -p "$E2E_DIR/log" "$E2E_DIR/run" "$POLICY_DIR" "$AGENT_STATE_DIR"
+	# No agent runs (checked above), so a socket left by a SIGKILLed one is
+	# stale; remove it so the wait below sees the new agent's socket.
+	rm -f "$AGENT_SOCK"
 	mapfile -d '' cmd < <(agent_cmd)
 	CONTAINER_RUNTIME_ENDPOINT="unix://$CONTAINERD_SOCK" setsid "${cmd[@]}" >>"$E2E_DIR/log/agent.log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
+	readlink -f "$BULWARK_BIN" >"$exefile"
 	for _ in $(seq 1 100); do
 		[ -S "$AGENT_SOCK" ] && { log "agent running (pid $!)"; exit 0; }
 		[ -d "/proc/$!" ] || die "agent exited at start; see $E2E_DIR/log/agent.log"
@@ -64,7 +72,7 @@ start)
 	die "agent socket $AGENT_SOCK did not appear within 10s; see $E2E_DIR/log/agent.log"
 	;;
 stop | kill)
-	pid="$(running_pid)" || { rm -f "$pidfile"; exit 0; }
+	pid="$(running_pid)" || { rm -f "$pidfile" "$exefile"; exit 0; }
 	sig=TERM
 	[ "$1" = kill ] && sig=KILL
 	kill -s "$sig" "$pid"
@@ -73,7 +81,7 @@ stop | kill)
 		kill -s KILL "$pid"
 		wait_gone "$pid" || die "agent (pid $pid) does not exit"
 	fi
-	rm -f "$pidfile"
+	rm -f "$pidfile" "$exefile"
 	;;
 status)
 	running_pid >/dev/null

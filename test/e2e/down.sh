@@ -45,7 +45,7 @@ fi
 "$E2E_SRC/agent.sh" stop || warn "agent did not stop"
 
 # 3. containerd.
-if alive "$cpid" && [ "$(readlink "/proc/$cpid/exe")" = "$E2E_BIN/containerd" ]; then
+if alive "$cpid" && [ "$(exe_of "$cpid")" = "$(readlink -f "$E2E_BIN/containerd")" ]; then
 	log "stopping containerd (pid $cpid)"
 	kill -s TERM "$cpid"
 	wait_gone "$cpid" || { kill -s KILL "$cpid"; wait_gone "$cpid" || warn "containerd (pid $cpid) does not exit"; }
@@ -54,10 +54,12 @@ rm -f "$pidfile"
 
 # 4. Shims of this containerd (identified by the exact -address flag) and
 #    the containers runc still knows in our runc root.
-for d in /proc/[0-9]*; do
-	[ "$(readlink "$d/exe" 2>/dev/null)" = "$E2E_BIN/containerd-shim-runc-v2" ] || continue
-	tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF "$CONTAINERD_SOCK" || continue
-	pid="${d#/proc/}"
+shim_exe="$(readlink -f "$E2E_BIN/containerd-shim-runc-v2")"
+for f in $(grep -lsF -- "$CONTAINERD_SOCK" /proc/[0-9]*/cmdline); do
+	pid="${f#/proc/}"
+	pid="${pid%/cmdline}"
+	[ "$(exe_of "$pid")" = "$shim_exe" ] || continue
+	tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF "$CONTAINERD_SOCK" || continue
 	log "killing leftover shim (pid $pid)"
 	kill -s KILL "$pid" 2>/dev/null
 done

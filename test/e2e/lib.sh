@@ -48,6 +48,14 @@ BULWARK_BIN="${BULWARK_BIN:-$REPO_ROOT/bin/bulwark}"
 log() { printf 'e2e: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# exe_of PID prints the path of the binary PID runs, even if it was
+# replaced on disk since it started.
+exe_of() {
+	local exe
+	exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 0
+	echo "${exe% (deleted)}"
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
 # go_cmd runs the Go toolchain at low priority (the machine is shared).
