@@ -37,8 +37,8 @@ running_pid() {
 }
 
 wait_gone() {
-	local pid=$1 i
-	for i in $(seq 1 100); do
+	local pid=$1
+	for _ in $(seq 1 100); do
 		[ -d "/proc/$pid" ] || return 0
 		sleep 0.1
 	done

@@ -21,8 +21,7 @@ alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }
 
 # wait_gone PID [TENTHS] waits for PID to exit.
 wait_gone() {
-	local i
-	for i in $(seq 1 "${2:-100}"); do
+	for _ in $(seq 1 "${2:-100}"); do
 		alive "$1" || return 0
 		sleep 0.1
 	done
@@ -34,10 +33,10 @@ wait_gone() {
 pidfile="$E2E_DIR/run/containerd.pid"
 cpid="$(cat "$pidfile" 2>/dev/null || true)"
 if alive "$cpid" && [ -S "$CONTAINERD_SOCK" ] && crictl_cmd --timeout 5s info >/dev/null 2>&1; then
-	pods="$(crictl_cmd pods -q 2>/dev/null || true)"
-	if [ -n "$pods" ]; then
-		log "removing $(echo "$pods" | wc -l) pod(s)"
-		crictl_cmd rmp -f $pods >/dev/null 2>&1 || warn "crictl rmp failed"
+	mapfile -t pods < <(crictl_cmd pods -q 2>/dev/null)
+	if [ ${#pods[@]} -gt 0 ]; then
+		log "removing ${#pods[@]} pod(s)"
+		crictl_cmd rmp -f "${pods[@]}" >/dev/null 2>&1 || warn "crictl rmp failed"
 	fi
 fi
 
@@ -55,7 +54,7 @@ rm -f "$pidfile"
 # 4. Shims of this containerd (identified by the exact -address flag) and
 #    the containers runc still knows in our runc root.
 shim_exe="$(readlink -f "$E2E_BIN/containerd-shim-runc-v2")"
-for f in $(grep -lsF -- "$CONTAINERD_SOCK" /proc/[0-9]*/cmdline); do
+grep -lsF -- "$CONTAINERD_SOCK" /proc/[0-9]*/cmdline | while read -r f; do
 	pid="${f#/proc/}"
 	pid="${pid%/cmdline}"
 	[ "$(exe_of "$pid")" = "$shim_exe" ] || continue
@@ -77,10 +76,8 @@ fi
 #    hierarchy (v1 controllers and the v2 tree), deepest first.
 for top in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
 	[ -d "$top" ] || continue
-	for procs in $(find "$top" -name cgroup.procs 2>/dev/null); do
-		for pid in $(cat "$procs" 2>/dev/null); do
-			kill -s KILL "$pid" 2>/dev/null
-		done
+	find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do
+		kill -s KILL "$pid" 2>/dev/null
 	done
 done
 for top in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
@@ -98,9 +95,9 @@ done
 #    mounts), deepest first; unmounting the netns mounts frees the network
 #    namespaces and with them the pods' veth ends.
 if [ -d "$E2E_DIR" ]; then
-	for m in $(awk -v d="$E2E_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+	while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || warn "cannot unmount $m"
-	done
+	done < <(awk -v d="$E2E_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 fi
 
 # 7. The CNI bridge and any veth still attached to it.
@@ -126,9 +123,9 @@ if [ -f "$E2E_DIR/host/iptables.save" ]; then
 			iptables -t "$t" -F "$c" || warn "flush $t $c failed"
 		done
 		for c in "${new[@]}"; do
-			iptables -t "$t" -S | grep -E -- "-j $c( |\$)" | sed 's/^-A //' | while read -r rule; do
+			while read -r rule; do
 				eval "iptables -t $t -D $rule" || warn "delete $t rule $rule failed"
-			done
+			done < <(iptables -t "$t" -S | grep -E -- "-j $c( |\$)" | sed 's/^-A //')
 		done
 		for c in "${new[@]}"; do
 			iptables -t "$t" -X "$c" || warn "delete $t chain $c failed"

@@ -10,6 +10,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -x /bin/busybox ] || die "/bin/busybox missing: run test/e2e/install.sh"
+# The image has no libc: busybox must be the static build (busybox-static).
+if ldd /bin/busybox >/dev/null 2>&1; then
+	die "/bin/busybox is dynamically linked; install busybox-static"
+fi
 
 work="$(mktemp -d /tmp/bulwark-e2e-images.XXXXXX)"
 trap 'rm -rf "$work"' EXIT

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are used by the scripts sourcing this file
 # Shared settings for the e2e runtime scripts (install.sh, images.sh, up.sh,
 # down.sh, bench.sh, run.sh). Source it; it defines variables and functions only.
 

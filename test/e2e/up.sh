@@ -50,6 +50,11 @@ if [ -f "$pidfile" ] && [ -d "/proc/$(cat "$pidfile")" ] && crictl_cmd info >/de
 	exit 0
 fi
 
+if [ -d "$E2E_DIR" ]; then
+	log "removing the remains of a previous runtime in $E2E_DIR"
+	"$E2E_SRC/down.sh" || die "down.sh could not clean $E2E_DIR"
+fi
+
 [ ${#E2E_DIR} -le 38 ] || die "E2E_DIR $E2E_DIR is too long for the shim socket directory (max 38 chars)"
 mkdir -p "$E2E_DIR"/{root,state,run,s,runc,host,log,opt,cni/conf,cni/ipam,nri/plugins,nri/conf.d} "$POLICY_DIR" "$AGENT_STATE_DIR"
 chmod 700 "$E2E_DIR/s"
