@@ -24,7 +24,8 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-	// Each verb is built by its own new*Cmd function in a file named after it.
+		// Each verb is built by its own new*Cmd function in a file named after it.
+		newCreateCmd(), newMergeCmd(), newDiffCmd(),
 	)
 	return root
 }

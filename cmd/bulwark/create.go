@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/bulwarkhq/bulwark/policy"
+	"github.com/spf13/cobra"
+)
+
+// newCreateCmd is the parent of the create subcommands, one per noun.
+func newCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create documents from others (policies from fingerprints)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newCreatePolicyCmd())
+	return cmd
+}
+
+func newCreatePolicyCmd() *cobra.Command {
+	var files []string
+	var output string
+	var opts policy.CreateOptions
+	cmd := &cobra.Command{
+		Use:   "policy -f FINGERPRINTS... [--name N] [--mode audit|enforce] [--include-imageid] [-o yaml|json]",
+		Short: "Create one workload policy from the fingerprints of a workload's instances",
+		Long: `Create policy merges every fingerprint in the files (each file may hold
+several documents) into one policy that allows what any instance did. The
+policy is in audit mode unless --mode enforce is given, and raises a
+high-severity red flag on every deviation. Arguments after the flags are
+further fingerprint files; "-" reads standard input.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Mode != policy.ModeAudit && opts.Mode != policy.ModeEnforce {
+				return fmt.Errorf("--mode %q: want %s or %s", opts.Mode, policy.ModeAudit, policy.ModeEnforce)
+			}
+			files = append(files, args...)
+			if len(files) == 0 {
+				return fmt.Errorf("no fingerprints: give -f FILE")
+			}
+			docs, err := loadFiles(cmd.InOrStdin(), files)
+			if err != nil {
+				return err
+			}
+			fps := make([]*policy.Fingerprint, 0, len(docs))
+			for _, d := range docs {
+				if d.Fingerprint == nil {
+					return fmt.Errorf("%s: a %s, not a fingerprint", d.Pos, d.Kind)
+				}
+				fps = append(fps, d.Fingerprint)
+			}
+			p, err := policy.PolicyFromFingerprints(fps, opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", culprit(docs, fps, opts), err)
+			}
+			return policy.Encode(cmd.OutOrStdout(), output, p)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&files, "file", "f", nil, "fingerprint files (repeatable)")
+	f.StringVar(&opts.Name, "name", "", "policy name (default: the image or service)")
+	f.StringVar(&opts.Mode, "mode", policy.ModeAudit, "policy mode: audit or enforce")
+	f.BoolVar(&opts.IncludeImageID, "include-imageid", false, "keep the image ID in the container selector")
+	f.StringVarP(&output, "output", "o", policy.FormatYAML, "output format: yaml or json")
+	return cmd
+}
+
+// culprit names the file position of the first fingerprint that makes
+// creating a policy fail (the files as a whole when only all of them fail).
+func culprit(docs []policy.Document, fps []*policy.Fingerprint, opts policy.CreateOptions) string {
+	for i := 1; i < len(fps); i++ {
+		if _, err := policy.PolicyFromFingerprints(fps[:i], opts); err != nil {
+			return docs[i-1].Pos.String()
+		}
+	}
+	return docs[len(docs)-1].Pos.String()
+}
