@@ -28,7 +28,6 @@ type runtimeEnv struct {
 	scripts      string // test/e2e, for agent.sh
 	cgroupParent string // cgroup parent of every pod
 	image        string // test image with busybox applets and the Go helpers
-	policyDir    string // the agent's policy directory
 }
 
 // newRuntime returns the running e2e runtime, or skips the test with the
@@ -45,7 +44,6 @@ func newRuntime(t *testing.T) *runtimeEnv {
 		scripts:      os.Getenv("BULWARK_E2E_SCRIPTS"),
 		cgroupParent: os.Getenv("BULWARK_E2E_CGROUP_PARENT"),
 		image:        os.Getenv("BULWARK_TEST_IMAGE"),
-		policyDir:    os.Getenv("BULWARK_POLICY_DIR"),
 	}
 	if rt.crictl == "" || rt.endpoint == "" || rt.dir == "" || rt.cgroupParent == "" || rt.image == "" {
 		t.Skip("e2e: runtime not up; run: eval \"$(test/e2e/up.sh)\" (or test/e2e/run.sh)")
