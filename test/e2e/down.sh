@@ -147,6 +147,12 @@ if [ "$(cat "$E2E_DIR/host/var-lib-cni" 2>/dev/null)" = absent ] && [ -d /var/li
 	rmdir /var/lib/cni 2>/dev/null || warn "/var/lib/cni is not empty; left in place"
 fi
 
+# /run/mount, libmount's utab directory, when up.sh found it absent and it
+# is empty.
+if [ "$(cat "$E2E_DIR/host/run-mount" 2>/dev/null)" = absent ] && [ -d /run/mount ]; then
+	rmdir /run/mount 2>/dev/null || true
+fi
+
 # 10. ip_forward as it was before up.sh.
 if [ -f "$E2E_DIR/host/ip_forward" ]; then
 	want="$(cat "$E2E_DIR/host/ip_forward")"

@@ -63,8 +63,10 @@ chmod 700 "$E2E_DIR/s"
 # first snapshot, which is the state before anything was changed.
 [ -f "$E2E_DIR/host/ip_forward" ] || cat /proc/sys/net/ipv4/ip_forward >"$E2E_DIR/host/ip_forward"
 [ -f "$E2E_DIR/host/iptables.save" ] || iptables-save >"$E2E_DIR/host/iptables.save"
-# libcni caches results in /var/lib/cni (not configurable through containerd).
+# libcni caches results in /var/lib/cni (not configurable through
+# containerd); umount (libmount) may create /run/mount for its utab.
 [ -f "$E2E_DIR/host/var-lib-cni" ] || { [ -d /var/lib/cni ] && echo existed || echo absent; } >"$E2E_DIR/host/var-lib-cni"
+[ -f "$E2E_DIR/host/run-mount" ] || { [ -d /run/mount ] && echo existed || echo absent; } >"$E2E_DIR/host/run-mount"
 
 printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' \
 	"$CONTAINERD_SOCK" "$CONTAINERD_SOCK" >"$E2E_DIR/crictl.yaml"
