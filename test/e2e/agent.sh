@@ -20,7 +20,9 @@ agent_cmd() {
 		--nri-socket "$NRI_SOCK" \
 		--policy-dir "$POLICY_DIR" \
 		--socket "$AGENT_SOCK" \
-		--state-dir "$AGENT_STATE_DIR"
+		--runtime-endpoint "$CONTAINERD_SOCK" \
+		--namespace-labels "$NS_LABELS" \
+		--pin-dir "$PIN_DIR"
 }
 
 exefile="$E2E_DIR/run/agent.exe"
@@ -56,7 +58,8 @@ start)
 		log "agent: $BULWARK_BIN has no working 'agent' verb; the runtime runs without the agent"
 		exit 0
 	fi
-	mkdir -p "$E2E_DIR/log" "$E2E_DIR/run" "$POLICY_DIR" "$AGENT_STATE_DIR"
+	mountpoint -q "$BPFFS" || die "$BPFFS is not mounted: start the runtime with test/e2e/up.sh"
+	mkdir -p "$E2E_DIR/log" "$E2E_DIR/run" "$POLICY_DIR"
 	# No agent runs (checked above), so a socket left by a SIGKILLed one is
 	# stale; remove it so the wait below sees the new agent's socket.
 	rm -f "$AGENT_SOCK"

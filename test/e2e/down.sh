@@ -92,8 +92,9 @@ for top in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
 done
 
 # 6. Mounts under $E2E_DIR (rootfs overlays, sandbox shm, netns bind
-#    mounts), deepest first; unmounting the netns mounts frees the network
-#    namespaces and with them the pods' veth ends.
+#    mounts, the agent's bpffs), deepest first; unmounting the netns mounts
+#    frees the network namespaces and with them the pods' veth ends, and
+#    unmounting the bpffs drops the agent's pins (detaching its programs).
 if [ -d "$E2E_DIR" ]; then
 	while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || warn "cannot unmount $m"

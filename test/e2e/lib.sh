@@ -19,13 +19,16 @@ E2E_IMAGES="$E2E_CACHE/images"
 
 # Everything the running runtime owns lives under this one directory:
 # containerd root and state, sockets, CNI config and IPAM state, logs,
-# the agent's policy and state directories. down.sh removes it.
+# the agent's policy directory, namespace labels file and a private bpffs
+# for its pins. down.sh removes it.
 E2E_DIR="${BULWARK_E2E_DIR:-/var/lib/bulwark-e2e}"
 CONTAINERD_SOCK="$E2E_DIR/run/containerd.sock"
 NRI_SOCK="$E2E_DIR/run/nri.sock"
 AGENT_SOCK="$E2E_DIR/run/agent.sock"
 POLICY_DIR="$E2E_DIR/policies"
-AGENT_STATE_DIR="$E2E_DIR/agent"
+NS_LABELS="$E2E_DIR/namespace-labels.yaml"
+BPFFS="$E2E_DIR/bpf"
+PIN_DIR="$BPFFS/bulwark"
 
 # Offline images (built by images.sh, imported by up.sh).
 TEST_IMAGE=localhost/bulwark-test:1

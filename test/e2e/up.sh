@@ -32,7 +32,8 @@ print_env() {
 		export BULWARK_PAUSE_IMAGE=$PAUSE_IMAGE
 		export BULWARK_NRI_SOCKET=$NRI_SOCK
 		export BULWARK_AGENT_SOCKET=$AGENT_SOCK
-		export BULWARK_AGENT_STATE_DIR=$AGENT_STATE_DIR
+		export BULWARK_NAMESPACE_LABELS=$NS_LABELS
+		export BULWARK_PIN_DIR=$PIN_DIR
 		export BULWARK_E2E_DIR=$E2E_DIR
 		export BULWARK_E2E_SCRIPTS=$E2E_SRC
 		export BULWARK_E2E_CGROUP_PARENT=$CGROUP_PARENT
@@ -56,8 +57,13 @@ if [ -d "$E2E_DIR" ]; then
 fi
 
 [ ${#E2E_DIR} -le 38 ] || die "E2E_DIR $E2E_DIR is too long for the shim socket directory (max 38 chars)"
-mkdir -p "$E2E_DIR"/{root,state,run,s,runc,host,log,opt,cni/conf,cni/ipam,nri/plugins,nri/conf.d} "$POLICY_DIR" "$AGENT_STATE_DIR"
+mkdir -p "$E2E_DIR"/{root,state,run,s,runc,host,log,opt,cni/conf,cni/ipam,nri/plugins,nri/conf.d} "$POLICY_DIR" "$BPFFS"
 chmod 700 "$E2E_DIR/s"
+# The agent's pins live on a private bpffs (not /sys/fs/bpf); unmounting it
+# in down.sh drops every pin.
+mountpoint -q "$BPFFS" || mount -t bpf -o mode=0700 bpffs "$BPFFS"
+# Namespace labels the agent reads (YAML: namespace name -> labels).
+[ -f "$NS_LABELS" ] || echo '{}' >"$NS_LABELS"
 
 # Host state down.sh restores; a second up after a partial one keeps the
 # first snapshot, which is the state before anything was changed.
