@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,12 +23,13 @@ const crictlTimeout = 60 * time.Second
 // runtimeEnv is the e2e runtime started by up.sh, as described by the
 // environment it prints.
 type runtimeEnv struct {
-	crictl       string // crictl binary
-	endpoint     string // CRI endpoint, unix://...
-	dir          string // the runtime's directory ($BULWARK_E2E_DIR)
-	scripts      string // test/e2e, for agent.sh
-	cgroupParent string // cgroup parent of every pod
-	image        string // test image with busybox applets and the Go helpers
+	crictl       string       // crictl binary
+	endpoint     string       // CRI endpoint, unix://...
+	dir          string       // the runtime's directory ($BULWARK_E2E_DIR)
+	scripts      string       // test/e2e, for agent.sh
+	cgroupParent string       // cgroup parent of every pod
+	image        string       // test image with busybox applets and the Go helpers
+	subnet       netip.Prefix // the pods' subnet on the CNI bridge
 }
 
 // newRuntime returns the running e2e runtime, or skips the test with the
@@ -48,6 +50,11 @@ func newRuntime(t *testing.T) *runtimeEnv {
 	if rt.crictl == "" || rt.endpoint == "" || rt.dir == "" || rt.cgroupParent == "" || rt.image == "" {
 		t.Skip("e2e: runtime not up; run: eval \"$(test/e2e/up.sh)\" (or test/e2e/run.sh)")
 	}
+	subnet, err := netip.ParsePrefix(os.Getenv("BULWARK_E2E_SUBNET"))
+	if err != nil {
+		t.Fatalf("BULWARK_E2E_SUBNET: %v", err)
+	}
+	rt.subnet = subnet
 	if _, err := rt.run(context.Background(), "info"); err != nil {
 		t.Skipf("e2e: runtime at %s not answering: %v", rt.endpoint, err)
 	}
