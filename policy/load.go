@@ -183,9 +183,9 @@ func Load(name string, data []byte) ([]Document, error) {
 // yamlLineRE matches the line number yaml.v3 puts in syntax errors.
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// maxRefineSize bounds the input size for which syntaxProblem re-parses
-// prefixes to find the offending line.
-const maxRefineSize = 256 << 10
+// refineBudget bounds the bytes syntaxProblem re-parses to find the line
+// that breaks a file; past it the line yaml.v3 reported is used.
+const refineBudget = 4 << 20
 
 // syntaxProblem turns a yaml.v3 syntax error into a Problem. yaml.v3 reports
 // the line where the enclosing block starts, not the line that broke it, so
@@ -198,10 +198,7 @@ func syntaxProblem(name string, data []byte, err error) Problem {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
-	bad := 0
-	if len(data) <= maxRefineSize {
-		bad = firstFailingLine(data)
-	}
+	bad := firstFailingLine(data, line)
 	switch {
 	case bad != 0 && line != 0 && bad != line:
 		msg = fmt.Sprintf("invalid YAML: %s (inside the block that starts on line %d)", msg, line)
@@ -218,17 +215,24 @@ func syntaxProblem(name string, data []byte, err error) Problem {
 	return Problem{Pos: Position{File: name, Line: line, Column: firstColumn(data, line)}, Message: msg}
 }
 
-// firstFailingLine returns the 1-based number of the first line L such that
-// the input cut after line L does not parse, or 0 if there is none.
-func firstFailingLine(data []byte) int {
-	end := 0
-	for line := 1; end < len(data); line++ {
+// firstFailingLine returns the 1-based number of the first line L at or
+// after line from such that the input cut after line L does not parse, or 0
+// if there is none or finding it would parse more than refineBudget bytes.
+// Lines before from are not tried: yaml.v3 reports the start of the block
+// that contains the error, so the error is not earlier.
+func firstFailingLine(data []byte, from int) int {
+	end, budget := 0, refineBudget
+	for line := 1; end < len(data) && budget > 0; line++ {
 		next := bytes.IndexByte(data[end:], '\n')
 		if next < 0 {
 			end = len(data)
 		} else {
 			end += next + 1
 		}
+		if line < from {
+			continue
+		}
+		budget -= end
 		if !parses(data[:end]) {
 			return line
 		}
