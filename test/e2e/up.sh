@@ -6,6 +6,11 @@
 # iptables chains, cgroups under $CGROUP_PARENT and net.ipv4.ip_forward,
 # all of which down.sh undoes.
 #
+# BULWARK_E2E_REQUIRED_PLUGINS="name ..." makes containerd's NRI default
+# validator require those plugins: while one is not connected, creating a
+# container fails (fail closed against a missing agent).
+# BULWARK_E2E_LOG_LEVEL sets containerd's log level (default info).
+#
 # Prints `export` lines on stdout (logs go to stderr), for
 #   eval "$(test/e2e/up.sh)"
 # and writes the same lines to $E2E_DIR/env. Running it again while the
@@ -41,6 +46,18 @@ print_env() {
 		export BULWARK_CRICTL=$E2E_BIN/crictl
 		export PATH=$E2E_BIN:\$PATH
 	ENV
+}
+
+# required_plugins_toml prints the NRI default validator settings for
+# BULWARK_E2E_REQUIRED_PLUGINS, or nothing.
+required_plugins_toml() {
+	local names=() p list=
+	read -r -a names <<<"${BULWARK_E2E_REQUIRED_PLUGINS:-}"
+	[ ${#names[@]} -gt 0 ] || return 0
+	for p in "${names[@]}"; do
+		list+="${list:+, }'$p'"
+	done
+	printf "  [plugins.'io.containerd.nri.v1.nri'.default_validator]\n    enable = true\n    required_plugins = [%s]\n" "$list"
 }
 
 pidfile="$E2E_DIR/run/containerd.pid"
@@ -111,6 +128,9 @@ cat >"$E2E_DIR/containerd.toml" <<-TOML
 	[ttrpc]
 	  address = '$CONTAINERD_SOCK.ttrpc'
 
+	[debug]
+	  level = '${BULWARK_E2E_LOG_LEVEL:-info}'
+
 	[plugins.'io.containerd.internal.v1.opt']
 	  path = '$E2E_DIR/opt'
 
@@ -122,6 +142,7 @@ cat >"$E2E_DIR/containerd.toml" <<-TOML
 	  socket_path = '$NRI_SOCK'
 	  plugin_path = '$E2E_DIR/nri/plugins'
 	  plugin_config_path = '$E2E_DIR/nri/conf.d'
+$(required_plugins_toml)
 
 	[plugins.'io.containerd.cri.v1.images']
 	  snapshotter = 'overlayfs'
