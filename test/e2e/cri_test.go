@@ -55,8 +55,10 @@ func newRuntime(t *testing.T) *runtimeEnv {
 		t.Fatalf("BULWARK_E2E_SUBNET: %v", err)
 	}
 	rt.subnet = subnet
+	// The environment says the runtime is up: one that does not answer is
+	// a failure, not a reason to skip.
 	if _, err := rt.run(context.Background(), "info"); err != nil {
-		t.Skipf("e2e: runtime at %s not answering: %v", rt.endpoint, err)
+		t.Fatalf("e2e: runtime at %s not answering: %v", rt.endpoint, err)
 	}
 	return rt
 }
@@ -132,7 +134,6 @@ type (
 			Image string `json:"image"`
 		} `json:"image"`
 		Command     []string          `json:"command,omitempty"`
-		Args        []string          `json:"args,omitempty"`
 		Envs        []criKeyValue     `json:"envs,omitempty"`
 		Labels      map[string]string `json:"labels,omitempty"`
 		Annotations map[string]string `json:"annotations,omitempty"`
@@ -228,11 +229,12 @@ func (p *pod) Ready(t *testing.T) bool {
 
 // ctrSpec describes a container. Image defaults to the test image.
 type ctrSpec struct {
-	Name    string
-	Image   string
-	Command []string
-	Env     map[string]string
-	Labels  map[string]string
+	Name        string
+	Image       string
+	Command     []string
+	Env         map[string]string
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
 // container is a created (and maybe started) container.
@@ -256,6 +258,7 @@ func (p *pod) Create(t *testing.T, spec ctrSpec) *container {
 		cfg.Envs = append(cfg.Envs, criKeyValue{Key: k, Value: v})
 	}
 	cfg.Labels = spec.Labels
+	cfg.Annotations = spec.Annotations
 	cfg.LogPath = spec.Name + ".log"
 	id := p.rt.mustRun(t, "create", p.ID, writeJSON(t, "ctr-"+spec.Name+".json", cfg), p.config)
 	return &container{rt: p.rt, ID: id, Name: spec.Name}
