@@ -122,7 +122,7 @@ func nodeChange(o *ProcessNode, oEuser []string, n *ProcessNode, nEuser []string
 		}
 	}
 	for _, u := range sortedUnion(nEuser, nil) {
-		if !slices.Contains(oEuser, u) {
+		if len(oEuser) > 0 && !slices.Contains(oEuser, u) { // none allows any
 			c.Euser = append(c.Euser, u)
 		}
 	}

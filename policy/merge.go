@@ -192,8 +192,8 @@ func derivedName(p *WorkloadPolicy, first *Fingerprint) string {
 // existing exes; it then adds the exes no existing glob covers, its eusers
 // and the listening sockets no existing range contains, and its children
 // are merged the same way. Other nodes are appended with fresh ids
-// ("name_N", N one more than the highest N in use); existing ids never
-// change. A deviation's {policyNode: {id, children}} entry grafts the
+// ("name_N", N one more than the highest N in use for the name);
+// existing ids never change. A deviation's {policyNode: {id, children}} entry grafts the
 // children under the existing node id. Network rules are merged as
 // described at mergeRules, and the processes of incoming rules are renamed
 // to the ids their nodes got.
@@ -333,13 +333,10 @@ func splitID(id string) (string, int) {
 	return id[:i], n
 }
 
-// freshID returns an unused id for a node appended to the result, built
-// from its old id's prefix or, lacking one, from its name.
-func (m *merger) freshID(oldID, name string) string {
-	prefix, _ := splitID(oldID)
-	if prefix == "" {
-		prefix = idFromName(name)
-	}
+// freshID returns an unused id for a node appended to the result:
+// "name_N" with N one more than the highest number in use for that name.
+func (m *merger) freshID(name string) string {
+	prefix := idFromName(name)
 	n := m.next[prefix]
 	for m.used[prefix+"_"+strconv.Itoa(n)] {
 		n++
@@ -505,9 +502,17 @@ func (m *merger) mergeNode(d, n *ProcessNode, dstParentEuser, inParentEuser []st
 			d.Exe = append(d.Exe, e)
 		}
 	}
+	// An empty effective euser allows any user and needs nothing added.
+	// Children that inherit d's eusers keep the old ones explicitly, so
+	// that widening d widens nothing below it.
 	dEff := effectiveEuser(d, dstParentEuser)
 	nEff := effectiveEuser(n, inParentEuser)
-	if union := sortedUnion(dEff, nEff); !slices.Equal(union, sortedUnion(dEff, nil)) {
+	if union := sortedUnion(dEff, nEff); len(dEff) > 0 && !slices.Equal(union, sortedUnion(dEff, nil)) {
+		for i := range d.Children {
+			if len(d.Children[i].Euser) == 0 {
+				d.Children[i].Euser = sortedUnion(dEff, nil)
+			}
+		}
 		d.Euser = union
 	}
 	for _, s := range n.ListeningSockets {
@@ -530,7 +535,7 @@ func (m *merger) adopt(n ProcessNode, dstEuser, inEuser []string, ids map[string
 	}
 	var assign func(*ProcessNode)
 	assign = func(c *ProcessNode) {
-		id := m.freshID(c.ID, c.Name)
+		id := m.freshID(c.Name)
 		if c.ID != "" {
 			ids[c.ID] = id
 		}

@@ -51,16 +51,16 @@ func TestFreshID(t *testing.T) {
 		{Name: "sh", ID: "sh"},
 	}}}
 	m := newMerger(false, p)
-	for _, tt := range []struct{ old, name, want string }{
-		{"nginx_0", "nginx", "nginx_3"}, // one past the highest, never reusing nginx_1
-		{"nginx_7", "nginx", "nginx_4"},
-		{"sh_0", "sh", "sh_0"}, // "sh" has no number: sh_0 is free
-		{"", "python*", "python_0"},
-		{"", "***", "process_0"},
-		{"curl_5", "curl", "curl_0"},
+	for _, tt := range []struct{ name, want string }{
+		{"nginx", "nginx_3"}, // one past the highest, never reusing nginx_1
+		{"nginx", "nginx_4"},
+		{"sh", "sh_0"}, // the id "sh" has no number: sh_0 is free
+		{"python*", "python_0"},
+		{"***", "process_0"},
+		{"curl", "curl_0"},
 	} {
-		if got := m.freshID(tt.old, tt.name); got != tt.want {
-			t.Errorf("freshID(%q, %q) = %q, want %q", tt.old, tt.name, got, tt.want)
+		if got := m.freshID(tt.name); got != tt.want {
+			t.Errorf("freshID(%q) = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
@@ -317,8 +317,8 @@ func TestPolicyFromFingerprintsProcesses(t *testing.T) {
 	// and its shell child, which b's egress rule names.
 	b.Spec.ProcessPolicy[0].Children = []ProcessNode{{Name: "sh", Exe: []string{"/bin/sh"}, ID: "nginx_1"}}
 	b.Spec.NetworkPolicy = &NetworkPolicy{Egress: []NetworkRule{rule([]string{"10.0.0.1/32"}, []string{"nginx_1"}, tcp(80))}}
-	// a has a node with b's child's id prefix, so the child gets nginx_2...
-	a.Spec.ProcessPolicy = append(a.Spec.ProcessPolicy, ProcessNode{Name: "init", Exe: []string{"/sbin/tini"}, Euser: []string{"root"}, ID: "nginx_1"})
+	// a has a root shell as sh_0, so b's child shell gets sh_1...
+	a.Spec.ProcessPolicy = append(a.Spec.ProcessPolicy, ProcessNode{Name: "sh", Exe: []string{"/bin/sh"}, Euser: []string{"root"}, ID: "sh_0"})
 	p, err := PolicyFromFingerprints([]*Fingerprint{a, b}, CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -333,12 +333,12 @@ func TestPolicyFromFingerprintsProcesses(t *testing.T) {
 	if want := []Port{tcpRange(80, 90)}; !reflect.DeepEqual(root.ListeningSockets, want) {
 		t.Errorf("listeningSockets = %v, want %v", root.ListeningSockets, want)
 	}
-	if len(root.Children) != 1 || root.Children[0].ID != "nginx_2" {
-		t.Fatalf("children = %+v, want the shell as nginx_2", root.Children)
+	if len(root.Children) != 1 || root.Children[0].ID != "sh_1" {
+		t.Fatalf("children = %+v, want the shell as sh_1", root.Children)
 	}
 	// ...and the rule follows it.
-	if got := p.Spec.NetworkPolicy.Egress[0].Processes; !reflect.DeepEqual(got, []string{"nginx_2"}) {
-		t.Errorf("egress processes = %v, want [nginx_2]", got)
+	if got := p.Spec.NetworkPolicy.Egress[0].Processes; !reflect.DeepEqual(got, []string{"sh_1"}) {
+		t.Errorf("egress processes = %v, want [sh_1]", got)
 	}
 	if err := ValidatePolicy(p); err != nil {
 		t.Errorf("ValidatePolicy: %v", err)
