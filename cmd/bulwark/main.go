@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		// Each verb is built by its own new*Cmd function in a file named after it.
-		newCreateCmd(), newMergeCmd(), newDiffCmd(),
+		newCreateCmd(), newMergeCmd(), newDiffCmd(), newValidateCmd(),
 	)
 	return root
 }
