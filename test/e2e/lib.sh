@@ -3,6 +3,9 @@
 # Shared settings for the e2e runtime scripts (install.sh, images.sh, up.sh,
 # down.sh, bench.sh, run.sh). Source it; it defines variables and functions only.
 
+# runc, iptables, ip, mount tools: make sure sbin is searched.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
 E2E_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$E2E_SRC/../.." && pwd)"
 

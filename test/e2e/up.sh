@@ -172,7 +172,8 @@ $(required_plugins_toml)
 TOML
 
 log "starting containerd $CONTAINERD_VERSION in $E2E_DIR"
-PATH="$E2E_BIN:$PATH" setsid "$E2E_BIN/containerd" --config "$E2E_DIR/containerd.toml" \
+# The shim comes from $E2E_BIN; the CNI plugins need iptables from sbin.
+PATH="$E2E_BIN:/usr/local/sbin:/usr/sbin:/sbin:$PATH" setsid "$E2E_BIN/containerd" --config "$E2E_DIR/containerd.toml" \
 	>>"$E2E_DIR/log/containerd.log" 2>&1 </dev/null &
 echo $! >"$pidfile"
 
