@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -45,7 +47,8 @@ func Encode(w io.Writer, format string, docs ...any) error {
 		}
 		return nil
 	case FormatJSON:
-		enc := json.NewEncoder(w)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		var v any = objs
@@ -55,8 +58,36 @@ func Encode(w io.Writer, format string, docs ...any) error {
 		if err := enc.Encode(v); err != nil {
 			return fmt.Errorf("encode json: %w", err)
 		}
+		if _, err := w.Write(escapeForYAML(buf.Bytes())); err != nil {
+			return fmt.Errorf("write json: %w", err)
+		}
 		return nil
 	default:
 		return fmt.Errorf("unknown output format %q (want %s or %s)", format, FormatYAML, FormatJSON)
 	}
+}
+
+// escapeForYAML writes as \uXXXX escapes the characters that encoding/json
+// leaves raw but a YAML parser would not read back unchanged: DEL, the C1
+// controls (U+0085 is a YAML line break), U+FEFF and the non-characters
+// U+FFFE and U+FFFF. JSON's own syntax is ASCII, so such characters only
+// occur inside strings, where the escape means the same.
+func escapeForYAML(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == 0x7f || r >= 0x80 && r <= 0x9f || r == 0xfeff || r == 0xfffe || r == 0xffff {
+			if out == nil {
+				out = append(make([]byte, 0, len(b)+16), b[:i]...)
+			}
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else if out != nil {
+			out = append(out, b[i:i+size]...)
+		}
+		i += size
+	}
+	if out == nil {
+		return b
+	}
+	return out
 }

@@ -105,3 +105,20 @@ func TestEncodeUnknownFormat(t *testing.T) {
 		t.Errorf("Encode(toml) = %v", err)
 	}
 }
+
+// TestEncodeAwkwardCharacters round-trips strings holding characters that
+// JSON leaves raw but YAML reads differently (DEL, NEL and other C1
+// controls, BOM) or that JSON escapes (line and paragraph separators).
+func TestEncodeAwkwardCharacters(t *testing.T) {
+	f := &Flag{APIVersion: APIVersionBulwark, Kind: KindFlag, Metadata: FlagMetadata{
+		UID: "flag:1", Class: FlagClassRed, Severity: "low",
+		Description: "a\x7fb\u0085c\u0080d\ufeffe\u2028f\u2029g\ttab \"quote\" <html> é 日本 🙂",
+	}}
+	docs := []Document{{APIVersion: f.APIVersion, Kind: f.Kind, Flag: f}}
+	for _, format := range []string{FormatYAML, FormatJSON} {
+		again, out := roundTrip(t, format, docs)
+		if !sameDocuments(docs, again) {
+			t.Errorf("%s round trip: got %q\n%s", format, again[0].Flag.Metadata.Description, out)
+		}
+	}
+}

@@ -382,12 +382,18 @@ func (l *docLoader) document(n *yaml.Node) (Document, bool) {
 	if av == nil && kv == nil {
 		return l.bareSpec(n, doc)
 	}
-	if av == nil || av.Kind != yaml.ScalarNode {
+	switch {
+	case av == nil:
 		l.addf(n, "apiVersion", "required: %s or %s", APIVersionSpyderbat, APIVersionBulwark)
 		return doc, false
-	}
-	if kv == nil || kv.Kind != yaml.ScalarNode {
+	case av.Kind != yaml.ScalarNode:
+		l.addf(av, "apiVersion", "must be a string, got %s", describe(av))
+		return doc, false
+	case kv == nil:
 		l.addf(n, "kind", "required")
+		return doc, false
+	case kv.Kind != yaml.ScalarNode:
+		l.addf(kv, "kind", "must be a string, got %s", describe(kv))
 		return doc, false
 	}
 	doc.APIVersion, doc.Kind = av.Value, kv.Value

@@ -235,6 +235,8 @@ func TestLoadSchema(t *testing.T) {
 		{"document not a mapping", "- [1]\n", "x.yaml:1:3: a document must be a mapping, got a list"},
 		{"missing kind", "apiVersion: bulwark/v1\n", "x.yaml:1:1: kind: required"},
 		{"missing apiVersion", "kind: Flag\n", "x.yaml:1:1: apiVersion: required"},
+		{"apiVersion not a string", "apiVersion: [bulwark/v1]\nkind: Flag\n", "x.yaml:1:13: apiVersion: must be a string, got a list"},
+		{"kind not a string", "apiVersion: bulwark/v1\nkind: {a: b}\n", "x.yaml:2:7: kind: must be a string, got a mapping"},
 		{"unknown apiVersion", "apiVersion: v1\nkind: Pod\n", `x.yaml:1:13: apiVersion: unknown apiVersion "v1"`},
 		{"kind of the other apiVersion", "apiVersion: spyderbat/v1\nkind: Flag\n", `x.yaml:2:7: kind: unknown kind "Flag" for apiVersion spyderbat/v1`},
 		{"empty file", "# nothing\n", "x.yaml:1:1: no documents found"},
