@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,8 +179,21 @@ func Load(name string, data []byte) ([]Document, error) {
 	return docs, nil
 }
 
-// yamlLineRE matches the line number yaml.v3 puts in syntax errors.
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+// splitYAMLError splits a yaml.v3 error "yaml: line N: message" into N
+// and message; line is 0 when the error names no line.
+func splitYAMLError(err error) (line int, msg string) {
+	msg = strings.TrimPrefix(err.Error(), "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
+	}
+	num, text, ok := strings.Cut(rest, ": ")
+	n, convErr := strconv.Atoi(num)
+	if !ok || convErr != nil {
+		return 0, msg
+	}
+	return n, text
+}
 
 // refineBudget bounds the bytes syntaxProblem re-parses to find the line
 // that breaks a file; past it the line yaml.v3 reported is used.
@@ -192,25 +204,17 @@ const refineBudget = 4 << 20
 // for inputs of reasonable size the offending line is found as the first
 // line whose inclusion makes the input fail to parse.
 func syntaxProblem(name string, data []byte, err error) Problem {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
+	line, msg := splitYAMLError(err)
+	msg = "invalid YAML: " + msg
 	bad := firstFailingLine(data, line)
+	if bad != 0 && line != 0 && bad != line {
+		msg += fmt.Sprintf(" (inside the block that starts on line %d)", line)
+	}
 	switch {
-	case bad != 0 && line != 0 && bad != line:
-		msg = fmt.Sprintf("invalid YAML: %s (inside the block that starts on line %d)", msg, line)
-		line = bad
 	case bad != 0:
-		msg = "invalid YAML: " + msg
 		line = bad
 	case line == 0:
-		msg = "invalid YAML: " + msg
 		line = 1
-	default:
-		msg = "invalid YAML: " + msg
 	}
 	return Problem{Pos: Position{File: name, Line: line, Column: firstColumn(data, line)}, Message: msg}
 }
@@ -451,7 +455,7 @@ func (l *docLoader) document(n *yaml.Node) (Document, bool) {
 // WorkloadPolicy named after the file, its type taken from its selector.
 func (l *docLoader) bareSpec(n *yaml.Node, doc Document) (Document, bool) {
 	l.pos["spec"] = l.position(n)
-	l.walk(n, reflect.TypeOf(Spec{}), "spec")
+	l.walk(n, reflect.TypeFor[Spec](), "spec")
 	l.requireRuleLists()
 	if len(l.probs) > 0 {
 		return doc, false
@@ -535,10 +539,15 @@ func describe(n *yaml.Node) string {
 	return "a document"
 }
 
-// scalarTags are the tags a scalar may carry where a string is expected.
-var scalarTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!timestamp": true}
-
-var stringListType = reflect.TypeOf(StringList(nil))
+// stringLike reports whether a scalar with this tag may stand where a
+// string is expected (YAML reads "port: 80" as an int, "v: 1.0" as a float).
+func stringLike(tag string) bool {
+	switch tag {
+	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
+		return true
+	}
+	return false
+}
 
 // walk checks node n against Go type t (a type from types.go, read through
 // its yaml tags): unknown fields, duplicate keys, wrong kinds and scalar
@@ -557,12 +566,12 @@ func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.ScalarNode && tag == "!!null" {
 		return // null is the same as leaving the field out
 	}
-	if t == stringListType {
+	if t == reflect.TypeFor[StringList]() {
 		if n.Kind == yaml.SequenceNode {
-			l.walk(n, reflect.TypeOf([]string(nil)), path)
+			l.walk(n, reflect.TypeFor[[]string](), path)
 			return
 		}
-		if n.Kind != yaml.ScalarNode || !scalarTags[tag] {
+		if n.Kind != yaml.ScalarNode || !stringLike(tag) {
 			l.addf(n, path, "must be a string or a list of strings, got %s", describe(n))
 		}
 		return
@@ -615,7 +624,7 @@ func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
 		seen := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if k.Kind != yaml.ScalarNode || !scalarTags[k.ShortTag()] {
+			if k.Kind != yaml.ScalarNode || !stringLike(k.ShortTag()) {
 				l.addf(k, path, "keys must be strings, got %s", describe(k))
 				continue
 			}
@@ -629,7 +638,7 @@ func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
 			l.walk(v, t.Elem(), fp)
 		}
 	case reflect.String:
-		if n.Kind != yaml.ScalarNode || !scalarTags[tag] {
+		if n.Kind != yaml.ScalarNode || !stringLike(tag) {
 			l.addf(n, path, "must be a string, got %s", describe(n))
 		}
 	case reflect.Bool:

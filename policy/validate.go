@@ -19,8 +19,13 @@ const (
 	maxLabelName     = 63
 )
 
-// Severities of flags and flag actions.
-var severities = []string{"critical", "high", "medium", "low", "info"}
+// severityNames lists the severities of flags and flag actions.
+const severityNames = "critical, high, medium, low, info"
+
+// validSeverity reports whether s is one of severityNames.
+func validSeverity(s string) bool {
+	return oneOf(s, "critical", "high", "medium", "low", "info")
+}
 
 // Flag classes (FlagMetadata.Class).
 const (
@@ -77,15 +82,23 @@ func (v *validator) err() error {
 
 func (v *validator) kind(apiVersion, kind string, want kindClass) {
 	if c := classOf(apiVersion, kind); c != want {
-		v.addf("kind", "apiVersion %q with kind %q is not a %s", apiVersion, kind, classNames[want])
+		v.addf("kind", "apiVersion %q with kind %q is not a %s", apiVersion, kind, want)
 	}
 }
 
-var classNames = map[kindClass]string{
-	classFingerprint: "fingerprint",
-	classPolicy:      "policy",
-	classDeviation:   "deviation",
-	classFlag:        "flag",
+// String names the class for messages.
+func (c kindClass) String() string {
+	switch c {
+	case classFingerprint:
+		return "fingerprint"
+	case classPolicy:
+		return "policy"
+	case classDeviation:
+		return "deviation"
+	case classFlag:
+		return "flag"
+	}
+	return "document"
 }
 
 func (v *validator) fingerprint(f *Fingerprint) {
@@ -123,16 +136,12 @@ func (v *validator) flag(f *Flag) {
 }
 
 func (v *validator) severity(p, s string) {
-	if s == "" {
-		v.addf(p, "required: one of %s", strings.Join(severities, ", "))
-		return
+	switch {
+	case s == "":
+		v.addf(p, "required: one of %s", severityNames)
+	case !validSeverity(s):
+		v.addf(p, "must be one of %s, got %q", severityNames, s)
 	}
-	for _, ok := range severities {
-		if s == ok {
-			return
-		}
-	}
-	v.addf(p, "must be one of %s, got %q", strings.Join(severities, ", "), s)
 }
 
 func (v *validator) metadata(m *Metadata, c kindClass) {
