@@ -290,3 +290,29 @@ func TestParentPath(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLoad(b *testing.B) {
+	data, err := os.ReadFile("testdata/load/multi.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Load("multi.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoadSyntaxError(b *testing.B) {
+	data, err := os.ReadFile("testdata/load/seed-policy-as-printed.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Load("seed.yaml", data); err == nil {
+			b.Fatal("loaded")
+		}
+	}
+}
