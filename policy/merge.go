@@ -291,6 +291,10 @@ type merger struct {
 	// per id prefix.
 	used map[string]bool
 	next map[string]int
+	// in and ids are the network rules of the spec being merged and the
+	// result id of each of its nodes merged so far.
+	in  *NetworkPolicy
+	ids map[string]string
 }
 
 func newMerger(symmetric bool, p *WorkloadPolicy) *merger {
@@ -364,6 +368,7 @@ func idFromName(name string) string {
 // mergeSpec merges a spec's process tree and network rules into the result.
 func (m *merger) mergeSpec(s *Spec) error {
 	ids := map[string]string{}
+	m.in, m.ids = s.NetworkPolicy, ids
 	var roots []ProcessNode
 	for _, n := range s.ProcessPolicy {
 		if n.PolicyNode == nil {
@@ -422,7 +427,7 @@ func (m *merger) mergeSiblings(dst *[]ProcessNode, in []ProcessNode, dstEuser, i
 		if n.PolicyNode != nil {
 			continue // grafts are only meaningful at the top of a deviation
 		}
-		i, name := m.findMatch(*dst, &n)
+		i, name := m.findMatch(*dst, &n, dstEuser, inEuser)
 		if i < 0 {
 			*dst = append(*dst, m.adopt(n, dstEuser, inEuser, ids))
 			continue
@@ -436,29 +441,35 @@ func (m *merger) mergeSiblings(dst *[]ProcessNode, in []ProcessNode, dstEuser, i
 }
 
 // findMatch returns the index of the node of dst that n merges into, or -1,
-// and in symmetric merges the generalised name that node must take ("" to
-// keep its name). A match without generalisation is preferred.
-func (m *merger) findMatch(dst []ProcessNode, n *ProcessNode) (int, string) {
+// and in symmetric merges the name that node must take ("" to keep its
+// name). Among matching nodes, one that already allows all of n's subtree
+// is preferred (so that merging what is allowed changes nothing), then the
+// first; in symmetric merges a node whose name must be generalised comes
+// last.
+func (m *merger) findMatch(dst []ProcessNode, n *ProcessNode, dstEuser, inEuser []string) (int, string) {
+	first, firstName, covering := -1, "", -1
 	for i := range dst {
-		d := &dst[i]
-		if m.symmetric {
-			if !exesMatchEitherWay(d.Exe, n.Exe) {
-				continue
-			}
-			if globMatch(d.Name, n.Name) {
-				return i, ""
-			}
-			if globMatch(n.Name, d.Name) {
-				return i, n.Name
-			}
+		name, ok := m.matches(&dst[i], n)
+		if !ok {
 			continue
 		}
-		if globMatch(d.Name, n.Name) && allExesMatched(d.Exe, n.Exe) {
-			return i, ""
+		if name == "" && m.nodeCovers(&dst[i], effectiveEuser(&dst[i], dstEuser), n, effectiveEuser(n, inEuser)) {
+			if m.rulesCoveredAs(n.ID, dst[i].ID) {
+				return i, ""
+			}
+			if covering < 0 {
+				covering = i
+			}
+		}
+		if first < 0 {
+			first, firstName = i, name
 		}
 	}
-	if !m.symmetric {
-		return -1, ""
+	if covering >= 0 {
+		return covering, ""
+	}
+	if first >= 0 || !m.symmetric {
+		return first, firstName
 	}
 	for i := range dst {
 		if !exesMatchEitherWay(dst[i].Exe, n.Exe) {
@@ -469,6 +480,101 @@ func (m *merger) findMatch(dst []ProcessNode, n *ProcessNode) (int, string) {
 		}
 	}
 	return -1, ""
+}
+
+// rulesCoveredAs reports whether the incoming network rules that name the
+// incoming node id are already allowed if that node becomes the result node
+// as (the other ids mapped as far as known). It lets a node that several
+// result nodes cover map to the one its connections are allowed for.
+func (m *merger) rulesCoveredAs(id, as string) bool {
+	if m.in == nil || id == "" {
+		return true
+	}
+	ids := map[string]string{}
+	for k, v := range m.ids {
+		ids[k] = v
+	}
+	ids[id] = as
+	var have *NetworkPolicy
+	if have = m.p.Spec.NetworkPolicy; have == nil {
+		have = &NetworkPolicy{}
+	}
+	for _, dir := range []struct {
+		in, have []NetworkRule
+		ingress  bool
+	}{{m.in.Ingress, have.Ingress, true}, {m.in.Egress, have.Egress, false}} {
+		for _, r := range dir.in {
+			if !slices.Contains(r.Processes, id) {
+				continue
+			}
+			r = remapRule(r, ids)
+			for _, q := range splitPeers(*rulePeers(&r, dir.ingress)) {
+				if !peerAllowed(dir.have, &r, q, dir.ingress) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// matches reports whether n may merge into d without generalising names,
+// and the name d must take in a symmetric merge ("" to keep its own).
+// Symmetric: names match by glob either way and the exes of one are all
+// matched by the other's. Asymmetric: d's name pattern matches n's name and
+// d's exes match all of n's.
+func (m *merger) matches(d, n *ProcessNode) (string, bool) {
+	if !m.symmetric {
+		return "", globMatch(d.Name, n.Name) && allExesMatched(d.Exe, n.Exe)
+	}
+	if !exesMatchEitherWay(d.Exe, n.Exe) {
+		return "", false
+	}
+	if globMatch(d.Name, n.Name) {
+		return "", true
+	}
+	if globMatch(n.Name, d.Name) {
+		return n.Name, true
+	}
+	return "", false
+}
+
+// nodeCovers reports whether merging n into d would change nothing: d
+// allows every exe, euser and listening socket of n, and each of n's
+// children is covered by a matching child of d. dEuser and nEuser are the
+// nodes' effective eusers.
+func (m *merger) nodeCovers(d *ProcessNode, dEuser []string, n *ProcessNode, nEuser []string) bool {
+	for _, e := range n.Exe {
+		if !exeCovered(d.Exe, e) {
+			return false
+		}
+	}
+	if len(dEuser) > 0 {
+		for _, u := range nEuser {
+			if !slices.Contains(dEuser, u) {
+				return false
+			}
+		}
+	}
+	for _, s := range n.ListeningSockets {
+		if !portCovered(d.ListeningSockets, s) {
+			return false
+		}
+	}
+	for i := range n.Children {
+		c := &n.Children[i]
+		if c.PolicyNode != nil {
+			continue
+		}
+		cEuser := effectiveEuser(c, nEuser)
+		if !slices.ContainsFunc(d.Children, func(dc ProcessNode) bool {
+			name, ok := m.matches(&dc, c)
+			return ok && name == "" && m.nodeCovers(&dc, effectiveEuser(&dc, dEuser), c, cEuser)
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func exesMatchEitherWay(a, b []string) bool {
