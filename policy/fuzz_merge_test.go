@@ -150,16 +150,22 @@ func FuzzPolicyFromFingerprints(f *testing.F) {
 type gen struct {
 	r   *rand.Rand
 	ids map[string]int
+
+	names, exes, users, peers, images []string
+	ports                             []Port
 }
 
-var (
-	genNames  = []string{"sh", "bash", "nginx", "python3", "py*", "worker-1", "worker-2"}
-	genExes   = []string{"/bin/sh", "/usr/bin/bash", "/usr/sbin/nginx", "/usr/bin/python3", "/usr/local/bin/python3", "/usr/bin/py*"}
-	genUsers  = []string{"root", "app", "www"}
-	genPeers  = []string{"10.0.0.0/8", "10.1.0.0/16", "10.1.2.3/32", "192.168.0.1/32", "2001:db8::/32", "2001:db8::1/128", "*.example.com", "a.example.com", "b.example.org"}
-	genPorts  = []Port{{Port: 443, Protocol: ProtocolTCP}, {Port: 80, Protocol: ProtocolTCP}, {Port: 53, Protocol: ProtocolUDP}, {Port: 1000, EndPort: 2000, Protocol: ProtocolTCP}}
-	genImages = []string{"app:1", "app:2", "docker.io/library/app:1"}
-)
+func newGen(seed int64) *gen {
+	return &gen{
+		r:      rand.New(rand.NewSource(seed)),
+		names:  []string{"sh", "bash", "nginx", "python3", "py*", "worker-1", "worker-2"},
+		exes:   []string{"/bin/sh", "/usr/bin/bash", "/usr/sbin/nginx", "/usr/bin/python3", "/usr/local/bin/python3", "/usr/bin/py*"},
+		users:  []string{"root", "app", "www"},
+		peers:  []string{"10.0.0.0/8", "10.1.0.0/16", "10.1.2.3/32", "192.168.0.1/32", "2001:db8::/32", "2001:db8::1/128", "*.example.com", "a.example.com", "b.example.org"},
+		images: []string{"app:1", "app:2", "docker.io/library/app:1"},
+		ports:  []Port{{Port: 443, Protocol: ProtocolTCP}, {Port: 80, Protocol: ProtocolTCP}, {Port: 53, Protocol: ProtocolUDP}, {Port: 1000, EndPort: 2000, Protocol: ProtocolTCP}},
+	}
+}
 
 func pick[T any](g *gen, from []T) T { return from[g.r.Intn(len(from))] }
 
@@ -175,15 +181,15 @@ func (g *gen) some(from []string, max int) []string {
 func (g *gen) nodes(depth int, root bool) []ProcessNode {
 	var out []ProcessNode
 	for range g.r.Intn(3) + boolInt(root) {
-		name := pick(g, genNames)
+		name := pick(g, g.names)
 		prefix := idFromName(name)
-		n := ProcessNode{Name: name, Exe: g.some(genExes, 2), ID: prefix + "_" + strconv.Itoa(g.ids[prefix])}
+		n := ProcessNode{Name: name, Exe: g.some(g.exes, 2), ID: prefix + "_" + strconv.Itoa(g.ids[prefix])}
 		g.ids[prefix]++
 		if root || g.r.Intn(2) == 0 {
-			n.Euser = g.some(genUsers, 2)
+			n.Euser = g.some(g.users, 2)
 		}
 		if g.r.Intn(3) == 0 {
-			n.ListeningSockets = []Port{pick(g, genPorts)}
+			n.ListeningSockets = []Port{pick(g, g.ports)}
 		}
 		if depth > 0 {
 			n.Children = g.nodes(depth-1, false)
@@ -204,7 +210,7 @@ func (g *gen) rules(ids []string, ingress bool) []NetworkRule {
 	var out []NetworkRule
 	for range g.r.Intn(3) {
 		var peers []Peer
-		for _, p := range g.some(genPeers, 3) {
+		for _, p := range g.some(g.peers, 3) {
 			if strings.Contains(p, "/") {
 				b := &IPBlock{CIDR: p}
 				if p == "10.0.0.0/8" && g.r.Intn(2) == 0 {
@@ -215,7 +221,7 @@ func (g *gen) rules(ids []string, ingress bool) []NetworkRule {
 				peers = append(peers, Peer{DNSSelector: []string{p}})
 			}
 		}
-		r := NetworkRule{Ports: []Port{pick(g, genPorts)}}
+		r := NetworkRule{Ports: []Port{pick(g, g.ports)}}
 		if len(ids) > 0 && g.r.Intn(3) > 0 {
 			r.Processes = g.some(ids, 2)
 		}
@@ -238,7 +244,7 @@ func allIDs(nodes []ProcessNode) []string {
 func (g *gen) fingerprint() *Fingerprint {
 	g.ids = map[string]int{}
 	fp := &Fingerprint{APIVersion: APIVersionBulwark, Kind: KindFingerprint, Metadata: Metadata{Name: "fp", Type: TypeContainer},
-		Spec: Spec{ContainerSelector: &ContainerSelector{Image: pick(g, genImages)}, ProcessPolicy: g.nodes(2, true)}}
+		Spec: Spec{ContainerSelector: &ContainerSelector{Image: pick(g, g.images)}, ProcessPolicy: g.nodes(2, true)}}
 	ids := allIDs(fp.Spec.ProcessPolicy)
 	fp.Spec.NetworkPolicy = &NetworkPolicy{Ingress: g.rules(ids, true), Egress: g.rules(ids, false)}
 	return fp
@@ -271,7 +277,7 @@ func FuzzMergeGenerated(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, seed int64) {
-		g := &gen{r: rand.New(rand.NewSource(seed))}
+		g := newGen(seed)
 		var fps []*Fingerprint
 		var docs []Document
 		for range 1 + g.r.Intn(3) {

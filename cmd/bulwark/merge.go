@@ -61,6 +61,12 @@ func mergeFiles(stdin io.Reader, file string, with []string) (base, merged *poli
 	}
 	merged, err = policy.Merge(base, docs...)
 	if err != nil {
+		// Name the first document the merge fails on.
+		for i := range docs {
+			if _, ierr := policy.Merge(base, docs[:i+1]...); ierr != nil {
+				return nil, nil, fmt.Errorf("%s: %w", docs[i].Pos, ierr)
+			}
+		}
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return base, merged, nil

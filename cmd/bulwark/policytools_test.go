@@ -142,7 +142,7 @@ spec:
 		{"no with", []string{"merge", "-f", base}, "nothing to merge"},
 		{"no policy flag", []string{"merge", "--with", dev}, `"file" not set`},
 		{"not a policy", []string{"merge", "-f", fps, "--with", dev}, "fingerprints.yaml: must hold exactly one policy"},
-		{"unknown node", []string{"merge", "-f", base, "--with", dev}, `base.yaml: merge deviation into policy "mongo": policyNode "redis_0"`},
+		{"unknown node", []string{"merge", "-f", base, "--with", dev}, `dev.yaml:1:1: merge deviation into policy "mongo": policyNode "redis_0"`},
 	}
 	for _, tt := range tests {
 		_, err := run(t, tt.args...)
