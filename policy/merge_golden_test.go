@@ -83,6 +83,20 @@ func TestMergeGolden(t *testing.T) {
 				t.Error("merging again changed the policy")
 			}
 
+			// Every deviation merged is covered by the result, and was not
+			// by the base if the merge changed anything.
+			for _, w := range with {
+				if w.Deviation == nil {
+					continue
+				}
+				if !Covers(got, w.Deviation) {
+					t.Errorf("deviation at %s is not covered after the merge", w.Pos)
+				}
+				if base != nil && Covers(base, w.Deviation) && !DiffPolicies(base, got).Empty() {
+					t.Errorf("deviation at %s was covered before the merge that changed the policy", w.Pos)
+				}
+			}
+
 			if base != nil {
 				d := DiffPolicies(base, got)
 				checkGolden(t, filepath.Join(dir, "diff.txt"), []byte(d.String()))

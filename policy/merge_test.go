@@ -506,3 +506,40 @@ func TestMergeImages(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPolicyFromFingerprints creates one policy from 50 generated
+// fingerprints (a workload with 50 instances).
+func BenchmarkPolicyFromFingerprints(b *testing.B) {
+	g := newGen(1)
+	fps := make([]*Fingerprint, 50)
+	for i := range fps {
+		fps[i] = g.fingerprint()
+		fps[i].Spec.ContainerSelector.Image = "app:1"
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := PolicyFromFingerprints(fps, CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCovers checks a deviation against a policy, as a collector does
+// for every deviation it stores.
+func BenchmarkCovers(b *testing.B) {
+	g := newGen(2)
+	fps := make([]*Fingerprint, 10)
+	for i := range fps {
+		fps[i] = g.fingerprint()
+		fps[i].Spec.ContainerSelector.Image = "app:1"
+	}
+	p, err := PolicyFromFingerprints(fps, CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := g.deviation(p)
+	b.ResetTimer()
+	for b.Loop() {
+		Covers(p, d)
+	}
+}
