@@ -189,14 +189,17 @@ func derivedName(p *WorkloadPolicy, first *Fingerprint) string {
 //
 // A process node joins an existing node only when the existing node's name
 // pattern matches its name and every one of its exes is matched by the
-// existing exes; it then adds the exes no existing glob covers, its eusers
-// and the listening sockets no existing range contains, and its children
-// are merged the same way. Other nodes are appended with fresh ids
-// ("name_N", N one more than the highest N in use for the name);
-// existing ids never change. A deviation's {policyNode: {id, children}} entry grafts the
-// children under the existing node id. Network rules are merged as
-// described at mergeRules, and the processes of incoming rules are renamed
-// to the ids their nodes got.
+// existing exes (exactly, by glob or by base name); among several such
+// nodes, one that already allows the node, its subtree and its connections
+// is preferred, else the first. The node then adds the exes no existing
+// glob covers, its eusers and the listening sockets no existing range
+// contains, and its children are merged the same way. Other nodes are
+// appended with fresh ids ("name_N", N one more than the highest N in use
+// for the name); existing ids never change. A deviation's
+// {policyNode: {id, children}} entry grafts the children under the
+// existing node id. Network rules are merged as described at mergeRules,
+// and the processes of incoming rules are renamed to the ids their nodes
+// got.
 func Merge(base *WorkloadPolicy, with ...Document) (*WorkloadPolicy, error) {
 	if base == nil {
 		return nil, fmt.Errorf("merge: no policy")
