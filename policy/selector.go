@@ -231,7 +231,8 @@ func requirementHolds(r Requirement, got string, present bool) bool {
 
 // imageMatches matches an image selector against a workload's image
 // reference. A plain selector is normalised and compared with the
-// normalised reference; a glob is matched against both the reference as
+// normalised reference (a selector with a digest and no tag matches that
+// digest under any tag); a glob is matched against both the reference as
 // given and its normalised form.
 func imageMatches(pattern, image string) bool {
 	if image == "" {
@@ -247,6 +248,11 @@ func imageMatches(pattern, image string) bool {
 	want, err := NormalizeImage(pattern)
 	if err != nil {
 		return pattern == image
+	}
+	if name, digest, ok := strings.Cut(want, "@"); ok && imageRepository(name) == name {
+		// A digest without a tag pins the content whatever the tag.
+		_, got, _ := strings.Cut(norm, "@")
+		return got == digest && imageRepository(norm) == name
 	}
 	return want == norm
 }
