@@ -487,17 +487,14 @@ func (m *merger) findMatch(dst []ProcessNode, n *ProcessNode, dstEuser, inEuser 
 
 // rulesCoveredAs reports whether the incoming network rules that name the
 // incoming node id are already allowed if that node becomes the result node
-// as (the other ids mapped as far as known). It lets a node that several
-// result nodes cover map to the one its connections are allowed for.
+// as. The rules' other processes count as far as their nodes are merged
+// already; the rest are left out (optimistically: they are checked when
+// their own nodes are placed). It lets a node that several result nodes
+// cover map to the one its connections are allowed for.
 func (m *merger) rulesCoveredAs(id, as string) bool {
 	if m.in == nil || id == "" {
 		return true
 	}
-	ids := map[string]string{}
-	for k, v := range m.ids {
-		ids[k] = v
-	}
-	ids[id] = as
 	var have *NetworkPolicy
 	if have = m.p.Spec.NetworkPolicy; have == nil {
 		have = &NetworkPolicy{}
@@ -510,7 +507,17 @@ func (m *merger) rulesCoveredAs(id, as string) bool {
 			if !slices.Contains(r.Processes, id) {
 				continue
 			}
-			r = remapRule(r, ids)
+			known := make([]string, 0, len(r.Processes))
+			for _, p := range r.Processes {
+				switch mapped, ok := m.ids[p]; {
+				case p == id:
+					known = append(known, as)
+				case ok:
+					known = append(known, mapped)
+				}
+			}
+			r.Processes = known
+			r = remapRule(r, nil)
 			for _, q := range splitPeers(*rulePeers(&r, dir.ingress)) {
 				if !peerAllowed(dir.have, &r, q, dir.ingress) {
 					return false
