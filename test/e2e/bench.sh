@@ -4,9 +4,10 @@
 # up.sh started.
 #
 #   bench.sh [-n N]            measure as the runtime is now (agent or not)
-#   bench.sh [-n N] --compare  N runs with the agent stopped and N with it
-#                              running, alternating in two rounds of N/2 to
-#                              cancel drift on a shared machine, and print
+#   bench.sh [-n N] [-r R] --compare
+#                              N runs with the agent stopped and N with it
+#                              running, alternating in R rounds (default 4)
+#                              to cancel drift on a shared machine, and print
 #                              the added latency (difference of medians)
 #
 # The numbers include two crictl process start-ups; the comparison cancels
@@ -16,15 +17,19 @@ set -euo pipefail
 need_root
 
 n=20
+rounds=4
 compare=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) n=$2; shift 2 ;;
+	-r) rounds=$2; shift 2 ;;
 	--compare) compare=1; shift ;;
-	*) die "usage: $0 [-n N] [--compare]" ;;
+	*) die "usage: $0 [-n N] [-r ROUNDS] [--compare]" ;;
 	esac
 done
-[ "$n" -ge 2 ] || die "-n must be at least 2"
+if [ "$n" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt "$n" ]; then
+	die "need 1 <= ROUNDS <= N"
+fi
 crictl_cmd info >/dev/null 2>&1 || die "runtime not up: run test/e2e/up.sh"
 
 work="$(mktemp -d /tmp/bulwark-e2e-bench.XXXXXX)"
@@ -93,11 +98,14 @@ if ! "$E2E_SRC/agent.sh" status; then
 fi
 : >"$work/off"
 : >"$work/on"
-for round in 1 2; do
+for round in $(seq 1 "$rounds"); do
+	# Round r takes N/R runs of each kind; the last one the remainder too.
+	count=$((n / rounds))
+	[ "$round" != "$rounds" ] || count=$((n - (rounds - 1) * (n / rounds)))
 	"$E2E_SRC/agent.sh" stop
-	samples $(((n + round - 1) / 2)) >>"$work/off"
+	samples "$count" >>"$work/off"
 	"$E2E_SRC/agent.sh" start
-	samples $(((n + round - 1) / 2)) >>"$work/on"
+	samples "$count" >>"$work/on"
 done
 [ -n "$was_running" ] || "$E2E_SRC/agent.sh" stop
 report "plugin off" "$work/off"
