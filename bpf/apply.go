@@ -1,0 +1,305 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
+)
+
+// Mode is how a workload is armed.
+type Mode uint32
+
+// Modes, as the kernel numbers them.
+const (
+	// ModeObserve checks nothing and reports what runs (deduplicated):
+	// for workloads without a policy, to learn their fingerprint.
+	ModeObserve Mode = 0
+	// ModeAudit checks the policy and reports deviations, blocks nothing.
+	ModeAudit Mode = 1
+	// ModeEnforce checks the policy, blocks deviations and reports them.
+	ModeEnforce Mode = 2
+)
+
+// String returns "observe", "audit" or "enforce".
+func (m Mode) String() string {
+	switch m {
+	case ModeObserve:
+		return "observe"
+	case ModeAudit:
+		return "audit"
+	case ModeEnforce:
+		return "enforce"
+	}
+	return fmt.Sprintf("mode(%d)", uint32(m))
+}
+
+// Attachment is one armed workload.
+type Attachment struct {
+	CgroupID   uint64
+	Mode       Mode
+	Generation uint32
+}
+
+// cgroupPrograms are the per-cgroup network programs and their attach types.
+func (e *Engine) cgroupPrograms() []struct {
+	name string
+	prog *ebpf.Program
+	typ  ebpf.AttachType
+} {
+	return []struct {
+		name string
+		prog *ebpf.Program
+		typ  ebpf.AttachType
+	}{
+		{"bind4", e.net.Bind4, ebpf.AttachCGroupInet4Bind},
+		{"bind6", e.net.Bind6, ebpf.AttachCGroupInet6Bind},
+		{"connect4", e.net.Connect4, ebpf.AttachCGroupInet4Connect},
+		{"connect6", e.net.Connect6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", e.net.Sendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{"sendmsg6", e.net.Sendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{"ingress", e.net.Ingress, ebpf.AttachCGroupInetIngress},
+	}
+}
+
+// Apply arms the workload whose cgroup directory is cgroupPath with c in
+// mode (c may be nil only for ModeObserve), or replaces what it is armed
+// with: the new generation's tables are written first, then one update of
+// the workload's entry switches every check over at once, then the old
+// generation's tables are deleted. Processes keep their node across the
+// switch when the new policy has a node with the same id.
+func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error) {
+	if c == nil && mode != ModeObserve {
+		return 0, fmt.Errorf("arm %s in %s mode: no compiled policy", cgroupPath, mode)
+	}
+	if c == nil {
+		c = &Compiled{}
+	}
+	id, err := cgroup.ID(cgroupPath)
+	if err != nil {
+		return 0, err
+	}
+	level, err := cgroup.Level(e.cgRoot, cgroupPath)
+	if err != nil {
+		return 0, err
+	}
+	if level < 1 || level >= maxLevel {
+		return 0, fmt.Errorf("arm %s: cgroup level %d outside 1..%d", cgroupPath, level, maxLevel-1)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	var old networkWorkload
+	armed := e.net.Workloads.Lookup(id, &old) == nil
+	gen, err := e.nextGen()
+	if err != nil {
+		return 0, err
+	}
+	if err := e.writeTables(gen, c); err != nil {
+		e.deleteGen(gen)
+		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
+	}
+	if err := e.attachCgroup(id, cgroupPath); err != nil {
+		e.deleteGen(gen)
+		return 0, err
+	}
+	w := networkWorkload{Gen: gen, Mode: uint32(mode), Flags: c.flags, Level: uint32(level)}
+	if err := e.net.Workloads.Put(id, &w); err != nil {
+		e.deleteGen(gen)
+		return 0, fmt.Errorf("arm %s: write workload entry: %w", cgroupPath, err)
+	}
+	e.compiled[id] = c
+	if err := e.updateLevels(); err != nil {
+		return id, err
+	}
+	if armed {
+		if err := e.deleteGen(old.Gen); err != nil {
+			e.log.Warn("stale policy tables left", "generation", old.Gen, "err", err)
+		}
+	}
+	e.log.Debug("workload armed", "cgroup", cgroupPath, "id", id, "mode", mode, "generation", gen)
+	return id, nil
+}
+
+// Remove disarms the workload with cgroup id: its entry goes first (checks
+// stop at once), then its links, tables and listener and seen entries.
+func (e *Engine) Remove(cgroupID uint64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var w networkWorkload
+	if err := e.net.Workloads.Lookup(cgroupID, &w); err != nil {
+		return fmt.Errorf("remove workload %d: not armed: %w", cgroupID, err)
+	}
+	var errs []error
+	if err := e.net.Workloads.Delete(cgroupID); err != nil {
+		errs = append(errs, fmt.Errorf("remove workload %d: %w", cgroupID, err))
+	}
+	delete(e.compiled, cgroupID)
+	errs = append(errs, unpinLinks(e.cgroupPinDir(cgroupID)), e.deleteGen(w.Gen), e.updateLevels())
+	errs = append(errs, deleteWhere(e.net.Listeners, func(k *networkListenerKey) bool { return k.Cgid == cgroupID }))
+	errs = append(errs, deleteWhere(e.net.Seen, func(k *networkSeenKey) bool { return k.Cgid == cgroupID }))
+	return errors.Join(errs...)
+}
+
+// Attached lists the armed workloads, including those armed by an earlier
+// process and adopted from the pins.
+func (e *Engine) Attached() ([]Attachment, error) {
+	var out []Attachment
+	var id uint64
+	var w networkWorkload
+	it := e.net.Workloads.Iterate()
+	for it.Next(&id, &w) {
+		out = append(out, Attachment{CgroupID: id, Mode: Mode(w.Mode), Generation: w.Gen})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list workloads: %w", err)
+	}
+	return out, nil
+}
+
+// nextGen hands out a policy generation, kept in the pinned config so a
+// restarted agent never reuses one.
+func (e *Engine) nextGen() (uint32, error) {
+	var cfg networkEngineConfig
+	if err := e.net.Config.Lookup(uint32(0), &cfg); err != nil {
+		return 0, fmt.Errorf("read engine config: %w", err)
+	}
+	cfg.NextGen++
+	if cfg.NextGen >= 1<<24 {
+		cfg.NextGen = 1 // the seen-set keeps 24 bits of generation
+	}
+	if err := e.net.Config.Put(uint32(0), &cfg); err != nil {
+		return 0, fmt.Errorf("write engine config: %w", err)
+	}
+	return cfg.NextGen, nil
+}
+
+// updateLevels recomputes which cgroup levels hold workloads, so nested
+// cgroups find their workload through bpf_get_current_ancestor_cgroup_id.
+func (e *Engine) updateLevels() error {
+	var cfg networkEngineConfig
+	if err := e.net.Config.Lookup(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("read engine config: %w", err)
+	}
+	cfg.LevelMask = 0
+	var id uint64
+	var w networkWorkload
+	it := e.net.Workloads.Iterate()
+	for it.Next(&id, &w) {
+		cfg.LevelMask |= 1 << w.Level
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list workloads: %w", err)
+	}
+	if err := e.net.Config.Put(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("write engine config: %w", err)
+	}
+	return nil
+}
+
+// writeTables writes c's tables under generation gen.
+func (e *Engine) writeTables(gen uint32, c *Compiled) error {
+	for h, n := range c.nodes {
+		n := n
+		if err := e.net.PolicyNodes.Put(networkNodeKey{Gen: gen, Node: h}, &n); err != nil {
+			return fmt.Errorf("write policy node %q: %w", c.ids[h], err)
+		}
+	}
+	for dir, t := range []netTables{c.egress, c.ingress} {
+		gd := gen<<1 | uint32(dir)
+		v4, v6 := e.net.EgressV4, e.net.EgressV6
+		if dir == 1 {
+			v4, v6 = e.net.IngressV4, e.net.IngressV6
+		}
+		for i, r := range t.rules {
+			r := r
+			if err := e.net.NetRules.Put(networkRuleKey{GenDir: gd, Index: uint32(i)}, &r); err != nil {
+				return fmt.Errorf("write network rule %d: %w", i, err)
+			}
+		}
+		for p, mask := range t.v4 {
+			k := networkLpmV4Key{Prefixlen: 32 + uint32(p.Bits()), GenDir: gd, Addr: p.Addr().As4()}
+			if err := v4.Put(&k, mask); err != nil {
+				return fmt.Errorf("write prefix %s: %w", p, err)
+			}
+		}
+		for p, mask := range t.v6 {
+			k := networkLpmV6Key{Prefixlen: 32 + uint32(p.Bits()), GenDir: gd, Addr: p.Addr().As16()}
+			if err := v6.Put(&k, mask); err != nil {
+				return fmt.Errorf("write prefix %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// deleteGen deletes every table entry of generation gen.
+func (e *Engine) deleteGen(gen uint32) error {
+	ofGen := func(gd uint32) bool { return gd>>1 == gen }
+	return errors.Join(
+		deleteWhere(e.net.PolicyNodes, func(k *networkNodeKey) bool { return k.Gen == gen }),
+		deleteWhere(e.net.NetRules, func(k *networkRuleKey) bool { return ofGen(k.GenDir) }),
+		deleteWhere(e.net.EgressV4, func(k *networkLpmV4Key) bool { return ofGen(k.GenDir) }),
+		deleteWhere(e.net.IngressV4, func(k *networkLpmV4Key) bool { return ofGen(k.GenDir) }),
+		deleteWhere(e.net.EgressV6, func(k *networkLpmV6Key) bool { return ofGen(k.GenDir) }),
+		deleteWhere(e.net.IngressV6, func(k *networkLpmV6Key) bool { return ofGen(k.GenDir) }),
+	)
+}
+
+// deleteWhere deletes the entries of m whose key matches.
+func deleteWhere[K any](m *ebpf.Map, match func(*K) bool) error {
+	var doomed []K
+	var k K
+	it := m.Iterate()
+	var v []byte
+	for it.Next(&k, &v) {
+		if match(&k) {
+			doomed = append(doomed, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate %s: %w", m, err)
+	}
+	for i := range doomed {
+		if err := m.Delete(&doomed[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete from %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// attachCgroup attaches the network programs to the workload cgroup and
+// pins the links, unless they are pinned already (re-Apply, adoption).
+func (e *Engine) attachCgroup(id uint64, path string) error {
+	dir := e.cgroupPinDir(id)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	tmp := dir + "_new" // bpffs reserves dots in names
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fmt.Errorf("attach cgroup %s: %w", path, err)
+	}
+	for _, p := range e.cgroupPrograms() {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: p.typ, Program: p.prog})
+		if err != nil {
+			unpinLinks(tmp)
+			return fmt.Errorf("attach %s to cgroup %s: %w", p.name, path, err)
+		}
+		err = l.Pin(filepath.Join(tmp, p.name))
+		l.Close()
+		if err != nil {
+			unpinLinks(tmp)
+			return fmt.Errorf("pin %s of cgroup %s: %w", p.name, path, err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		unpinLinks(tmp)
+		return fmt.Errorf("attach cgroup %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,504 @@
+package bpf
+
+import (
+	"bufio"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// Kernel limits, mirrored from include/bulwark.h.
+const (
+	pathLen     = 256
+	nameLen     = 16
+	maxChildren = 64
+	maxExe      = 8
+	maxUIDs     = 8
+	maxRules    = 64
+	maxPorts    = 8
+	maxProcs    = 8
+	maxLevel    = 16
+
+	nodeSynthetic = uint64(1) << 63
+)
+
+// Pattern kinds, workload flags and event flags from include/bulwark.h.
+const (
+	patExact = 1
+	patGlob  = 2
+	patAny   = 3
+
+	wlNoProcess = 1
+	wlNoIngress = 2
+	wlNoEgress  = 4
+
+	evDeviation = 1
+	evBlocked   = 2
+	evTruncated = 4
+
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// Compiled is a policy translated into the kernel's tables: the process
+// forest (keyed by hashes of the policy node ids, which Compiled maps back),
+// the network rules per direction and the checks the policy switches off.
+type Compiled struct {
+	nodes   map[uint64]networkNode // node id hash (0: the roots) → node
+	ids     map[uint64]string      // node id hash → policy node id
+	egress  netTables
+	ingress netTables
+	flags   uint32
+	// Warnings lists what the kernel cannot check and Compile left out
+	// (dnsSelector peers, globs widened to prefix/suffix tests).
+	Warnings []string
+}
+
+// netTables is one direction's rules and its LPM entries.
+type netTables struct {
+	rules []networkRule
+	v4    map[netip.Prefix]uint64 // prefix → mask of rules
+	v6    map[netip.Prefix]uint64
+}
+
+// NodeID returns the policy node id of a node hash carried by an event, or
+// "" when the hash is not a node of this policy.
+func (c *Compiled) NodeID(hash uint64) string {
+	if c == nil {
+		return ""
+	}
+	return c.ids[hash]
+}
+
+// nodeHash is the kernel's key for a policy node id: stable across
+// generations, so a running process keeps its node when its policy is
+// replaced by one with the same ids.
+func nodeHash(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte("node:" + id))
+	v := h.Sum64() &^ nodeSynthetic
+	if v == 0 {
+		v = 1
+	}
+	return v
+}
+
+// fnvHash is the kernel's FNV-1a over s.
+func fnvHash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// reverse returns s's bytes in reverse order (suffix hashes run from the end).
+func reverse(s string) string {
+	b := []byte(s)
+	slices.Reverse(b)
+	return string(b)
+}
+
+// compilePattern turns a name or exe value into a kernel pattern: an exact
+// string, "*", or a glob with one prefix and one suffix. A glob with several
+// stars is widened to its first prefix and last suffix (reported in
+// warnings); "?" and "[" cannot be tested and are errors. max is the
+// longest string the kernel compares (15 for names, whose comm is cut
+// there, 255 for paths); longer exact names compare their first 15 bytes.
+func compilePattern(v string, max int, isName bool, field string, warn *[]string) (networkPattern, error) {
+	var p networkPattern
+	if v == "" {
+		return p, fmt.Errorf("%s: empty value", field)
+	}
+	if strings.ContainsAny(v, "?[") {
+		return p, fmt.Errorf("%s: %q: only '*' globs can be checked in the kernel", field, v)
+	}
+	if v == "*" {
+		p.Kind = patAny
+		return p, nil
+	}
+	first, last := strings.Index(v, "*"), strings.LastIndex(v, "*")
+	if first < 0 {
+		if len(v) > max {
+			if !isName {
+				return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
+			}
+			v = v[:max]
+		}
+		p.Kind = patExact
+		p.PrefixLen = uint16(len(v))
+		p.PrefixHash = fnvHash(v)
+		return p, nil
+	}
+	if first != last {
+		*warn = append(*warn, fmt.Sprintf("%s: %q is checked as %q*%q", field, v, v[:first], v[last+1:]))
+	}
+	pre, suf := v[:first], v[last+1:]
+	if len(pre) >= max && isName {
+		pre, suf = pre[:max], ""
+	}
+	if len(pre) > max || len(suf) > max {
+		return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
+	}
+	p.Kind = patGlob
+	p.PrefixLen, p.SuffixLen = uint16(len(pre)), uint16(len(suf))
+	p.PrefixHash, p.SuffixHash = fnvHash(pre), fnvHash(reverse(suf))
+	return p, nil
+}
+
+// ParsePasswd reads an /etc/passwd file into user name → uid.
+func ParsePasswd(r io.Reader) (map[string]uint32, error) {
+	users := map[string]uint32{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) < 3 {
+			return nil, fmt.Errorf("passwd line %d: want name:password:uid:..., got %q", n, line)
+		}
+		uid, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("passwd line %d: uid %q: %w", n, f[2], err)
+		}
+		if _, dup := users[f[0]]; !dup {
+			users[f[0]] = uint32(uid)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read passwd: %w", err)
+	}
+	return users, nil
+}
+
+// Compile translates spec into kernel tables. users maps the workload's
+// user names to uids (its own /etc/passwd, see ParsePasswd); a numeric
+// euser is taken as a uid. Every limit of the kernel tables is an error
+// naming the policy field that exceeds it.
+func Compile(spec *policy.Spec, users map[string]uint32) (*Compiled, error) {
+	c := &Compiled{nodes: map[uint64]networkNode{}, ids: map[uint64]string{}}
+	roots := networkNode{}
+	if err := c.addChildren(&roots, spec.ProcessPolicy, nil, "processPolicy", users); err != nil {
+		return nil, err
+	}
+	c.nodes[0] = roots
+	if spec.DisableProcesses == "all" {
+		c.flags |= wlNoProcess
+	} else if spec.DisableProcesses != "" {
+		return nil, fmt.Errorf("disableProcesses: %q: want \"all\" or nothing", spec.DisableProcesses)
+	}
+	dis, err := directions("disableConnections", spec.DisableConnections)
+	if err != nil {
+		return nil, err
+	}
+	if dis[0] {
+		c.flags |= wlNoEgress
+	}
+	if dis[1] {
+		c.flags |= wlNoIngress
+	}
+	priv, err := directions("disablePrivateConnections", spec.DisablePrivateConnections)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := directions("disablePublicConnections", spec.DisablePublicConnections)
+	if err != nil {
+		return nil, err
+	}
+	var np policy.NetworkPolicy
+	if spec.NetworkPolicy != nil {
+		np = *spec.NetworkPolicy
+	}
+	if c.egress, err = c.compileRules(np.Egress, "networkPolicy.egress", true, priv[0], pub[0]); err != nil {
+		return nil, err
+	}
+	if c.ingress, err = c.compileRules(np.Ingress, "networkPolicy.ingress", false, priv[1], pub[1]); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// directions parses an all|egress|ingress option into [egress, ingress].
+func directions(field, v string) ([2]bool, error) {
+	switch v {
+	case "":
+		return [2]bool{}, nil
+	case "all":
+		return [2]bool{true, true}, nil
+	case "egress":
+		return [2]bool{true, false}, nil
+	case "ingress":
+		return [2]bool{false, true}, nil
+	}
+	return [2]bool{}, fmt.Errorf("%s: %q: want all, egress or ingress", field, v)
+}
+
+// addChildren compiles nodes as the children of parent; inherited is the
+// parent's resolved effective uids (nil: any).
+func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, inherited []uint32, field string, users map[string]uint32) error {
+	if len(nodes) > maxChildren {
+		return fmt.Errorf("%s: %d nodes, the kernel checks at most %d children of one node", field, len(nodes), maxChildren)
+	}
+	for i, n := range nodes {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if n.PolicyNode != nil {
+			return fmt.Errorf("%s: policyNode references belong in deviations, not policies", f)
+		}
+		if n.ID == "" {
+			return fmt.Errorf("%s: id is required", f)
+		}
+		h := nodeHash(n.ID)
+		if prev, dup := c.ids[h]; dup {
+			return fmt.Errorf("%s: id %q is used twice (or collides with %q)", f, n.ID, prev)
+		}
+		c.ids[h] = n.ID
+		var kn networkNode
+		var err error
+		name := n.Name
+		if name == "" {
+			name = "*"
+		}
+		if kn.Name, err = compilePattern(name, nameLen-1, true, f+".name", &c.Warnings); err != nil {
+			return err
+		}
+		if len(n.Exe) == 0 {
+			return fmt.Errorf("%s.exe: at least one exe is required", f)
+		}
+		if len(n.Exe) > maxExe {
+			return fmt.Errorf("%s.exe: %d entries, the kernel checks at most %d", f, len(n.Exe), maxExe)
+		}
+		for j, e := range n.Exe {
+			if kn.Exe[j], err = compilePattern(e, pathLen-1, false, fmt.Sprintf("%s.exe[%d]", f, j), &c.Warnings); err != nil {
+				return err
+			}
+		}
+		kn.Nexe = uint32(len(n.Exe))
+		uids := inherited
+		if len(n.Euser) > 0 {
+			uids = nil
+			for j, u := range n.Euser {
+				if u == "*" {
+					uids = nil
+					break
+				}
+				uid, ok := users[u]
+				if !ok {
+					v, err := strconv.ParseUint(u, 10, 32)
+					if err != nil {
+						return fmt.Errorf("%s.euser[%d]: no user %q in the workload's passwd", f, j, u)
+					}
+					uid = uint32(v)
+				}
+				uids = append(uids, uid)
+			}
+		}
+		if len(uids) > maxUIDs {
+			return fmt.Errorf("%s.euser: %d users, the kernel checks at most %d", f, len(uids), maxUIDs)
+		}
+		copy(kn.Uids[:], uids)
+		kn.Nuids = uint32(len(uids))
+		if err := c.addChildren(&kn, n.Children, uids, f+".children", users); err != nil {
+			return err
+		}
+		c.nodes[h] = kn
+		parent.Children[parent.Nchildren] = h
+		parent.Nchildren++
+	}
+	return nil
+}
+
+// Private address ranges for disablePrivateConnections and
+// disablePublicConnections: RFC 1918, loopback, link-local, and IPv6
+// unique-local, loopback and link-local.
+var privateV4 = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"}
+var privateV6 = []string{"fc00::/7", "fe80::/10", "::1/128"}
+
+// block is one peer: a CIDR minus excepts, for one rule.
+type block struct {
+	rule   int
+	cidr   netip.Prefix
+	except []netip.Prefix
+}
+
+// compileRules builds one direction's tables. Synthetic rules (any port,
+// any process) come after the policy's for the private/public switches.
+func (c *Compiled) compileRules(rules []policy.NetworkRule, field string, egress, private, public bool) (netTables, error) {
+	t := netTables{v4: map[netip.Prefix]uint64{}, v6: map[netip.Prefix]uint64{}}
+	var blocks []block
+	anyPort := networkRule{Nports: 1}
+	anyPort.Ports[0] = networkPortRange{Lo: 0, Hi: 65535}
+	for i, r := range rules {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		var kr networkRule
+		if len(r.Ports) > maxPorts {
+			return t, fmt.Errorf("%s.ports: %d entries, the kernel checks at most %d", f, len(r.Ports), maxPorts)
+		}
+		for j, p := range r.Ports {
+			pr, err := compilePort(p, fmt.Sprintf("%s.ports[%d]", f, j))
+			if err != nil {
+				return t, err
+			}
+			kr.Ports[j] = pr
+		}
+		kr.Nports = uint32(len(r.Ports))
+		if len(r.Processes) > maxProcs {
+			return t, fmt.Errorf("%s.processes: %d entries, the kernel checks at most %d", f, len(r.Processes), maxProcs)
+		}
+		for j, id := range r.Processes {
+			h := nodeHash(id)
+			if c.ids[h] != id {
+				return t, fmt.Errorf("%s.processes[%d]: no process node %q in processPolicy", f, j, id)
+			}
+			kr.Procs[j] = h
+		}
+		kr.Nprocs = uint32(len(r.Processes))
+		peers := r.To
+		pf := ".to"
+		if !egress {
+			peers, pf = r.From, ".from"
+		}
+		for j, p := range peers {
+			pfield := fmt.Sprintf("%s%s[%d]", f, pf, j)
+			if len(p.DNSSelector) > 0 {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.dnsSelector %v: not checked in the kernel; these names are not allowed", pfield, p.DNSSelector))
+			}
+			if p.IPBlock == nil {
+				continue
+			}
+			b, err := parseBlock(p.IPBlock, len(t.rules), pfield+".ipBlock")
+			if err != nil {
+				return t, err
+			}
+			blocks = append(blocks, b)
+		}
+		t.rules = append(t.rules, kr)
+	}
+	addSynthetic := func(cidrs, excepts []string) {
+		for _, s := range cidrs {
+			b := block{rule: len(t.rules), cidr: netip.MustParsePrefix(s)}
+			for _, e := range excepts {
+				ep := netip.MustParsePrefix(e)
+				if ep.Addr().Is4() == b.cidr.Addr().Is4() {
+					b.except = append(b.except, ep)
+				}
+			}
+			blocks = append(blocks, b)
+		}
+		t.rules = append(t.rules, anyPort)
+	}
+	if private {
+		addSynthetic(append(slices.Clone(privateV4), privateV6...), nil)
+	}
+	if public {
+		addSynthetic([]string{"0.0.0.0/0", "::/0"}, append(slices.Clone(privateV4), privateV6...))
+	}
+	if len(t.rules) > maxRules {
+		return t, fmt.Errorf("%s: %d rules, the kernel checks at most %d per direction", field, len(t.rules), maxRules)
+	}
+	// Every CIDR and except is a prefix of the trie; each holds the rules
+	// whose CIDR contains it and none of whose excepts does. The longest
+	// prefix containing an address then holds exactly its rules.
+	var prefixes []netip.Prefix
+	for _, b := range blocks {
+		prefixes = append(prefixes, b.cidr)
+		prefixes = append(prefixes, b.except...)
+	}
+	for _, p := range prefixes {
+		var mask uint64
+		for _, b := range blocks {
+			if !contains(b.cidr, p) {
+				continue
+			}
+			excluded := false
+			for _, e := range b.except {
+				if contains(e, p) {
+					excluded = true
+					break
+				}
+			}
+			if !excluded {
+				mask |= 1 << b.rule
+			}
+		}
+		if p.Addr().Is4() {
+			t.v4[p] = mask
+		} else {
+			t.v6[p] = mask
+		}
+	}
+	return t, nil
+}
+
+// contains reports whether prefix outer contains prefix inner.
+func contains(outer, inner netip.Prefix) bool {
+	return outer.Addr().Is4() == inner.Addr().Is4() && outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+func parseBlock(ib *policy.IPBlock, rule int, field string) (block, error) {
+	cidr, err := parsePrefix(ib.CIDR)
+	if err != nil {
+		return block{}, fmt.Errorf("%s.cidr: %w", field, err)
+	}
+	b := block{rule: rule, cidr: cidr}
+	for i, e := range ib.Except {
+		ep, err := parsePrefix(e)
+		if err != nil {
+			return block{}, fmt.Errorf("%s.except[%d]: %w", field, i, err)
+		}
+		if !contains(cidr, ep) {
+			return block{}, fmt.Errorf("%s.except[%d]: %s is not inside %s", field, i, ep, cidr)
+		}
+		b.except = append(b.except, ep)
+	}
+	return b, nil
+}
+
+// parsePrefix accepts a CIDR or a bare address; a v4-mapped IPv6 prefix
+// becomes the IPv4 prefix, since the kernel checks such addresses as IPv4.
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil {
+			return p, err
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+func compilePort(p policy.Port, field string) (networkPortRange, error) {
+	var r networkPortRange
+	switch strings.ToUpper(p.Protocol) {
+	case policy.ProtocolTCP:
+		r.Proto = protoTCP
+	case policy.ProtocolUDP:
+		r.Proto = protoUDP
+	case "":
+	default:
+		return r, fmt.Errorf("%s.protocol: %q: want TCP or UDP", field, p.Protocol)
+	}
+	if p.Port < 0 || p.Port > 65535 || p.EndPort < 0 || p.EndPort > 65535 {
+		return r, fmt.Errorf("%s: port out of range 0-65535", field)
+	}
+	switch {
+	case p.Port == 0 && p.EndPort == 0:
+		r.Lo, r.Hi = 0, 65535 // port 0: every port
+	case p.EndPort == 0:
+		r.Lo, r.Hi = uint16(p.Port), uint16(p.Port)
+	case p.EndPort < p.Port:
+		return r, fmt.Errorf("%s.endPort: %d is below port %d", field, p.EndPort, p.Port)
+	default:
+		r.Lo, r.Hi = uint16(p.Port), uint16(p.EndPort)
+	}
+	return r, nil
+}

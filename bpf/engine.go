@@ -1,0 +1,368 @@
+// Package bpf is Bulwark's kernel enforcement engine: it compiles workload
+// policies into BPF tables, loads and attaches the programs that check
+// every exec and connection of a workload's cgroup against them, and
+// decodes what the kernel reports.
+//
+// Two backends check execs: "lsm" (lsm/bprm_check_security, EPERM before
+// the image loads) where BPF LSM is active, and "tracing"
+// (tp_btf/sched_process_exec + SIGKILL) elsewhere; Open probes the kernel
+// and picks one. Network checks are per-cgroup programs in both.
+//
+// Everything is pinned under Options.PinDir: the kernel keeps enforcing when
+// the agent exits, and the next Open adopts the pins.
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
+)
+
+// Backend names.
+const (
+	BackendAuto    = "auto"
+	BackendLSM     = "lsm"
+	BackendTracing = "tracing"
+)
+
+// DefaultPinDir is where the engine pins its programs, links and maps.
+const DefaultPinDir = "/sys/fs/bpf/bulwark"
+
+// Options configure Open.
+type Options struct {
+	// PinDir is a directory on a bpffs (default DefaultPinDir; when it
+	// is under /sys/fs/bpf and nothing is mounted there, Open mounts
+	// bpffs there).
+	PinDir string
+	// Backend is "auto" (default), "lsm" or "tracing".
+	Backend string
+	// Logger receives what the engine decides; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine is the loaded kernel side: the shared tables, the network programs
+// to attach to workload cgroups and the exec backend.
+type Engine struct {
+	log     *slog.Logger
+	pinDir  string
+	backend string
+	cgRoot  string
+	net     networkObjects
+	exec    interface{ Close() error }
+	reader  *ringbuf.Reader
+
+	mu       sync.Mutex
+	compiled map[uint64]*Compiled // policies this Engine applied, by cgroup id
+}
+
+// Names of the pins under PinDir besides the maps (pinned by their names).
+const (
+	pinExecPrefix = "link_exec_" // + backend: the exec program's link
+	pinFork       = "link_fork"
+	pinExit       = "link_exit"
+	pinCgroupDir  = "cgroup_" // + cgroup id: that workload's links
+)
+
+// Open loads the engine: it picks the backend (adopting the one already
+// pinned, if any), loads the programs with the maps pinned by name (reusing
+// existing pins) and attaches the global exec programs unless their links
+// are pinned already.
+func Open(opts Options) (*Engine, error) {
+	if opts.PinDir == "" {
+		opts.PinDir = DefaultPinDir
+	}
+	if opts.Backend == "" {
+		opts.Backend = BackendAuto
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cgRoot, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil, err
+	}
+	if err := ensurePinDir(opts.PinDir); err != nil {
+		return nil, err
+	}
+	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, compiled: map[uint64]*Compiled{}}
+
+	backend, err := e.chooseBackend(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadNetwork()
+	if err != nil {
+		return nil, fmt.Errorf("load network object: %w", err)
+	}
+	if err := spec.LoadAndAssign(&e.net, e.collectionOptions()); err != nil {
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	if err := e.openExec(backend); err != nil {
+		e.net.Close()
+		return nil, err
+	}
+	e.backend = backend
+	if e.reader, err = ringbuf.NewReader(e.net.Events); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
+	e.log.Info("bpf engine ready", "backend", backend, "pins", opts.PinDir)
+	return e, nil
+}
+
+func (e *Engine) collectionOptions() *ebpf.CollectionOptions {
+	return &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: e.pinDir}}
+}
+
+// ensurePinDir creates dir, mounting bpffs on /sys/fs/bpf first when dir
+// lives there and it is not mounted yet.
+func ensurePinDir(dir string) error {
+	const bpffs = "/sys/fs/bpf"
+	if strings.HasPrefix(dir, bpffs+"/") {
+		var st unix.Statfs_t
+		if err := unix.Statfs(bpffs, &st); err == nil && st.Type != unix.BPF_FS_MAGIC {
+			if err := unix.Mount("bpffs", bpffs, "bpf", 0, "mode=0700"); err != nil {
+				return fmt.Errorf("mount bpffs on %s: %w", bpffs, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("pin directory %s: %w", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin directory %s is not on a bpf filesystem", dir)
+	}
+	return nil
+}
+
+// chooseBackend returns the backend to use: the pinned one if the exec
+// link of a backend is pinned, else the requested one, else (auto) lsm
+// when the kernel accepts it and tracing otherwise.
+func (e *Engine) chooseBackend(want string) (string, error) {
+	for _, b := range []string{BackendLSM, BackendTracing} {
+		if _, err := os.Stat(filepath.Join(e.pinDir, pinExecPrefix+b)); err == nil {
+			if want != BackendAuto && want != b {
+				return "", fmt.Errorf("backend %s requested but %s is pinned in %s (Unpin first)", want, b, e.pinDir)
+			}
+			e.log.Info("adopting pinned exec backend", "backend", b)
+			return b, nil
+		}
+	}
+	switch want {
+	case BackendLSM, BackendTracing:
+		return want, nil
+	case BackendAuto:
+		if err := probeLSM(); err != nil {
+			e.log.Info("BPF LSM unavailable, using the tracing backend", "reason", err)
+			return BackendTracing, nil
+		}
+		return BackendLSM, nil
+	}
+	return "", fmt.Errorf("unknown backend %q (want auto, lsm or tracing)", want)
+}
+
+// openExec loads the exec programs of backend and attaches them, adopting
+// links that are pinned already.
+func (e *Engine) openExec(backend string) error {
+	type progs struct {
+		exec, fork, exit *ebpf.Program
+	}
+	var p progs
+	switch backend {
+	case BackendTracing:
+		var objs execTracingObjects
+		spec, err := loadExecTracing()
+		if err != nil {
+			return fmt.Errorf("load tracing exec object: %w", err)
+		}
+		if err := spec.LoadAndAssign(&objs, e.collectionOptions()); err != nil {
+			return fmt.Errorf("load tracing exec programs: %w", err)
+		}
+		e.exec = &objs
+		p = progs{objs.OnExec, objs.OnFork, objs.OnExit}
+	case BackendLSM:
+		objs, err := loadLSMObjects(e.collectionOptions())
+		if err != nil {
+			return err
+		}
+		e.exec = objs
+		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit}
+	}
+	attach := []struct {
+		pin  string
+		prog *ebpf.Program
+		lsm  bool
+	}{
+		// Fork tracking first, so no process escapes between the two.
+		{pinFork, p.fork, false},
+		{pinExit, p.exit, false},
+		{pinExecPrefix + backend, p.exec, backend == BackendLSM},
+	}
+	for _, a := range attach {
+		path := filepath.Join(e.pinDir, a.pin)
+		if _, err := os.Stat(path); err == nil {
+			continue // adopted: the pinned link keeps the old program running
+		}
+		var l link.Link
+		var err error
+		if a.lsm {
+			l, err = link.AttachLSM(link.LSMOptions{Program: a.prog})
+		} else {
+			l, err = link.AttachTracing(link.TracingOptions{Program: a.prog})
+		}
+		if err != nil {
+			e.exec.Close()
+			return fmt.Errorf("attach %s: %w", a.pin, err)
+		}
+		if err := l.Pin(path); err != nil {
+			l.Close()
+			e.exec.Close()
+			return fmt.Errorf("pin %s: %w", path, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// Backend returns the exec backend in use: "lsm" or "tracing".
+func (e *Engine) Backend() string { return e.backend }
+
+// Close releases the engine's file descriptors. Pins stay, so the kernel
+// keeps enforcing every armed workload.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.reader != nil {
+		errs = append(errs, e.reader.Close())
+	}
+	if e.exec != nil {
+		errs = append(errs, e.exec.Close())
+	}
+	errs = append(errs, e.net.Close())
+	return errors.Join(errs...)
+}
+
+// Unpin detaches every workload and the exec programs and removes every pin
+// (uninstall, tests). Close the engine afterwards.
+func (e *Engine) Unpin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	entries, err := os.ReadDir(e.pinDir)
+	if err != nil {
+		return fmt.Errorf("read pin directory: %w", err)
+	}
+	var errs []error
+	for _, ent := range entries {
+		path := filepath.Join(e.pinDir, ent.Name())
+		if ent.IsDir() && strings.HasPrefix(ent.Name(), pinCgroupDir) {
+			errs = append(errs, unpinLinks(path))
+			continue
+		}
+		if strings.HasPrefix(ent.Name(), "link_") {
+			errs = append(errs, unpinLink(path))
+			continue
+		}
+		errs = append(errs, os.Remove(path))
+	}
+	errs = append(errs, os.Remove(e.pinDir))
+	return errors.Join(errs...)
+}
+
+// unpinLink detaches the link pinned at path and removes the pin.
+func unpinLink(path string) error {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("load pinned link %s: %w", path, err)
+	}
+	defer l.Close()
+	if err := l.Unpin(); err != nil {
+		return fmt.Errorf("unpin %s: %w", path, err)
+	}
+	return nil
+}
+
+// unpinLinks detaches every link pinned in dir and removes dir.
+func unpinLinks(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	var errs []error
+	for _, ent := range entries {
+		errs = append(errs, unpinLink(filepath.Join(dir, ent.Name())))
+	}
+	errs = append(errs, os.Remove(dir))
+	return errors.Join(errs...)
+}
+
+// ReadEvent blocks until the kernel reports an event or ctx ends.
+func (e *Engine) ReadEvent(ctx context.Context) (Event, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Event{}, err
+		}
+		// The reader's deadline can only be set between reads, so poll
+		// in short slices to notice ctx ending.
+		e.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		rec, err := e.reader.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return Event{}, fmt.Errorf("read event: %w", err)
+		}
+		ev, err := decodeEvent(rec.RawSample)
+		if err != nil {
+			e.log.Warn("undecodable event", "err", err)
+			continue
+		}
+		e.mu.Lock()
+		c := e.compiled[ev.CgroupID]
+		e.mu.Unlock()
+		ev.Node, ev.ParentNode = c.NodeID(ev.NodeKey), c.NodeID(ev.ParentKey)
+		return ev, nil
+	}
+}
+
+// Lost returns how many events the kernel could not queue (ring buffer
+// full), summed over CPUs since the maps were created.
+func (e *Engine) Lost() (uint64, error) {
+	var perCPU []uint64
+	if err := e.net.Lost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read lost-event counters: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// cgroupPinDir is where the links of workload cgroup id are pinned.
+func (e *Engine) cgroupPinDir(id uint64) string {
+	return filepath.Join(e.pinDir, pinCgroupDir+strconv.FormatUint(id, 10))
+}

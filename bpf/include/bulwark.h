@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared between the BPF programs and Go (bpf2go -type generates the
+ * Go side), the maps every program family shares (pinned by name, so the
+ * exec and network objects see the same tables), and small helpers.
+ */
+#ifndef __BULWARK_H__
+#define __BULWARK_H__
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+/* Limits; Compile in Go reports a policy that exceeds one as an error. */
+#define PATH_LEN 256     /* resolved exe path; longer paths never match */
+#define NAME_LEN 16      /* comm, like TASK_COMM_LEN */
+#define MAX_CHILDREN 64  /* children of one policy node (or roots) */
+#define MAX_EXE 8        /* exe entries of one policy node */
+#define MAX_UIDS 8       /* effective uids of one policy node */
+#define MAX_RULES 64     /* network rules per direction (a u64 mask) */
+#define MAX_PORTS 8      /* ports entries of one network rule */
+#define MAX_PROCS 8      /* processes entries of one network rule */
+#define MAX_LEVEL 16     /* deepest cgroup level a workload may sit at */
+#define MAX_DEPTH 32     /* path components walked to resolve an exe */
+
+/* Workload modes (struct workload.mode). */
+enum mode {
+	MODE_OBSERVE = 0, /* no policy: report what runs, for fingerprints */
+	MODE_AUDIT = 1,   /* check and report, never block */
+	MODE_ENFORCE = 2, /* check, block and report */
+};
+
+/* Workload flags: checks switched off by the policy. */
+enum workload_flag {
+	WL_NO_PROCESS = 1,
+	WL_NO_INGRESS = 2,
+	WL_NO_EGRESS = 4,
+};
+
+/* Event kinds. */
+enum event_kind {
+	EVENT_EXEC = 1,
+	EVENT_CONNECT = 2,
+	EVENT_ACCEPT = 3,
+};
+
+/* Event flags. */
+enum event_flag {
+	EV_DEVIATION = 1,
+	EV_BLOCKED = 2,
+	EV_TRUNCATED = 4, /* exe path longer than PATH_LEN or deeper than MAX_DEPTH */
+};
+
+/* Pattern kinds: how a name or exe entry is tested. */
+enum pattern_kind {
+	PAT_NONE = 0,
+	PAT_EXACT = 1, /* whole string: prefix_len bytes hashing to prefix_hash */
+	PAT_GLOB = 2,  /* prefix, anything, suffix */
+	PAT_ANY = 3,   /* "*" */
+};
+
+/* Marks a task node that is not a policy node: observe mode and audited
+ * deviations get a synthetic node so their descendants stay apart. */
+#define NODE_SYNTHETIC (1ULL << 63)
+
+/* One entry of the workloads table, keyed by cgroup id. */
+struct workload {
+	__u32 gen;   /* generation of the policy tables in force */
+	__u32 mode;  /* enum mode */
+	__u32 flags; /* enum workload_flag */
+	__u32 level; /* cgroup level, for nested cgroups */
+};
+
+/* Global settings, index 0 of the config array. */
+struct engine_config {
+	__u32 level_mask; /* bit L: some workload sits at cgroup level L */
+	__u32 next_gen;   /* the next policy generation to hand out */
+};
+
+struct node_key {
+	__u32 gen;
+	__u32 pad;
+	__u64 node; /* policy node id hash; 0 is the pseudo-node holding the roots */
+};
+
+struct pattern {
+	__u64 prefix_hash;
+	__u64 suffix_hash;
+	__u16 prefix_len;
+	__u16 suffix_len;
+	__u8 kind; /* enum pattern_kind */
+	__u8 pad[3];
+};
+
+/* A policy node: how to recognise it and which nodes it may exec. */
+struct node {
+	__u32 nchildren;
+	__u32 nexe;
+	__u32 nuids; /* 0: any effective uid */
+	__u32 pad;
+	__u64 children[MAX_CHILDREN];
+	struct pattern name;
+	struct pattern exe[MAX_EXE];
+	__u32 uids[MAX_UIDS];
+};
+
+/* Network tables: gen_dir = generation << 1 | direction (0 egress, 1 ingress). */
+struct lpm_v4_key {
+	__u32 prefixlen; /* 32 (gen_dir) + address bits */
+	__u32 gen_dir;
+	__u8 addr[4];
+};
+
+struct lpm_v6_key {
+	__u32 prefixlen; /* 32 (gen_dir) + address bits */
+	__u32 gen_dir;
+	__u8 addr[16];
+};
+
+struct rule_key {
+	__u32 gen_dir;
+	__u32 index;
+};
+
+struct port_range {
+	__u16 lo;
+	__u16 hi;
+	__u8 proto; /* IPPROTO_TCP, IPPROTO_UDP, 0 for both */
+	__u8 pad[3];
+};
+
+struct rule {
+	__u32 nports;
+	__u32 nprocs; /* 0: any process */
+	struct port_range ports[MAX_PORTS];
+	__u64 procs[MAX_PROCS];
+};
+
+/* The process node of a listening port, recorded at bind(). */
+struct listener_key {
+	__u64 cgid; /* workload cgroup id */
+	__u16 port;
+	__u8 proto;
+	__u8 pad[5];
+};
+
+/* What the seen-set deduplicates observations by. */
+struct seen_key {
+	__u64 cgid;
+	__u64 a; /* exec: parent node; network: process node */
+	__u64 b; /* exec: exe hash;    network: address, high half */
+	__u64 c; /* exec: name hash;   network: address, low half */
+	__u32 kind_gen; /* kind << 24 | generation */
+	__u32 d;        /* exec: euid;     network: proto << 16 | port */
+};
+
+struct event {
+	__u64 time_ns; /* CLOCK_MONOTONIC */
+	__u64 cgid;
+	__u64 node;
+	__u64 parent_node;
+	__u32 kind;
+	__u32 flags;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 euid;
+	__u16 family; /* AF_INET or AF_INET6 (network events) */
+	__u8 proto;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[NAME_LEN];
+	char exe[PATH_LEN];
+};
+
+/* Shared maps, pinned by name under the engine's pin directory. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct workload);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} workloads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct engine_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct node_key);
+	__type(value, struct node);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy_nodes SEC(".maps");
+
+/* Process node of every task (by tgid) running inside a workload. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} task_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct seen_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+/* Ring buffer reservations that failed, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lost SEC(".maps");
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		(*n)++;
+}
+
+/* The workload the current task belongs to: its own cgroup, or the nearest
+ * ancestor at a level where some workload sits. */
+static __always_inline struct workload *current_workload(__u64 *cgid)
+{
+	__u64 id = bpf_get_current_cgroup_id();
+	struct workload *w = bpf_map_lookup_elem(&workloads, &id);
+	if (w) {
+		*cgid = id;
+		return w;
+	}
+	__u32 zero = 0;
+	struct engine_config *c = bpf_map_lookup_elem(&config, &zero);
+	if (!c || !c->level_mask)
+		return NULL;
+	__u32 mask = c->level_mask;
+	for (int l = MAX_LEVEL - 1; l >= 1; l--) {
+		if (!(mask & (1U << l)))
+			continue;
+		id = bpf_get_current_ancestor_cgroup_id(l);
+		if (!id)
+			continue;
+		w = bpf_map_lookup_elem(&workloads, &id);
+		if (w) {
+			*cgid = id;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* Whether an observation with this key is new; records it. */
+static __always_inline bool first_seen(struct seen_key *k)
+{
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&seen, k))
+		return false;
+	bpf_map_update_elem(&seen, k, &one, BPF_ANY);
+	return true;
+}
+
+static __always_inline __u64 current_node(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 *n = bpf_map_lookup_elem(&task_nodes, &tgid);
+	return n ? *n : 0;
+}
+
+#endif /* __BULWARK_H__ */

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * A small, hand-written subset of the kernel types Bulwark's BPF programs
+ * use, instead of a multi-megabyte `bpftool btf dump` of one kernel. Kernel
+ * structs carry preserve_access_index, so every field access is a CO-RE
+ * relocation resolved against the running kernel's BTF at load time: only
+ * the field names and types matter here, not the layout. The UAPI structs
+ * (bpf_sock_addr) are stable ABI and are spelled exactly as in linux/bpf.h.
+ */
+#ifndef __BULWARK_VMLINUX_H__
+#define __BULWARK_VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef int pid_t;
+typedef unsigned int uid_t;
+typedef _Bool bool;
+enum { false = 0, true = 1 };
+
+/* UAPI: map types, update flags and attach details from linux/bpf.h. */
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_LPM_TRIE = 11,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+#define __bpf_md_ptr(type, name) \
+	union {                      \
+		type name;               \
+		__u64 : 64;              \
+	} __attribute__((aligned(8)))
+
+/* UAPI context of cgroup/connect*, sendmsg*, bind* programs. */
+struct bpf_sock_addr {
+	__u32 user_family;
+	__u32 user_ip4;
+	__u32 user_ip6[4];
+	__u32 user_port;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	__bpf_md_ptr(struct bpf_sock *, sk);
+};
+
+/* cgroup_skb programs only pass the context to helpers. */
+struct __sk_buff;
+
+/* Kernel types, relocated with CO-RE. */
+typedef struct {
+	uid_t val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+	kuid_t euid;
+} __attribute__((preserve_access_index));
+
+struct qstr {
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path root;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	pid_t pid;
+	pid_t tgid;
+	struct task_struct *real_parent;
+	const struct cred *cred;
+	struct fs_struct *fs;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	char buf[256];
+	struct file *file;
+	struct cred *cred;
+	const char *filename;
+} __attribute__((preserve_access_index));
+
+#endif /* __BULWARK_VMLINUX_H__ */
