@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,6 +77,9 @@ func runHelper(args []string) int {
 			}
 		}
 		return statusOf(err)
+	case "connect-mapped":
+		// An AF_INET6 socket to ::ffff:a.b.c.d (Go's dialer refuses it).
+		return statusOf(connectMapped(args[1], args[2]))
 	case "sendto":
 		// Unconnected UDP: the sendmsg hook decides.
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -327,4 +332,23 @@ func exists(path string) bool {
 func lastLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// connectMapped connects an AF_INET6 TCP socket to the v4-mapped form of
+// IPv4 address ip.
+func connectMapped(ip, port string) error {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrInet6{Port: p, Addr: netip.AddrFrom16(a.As16()).As16()})
 }
