@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/netip"
+	"strings"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// BuildDeviation turns a kernel deviation event into a Deviation document
+// whose spec holds exactly what merging into pol allows the activity:
+//   - exec: the new process as a child of its parent's policy node
+//     (`policyNode: {id, children: [...]}`), or as a new root node when the
+//     process had no policy node (it entered the workload from outside, or
+//     its parent was itself outside the policy);
+//   - connect: an egress rule to the destination address (/32 or /128) and
+//     port, for the process node when it has one;
+//   - accept: an ingress rule from the source address to the local port.
+//
+// pol may be nil (`bulwark exec` without a named policy). uidName maps the
+// effective uid to a user name of the workload. metadata.checksum is a
+// stable hash of the spec, so repeats of one deviation share it;
+// metadata.uid is unique to this occurrence.
+func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint32) string) policy.Deviation {
+	d := policy.Deviation{APIVersion: policy.APIVersionBulwark, Kind: policy.KindDeviation}
+	if pol != nil {
+		d.Metadata.Type = pol.Metadata.Type
+		d.Metadata.PolicyName = pol.Metadata.Name
+		d.Metadata.PolicyUID = pol.Metadata.UID
+		d.Metadata.PolicyMode = pol.Spec.Mode
+	}
+	switch ev.Kind {
+	case bpf.KindExec:
+		node := policy.ProcessNode{
+			Name:  ev.Comm,
+			Exe:   []string{ev.Exe},
+			Euser: []string{uidName(ev.EUID)},
+			ID:    nodeIDFor(ev.Comm),
+		}
+		if ev.ParentNode != "" {
+			d.Spec.ProcessPolicy = []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: ev.ParentNode, Children: []policy.ProcessNode{node}}}}
+		} else {
+			d.Spec.ProcessPolicy = []policy.ProcessNode{node}
+		}
+	case bpf.KindConnect:
+		d.Spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
+			connRule(ev.Dst.Addr(), ev.Dst.Port(), ev, true),
+		}}
+	case bpf.KindAccept:
+		d.Spec.NetworkPolicy = &policy.NetworkPolicy{Ingress: []policy.NetworkRule{
+			connRule(ev.Src.Addr(), ev.Dst.Port(), ev, false),
+		}}
+	}
+	d.Metadata.Checksum = specChecksum(&d.Spec)
+	d.Metadata.UID = "deviation:" + randomHex(8)
+	ts := float64(ev.Time.UnixNano()) / 1e9
+	d.Metadata.FirstTimestamp, d.Metadata.LatestTimestamp = ts, ts
+	verdict := "allowed"
+	if ev.Blocked {
+		verdict = "blocked"
+	}
+	d.Metadata.Event = &policy.Event{
+		Kind:       ev.Kind.String(),
+		Verdict:    verdict,
+		Timestamp:  ev.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
+		CgroupID:   ev.CgroupID,
+		PID:        int(ev.PID),
+		PPID:       int(ev.PPID),
+		UID:        int(ev.UID),
+		EUID:       int(ev.EUID),
+		Exe:        ev.Exe,
+		Comm:       ev.Comm,
+		ParentNode: ev.ParentNode,
+		Node:       ev.Node,
+		Protocol:   ev.Protocol,
+	}
+	if ev.Src.IsValid() {
+		d.Metadata.Event.SrcAddr, d.Metadata.Event.SrcPort = ev.Src.Addr().String(), int(ev.Src.Port())
+	}
+	if ev.Dst.IsValid() {
+		d.Metadata.Event.DstAddr, d.Metadata.Event.DstPort = ev.Dst.Addr().String(), int(ev.Dst.Port())
+	}
+	return d
+}
+
+// connRule is a rule allowing exactly one peer address on one port, for
+// the event's process node when it has one.
+func connRule(peer netip.Addr, port uint16, ev bpf.Event, egress bool) policy.NetworkRule {
+	peers := []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(peer, peer.BitLen()).String()}}}
+	r := policy.NetworkRule{Ports: []policy.Port{{Port: int(port), Protocol: ev.Protocol}}}
+	if egress {
+		r.To = peers
+	} else {
+		r.From = peers
+	}
+	if ev.Node != "" {
+		r.Processes = []string{ev.Node}
+	}
+	return r
+}
+
+// nodeIDFor makes the id of a new process node from its name, in the
+// NAME_0 style of Spyderbat policies (merging renames it on a clash).
+func nodeIDFor(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		b.WriteString("process")
+	}
+	return b.String() + "_0"
+}
+
+// specChecksum is a stable hash of spec: its JSON form (struct fields in
+// declaration order) hashed with SHA-256, first 16 bytes in hex.
+func specChecksum(spec *policy.Spec) string {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		// A Spec always marshals; keep the checksum defined anyway.
+		data = []byte(err.Error())
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

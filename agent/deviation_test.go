@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"net/netip"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+func TestBuildDeviation(t *testing.T) {
+	pol := &policy.WorkloadPolicy{
+		Metadata: policy.Metadata{Name: "web", UID: "pol:1", Type: policy.TypeContainer},
+		Spec:     policy.Spec{Mode: policy.ModeEnforce},
+	}
+	names := func(uid uint32) string {
+		if uid == 0 {
+			return "root"
+		}
+		return strconv.FormatUint(uint64(uid), 10)
+	}
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		ev      bpf.Event
+		pol     *policy.WorkloadPolicy
+		want    policy.Spec
+		verdict string
+	}{{
+		name: "exec under a policy node",
+		ev: bpf.Event{Kind: bpf.KindExec, Deviation: true, Blocked: true, Exe: "/bin/busybox", Comm: "sh",
+			EUID: 0, ParentNode: "nginx_0", PID: 7, Time: at},
+		pol: pol,
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nginx_0",
+			Children: []policy.ProcessNode{{Name: "sh", Exe: []string{"/bin/busybox"}, Euser: []string{"root"}, ID: "sh_0"}}}}}},
+		verdict: "blocked",
+	}, {
+		name: "exec without a node becomes a root",
+		ev:   bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "/usr/bin/curl", Comm: "curl", EUID: 1000, Time: at},
+		pol:  nil,
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{
+			{Name: "curl", Exe: []string{"/usr/bin/curl"}, Euser: []string{"1000"}, ID: "curl_0"}}},
+		verdict: "allowed",
+	}, {
+		name: "connect",
+		ev: bpf.Event{Kind: bpf.KindConnect, Deviation: true, Blocked: true, Protocol: "TCP", Node: "nginx_0",
+			Dst: netip.MustParseAddrPort("1.2.3.4:443"), Time: at},
+		pol: pol,
+		want: policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+			To:        []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "1.2.3.4/32"}}},
+			Ports:     []policy.Port{{Port: 443, Protocol: "TCP"}},
+			Processes: []string{"nginx_0"}}}}},
+		verdict: "blocked",
+	}, {
+		name: "accept over IPv6 without a listener node",
+		ev: bpf.Event{Kind: bpf.KindAccept, Deviation: true, Protocol: "UDP",
+			Src: netip.MustParseAddrPort("[fd00::1]:5353"), Dst: netip.MustParseAddrPort("[fd00::2]:53"), Time: at},
+		pol: pol,
+		want: policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Ingress: []policy.NetworkRule{{
+			From:  []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "fd00::1/128"}}},
+			Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}}}}},
+		verdict: "allowed",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := BuildDeviation(tc.ev, tc.pol, names)
+			if d.APIVersion != policy.APIVersionBulwark || d.Kind != policy.KindDeviation {
+				t.Fatalf("header %s %s", d.APIVersion, d.Kind)
+			}
+			if !reflect.DeepEqual(d.Spec, tc.want) {
+				t.Fatalf("spec\n got %+v\nwant %+v", d.Spec, tc.want)
+			}
+			if d.Metadata.Event == nil || d.Metadata.Event.Verdict != tc.verdict || d.Metadata.Event.Kind != tc.ev.Kind.String() {
+				t.Fatalf("event %+v", d.Metadata.Event)
+			}
+			if tc.pol != nil && (d.Metadata.PolicyName != "web" || d.Metadata.PolicyUID != "pol:1" ||
+				d.Metadata.PolicyMode != policy.ModeEnforce || d.Metadata.Type != policy.TypeContainer) {
+				t.Fatalf("policy metadata %+v", d.Metadata)
+			}
+			// A repeat has the same checksum and a different uid.
+			again := BuildDeviation(tc.ev, tc.pol, names)
+			if again.Metadata.Checksum != d.Metadata.Checksum || len(d.Metadata.Checksum) != 32 {
+				t.Fatalf("checksums %q, %q", d.Metadata.Checksum, again.Metadata.Checksum)
+			}
+			if again.Metadata.UID == d.Metadata.UID {
+				t.Fatalf("uid %q repeated", d.Metadata.UID)
+			}
+		})
+	}
+	// Different deviations have different checksums.
+	a := BuildDeviation(tests[0].ev, pol, names)
+	b := BuildDeviation(tests[2].ev, pol, names)
+	if a.Metadata.Checksum == b.Metadata.Checksum {
+		t.Fatal("distinct deviations share a checksum")
+	}
+}
