@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		// Each verb is built by its own new*Cmd function in a file named after it.
 		newCreateCmd(), newMergeCmd(), newDiffCmd(), newValidateCmd(),
+		newExecCmd(),
 	)
 	return root
 }
