@@ -316,8 +316,7 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 // Private address ranges for disablePrivateConnections and
 // disablePublicConnections: RFC 1918, loopback, link-local, and IPv6
 // unique-local, loopback and link-local.
-var privateV4 = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"}
-var privateV6 = []string{"fc00::/7", "fe80::/10", "::1/128"}
+const privateRanges = "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 127.0.0.0/8 169.254.0.0/16 fc00::/7 fe80::/10 ::1/128"
 
 // block is one peer: a CIDR minus excepts, for one rule.
 type block struct {
@@ -393,10 +392,10 @@ func (c *Compiled) compileRules(rules []policy.NetworkRule, field string, egress
 		t.rules = append(t.rules, anyPort)
 	}
 	if private {
-		addSynthetic(append(slices.Clone(privateV4), privateV6...), nil)
+		addSynthetic(strings.Fields(privateRanges), nil)
 	}
 	if public {
-		addSynthetic([]string{"0.0.0.0/0", "::/0"}, append(slices.Clone(privateV4), privateV6...))
+		addSynthetic([]string{"0.0.0.0/0", "::/0"}, strings.Fields(privateRanges))
 	}
 	if len(t.rules) > maxRules {
 		return t, fmt.Errorf("%s: %d rules, the kernel checks at most %d per direction", field, len(t.rules), maxRules)

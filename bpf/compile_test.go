@@ -1,0 +1,203 @@
+package bpf
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// lookupRules is what the kernel's longest-prefix match returns for addr.
+func (t netTables) lookupRules(addr netip.Addr) uint64 {
+	best, bits := uint64(0), -1
+	m := t.v6
+	if addr.Is4() {
+		m = t.v4
+	}
+	for p, mask := range m {
+		if p.Contains(addr) && p.Bits() > bits {
+			best, bits = mask, p.Bits()
+		}
+	}
+	return best
+}
+
+func TestCompileCIDRExceptIsExact(t *testing.T) {
+	// Overlapping rules with excepts, checked against a brute-force
+	// evaluation of the policy for many addresses.
+	rules := []policy.NetworkRule{
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16", "10.2.3.0/24"}}}}, Ports: []policy.Port{{Port: 80, Protocol: "TCP"}}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "10.1.0.0/16", Except: []string{"10.1.1.0/24"}}}}, Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "0.0.0.0/0", Except: []string{"10.0.0.0/8"}}}, {IPBlock: &policy.IPBlock{CIDR: "10.2.3.4/32"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "fd00::/8", Except: []string{"fd00:1::/32"}}}}, Ports: []policy.Port{{Port: 22, Protocol: "TCP"}}},
+	}
+	c, err := Compile(&policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: rules}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBlock := func(b *policy.IPBlock, a netip.Addr) bool {
+		if !netip.MustParsePrefix(b.CIDR).Contains(a) {
+			return false
+		}
+		for _, e := range b.Except {
+			if netip.MustParsePrefix(e).Contains(a) {
+				return false
+			}
+		}
+		return true
+	}
+	addrs := []string{"10.0.0.1", "10.1.0.1", "10.1.1.1", "10.1.2.1", "10.2.3.4", "10.2.3.5", "10.2.4.1",
+		"11.0.0.1", "192.168.1.1", "9.255.255.255", "fd00::1", "fd00:1::1", "fd00:2::1", "fe80::1"}
+	for _, s := range addrs {
+		a := netip.MustParseAddr(s)
+		var want uint64
+		for i, r := range rules {
+			for _, p := range r.To {
+				if inBlock(p.IPBlock, a) {
+					want |= 1 << i
+				}
+			}
+		}
+		if got := c.egress.lookupRules(a); got != want {
+			t.Errorf("%s: rules %b, want %b", s, got, want)
+		}
+	}
+}
+
+func TestCompilePrivatePublicSwitches(t *testing.T) {
+	c, err := Compile(&policy.Spec{DisablePublicConnections: "egress", DisablePrivateConnections: "ingress"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{"8.8.8.8": true, "10.1.2.3": false, "127.0.0.1": false, "2001:db8::1": true, "fd00::1": false} {
+		if got := c.egress.lookupRules(netip.MustParseAddr(addr)) != 0; got != want {
+			t.Errorf("egress %s allowed %v, want %v", addr, got, want)
+		}
+	}
+	for addr, want := range map[string]bool{"8.8.8.8": false, "192.168.0.9": true, "::1": true} {
+		if got := c.ingress.lookupRules(netip.MustParseAddr(addr)) != 0; got != want {
+			t.Errorf("ingress %s allowed %v, want %v", addr, got, want)
+		}
+	}
+	c, err = Compile(&policy.Spec{DisableConnections: "all", DisableProcesses: "all"}, nil)
+	if err != nil || c.flags != wlNoEgress|wlNoIngress|wlNoProcess {
+		t.Fatalf("flags %b, %v", c.flags, err)
+	}
+}
+
+func TestCompilePatterns(t *testing.T) {
+	var warn []string
+	for _, tc := range []struct {
+		in       string
+		isName   bool
+		kind     uint8
+		pre, suf string
+	}{
+		{"/usr/bin/python3", false, patExact, "/usr/bin/python3", ""},
+		{"/usr/bin/python*", false, patGlob, "/usr/bin/python", ""},
+		{"*/python3", false, patGlob, "", "/python3"},
+		{"/usr/*/bin/*python", false, patGlob, "/usr/", "python"},
+		{"*", true, patAny, "", ""},
+		{"a-very-long-process-name", true, patExact, "a-very-long-pro", ""},
+	} {
+		p, err := compilePattern(tc.in, map[bool]int{true: 15, false: 255}[tc.isName], tc.isName, "f", &warn)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		want := networkPattern{Kind: tc.kind}
+		switch tc.kind {
+		case patExact:
+			want.PrefixLen, want.PrefixHash = uint16(len(tc.pre)), fnvHash(tc.pre)
+		case patGlob:
+			want.PrefixLen, want.PrefixHash = uint16(len(tc.pre)), fnvHash(tc.pre)
+			want.SuffixLen, want.SuffixHash = uint16(len(tc.suf)), fnvHash(reverse(tc.suf))
+		}
+		if p != want {
+			t.Errorf("%q: %+v, want %+v", tc.in, p, want)
+		}
+	}
+	if len(warn) != 1 || !strings.Contains(warn[0], "/usr/*/bin/*python") {
+		t.Errorf("warnings %q, want one for the two-star glob", warn)
+	}
+	if _, err := compilePattern("/bin/?sh", 255, false, "f", &warn); err == nil {
+		t.Error("'?' glob compiled")
+	}
+}
+
+func TestCompileErrorsNameTheField(t *testing.T) {
+	node := func(id string) policy.ProcessNode {
+		return policy.ProcessNode{Name: id, Exe: []string{"/bin/" + id}, ID: id}
+	}
+	many := make([]policy.ProcessNode, maxChildren+1)
+	for i := range many {
+		many[i] = node(fmt.Sprintf("n%d", i))
+	}
+	manyRules := make([]policy.NetworkRule, maxRules+1)
+	for i := range manyRules {
+		manyRules[i] = policy.NetworkRule{Ports: []policy.Port{{Port: i + 1, Protocol: "TCP"}}}
+	}
+	for _, tc := range []struct {
+		spec policy.Spec
+		want string
+	}{
+		{policy.Spec{ProcessPolicy: many}, "processPolicy: 65 nodes"},
+		{policy.Spec{ProcessPolicy: []policy.ProcessNode{node("a"), node("a")}}, `processPolicy[1]: id "a" is used twice`},
+		{policy.Spec{ProcessPolicy: []policy.ProcessNode{{Name: "x", ID: "x"}}}, "processPolicy[0].exe: at least one"},
+		{policy.Spec{ProcessPolicy: []policy.ProcessNode{{Name: "x", ID: "x", Exe: []string{"/x"}, Euser: []string{"ghost"}}}}, `processPolicy[0].euser[0]: no user "ghost"`},
+		{policy.Spec{ProcessPolicy: []policy.ProcessNode{{Name: "x", ID: "x", Exe: []string{"/x"},
+			Children: []policy.ProcessNode{{Name: "y", ID: "y", Exe: []string{"/y[12]"}}}}}}, "processPolicy[0].children[0].exe[0]"},
+		{policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: manyRules}}, "networkPolicy.egress: 65 rules"},
+		{policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Ingress: []policy.NetworkRule{{Ports: []policy.Port{{Port: 1, Protocol: "TCP"}}, Processes: []string{"nope"}}}}}, `networkPolicy.ingress[0].processes[0]: no process node "nope"`},
+		{policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"11.0.0.0/8"}}}}, Ports: []policy.Port{{Port: 1, Protocol: "TCP"}}}}}}, "networkPolicy.egress[0].to[0].ipBlock.except[0]"},
+		{policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{Ports: []policy.Port{{Port: 9, EndPort: 3, Protocol: "TCP"}}}}}}, "networkPolicy.egress[0].ports[0].endPort"},
+		{policy.Spec{DisableConnections: "private"}, "disableConnections"},
+	} {
+		_, err := Compile(&tc.spec, map[string]uint32{"root": 0})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want one containing %q", err, tc.want)
+		}
+	}
+}
+
+func TestCompileTreeAndEuserInheritance(t *testing.T) {
+	spec := &policy.Spec{ProcessPolicy: []policy.ProcessNode{{
+		Name: "sh", Exe: []string{"/bin/sh"}, ID: "sh_0", Euser: []string{"root", "1001"},
+		Children: []policy.ProcessNode{
+			{Name: "a", Exe: []string{"/a"}, ID: "a_0"},
+			{Name: "b", Exe: []string{"/b"}, ID: "b_0", Euser: []string{"www"}},
+		},
+	}}}
+	c, err := Compile(spec, map[string]uint32{"root": 0, "www": 33})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := c.nodes[0]
+	if roots.Nchildren != 1 || roots.Children[0] != nodeHash("sh_0") {
+		t.Fatalf("roots %+v", roots)
+	}
+	sh := c.nodes[nodeHash("sh_0")]
+	if sh.Nchildren != 2 || sh.Nuids != 2 || sh.Uids[0] != 0 || sh.Uids[1] != 1001 {
+		t.Fatalf("sh %+v", sh)
+	}
+	if a := c.nodes[nodeHash("a_0")]; a.Nuids != 2 || a.Uids[1] != 1001 {
+		t.Fatalf("a does not inherit sh's users: %+v", a.Uids)
+	}
+	if b := c.nodes[nodeHash("b_0")]; b.Nuids != 1 || b.Uids[0] != 33 {
+		t.Fatalf("b users %+v", b.Uids)
+	}
+	if c.NodeID(nodeHash("b_0")) != "b_0" || c.NodeID(12345) != "" {
+		t.Fatal("NodeID does not map hashes back")
+	}
+}
+
+func TestParsePasswd(t *testing.T) {
+	users, err := ParsePasswd(strings.NewReader("# comment\nroot:x:0:0:root:/root:/bin/sh\n\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n"))
+	if err != nil || users["root"] != 0 || users["www-data"] != 33 || len(users) != 2 {
+		t.Fatalf("users %v, %v", users, err)
+	}
+	if _, err := ParsePasswd(strings.NewReader("root:x:zero:0::/:/bin/sh\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad uid: %v", err)
+	}
+}
