@@ -316,3 +316,22 @@ func TestApplyReplacesAtomically(t *testing.T) {
 		t.Fatalf("still attached: %+v", att)
 	}
 }
+
+func TestNestedCgroupIsCovered(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	nested := filepath.Join(cg, "inner", "deeper")
+	if err := os.MkdirAll(nested, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := applets(t, "sh", "cat")
+	if _, err := e.Apply(cg, mustCompile(t, treeSpec()), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	// A process two levels below the workload cgroup is checked against
+	// the workload's policy.
+	st, out := run(t, nested, nil, bin+"/sh", "-c", bin+"/cat /dev/null; echo $?")
+	if st != 0 || lastLine(out) != "137" {
+		t.Fatalf("nested cgroup: status %d, output %q; want cat killed", st, out)
+	}
+}

@@ -108,6 +108,21 @@ func runHelper(args []string) int {
 			c.Write([]byte("hi"))
 			c.Close()
 		}
+	case "serve-udp":
+		c, err := net.ListenPacket("udp", args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return helperFailed
+		}
+		fmt.Println("listening")
+		buf := make([]byte, 64)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return helperFailed
+			}
+			c.WriteTo(buf[:n], from)
+		}
 	case "arm":
 		return armHelper(args[1:])
 	}

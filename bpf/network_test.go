@@ -165,10 +165,16 @@ func TestEgressAuditAndDisable(t *testing.T) {
 // serve starts the test binary in cg as a TCP server on addr.
 func serve(t *testing.T, cg, addr string) {
 	t.Helper()
+	serveWith(t, cg, "serve", addr)
+}
+
+// serveWith starts the test binary in cg running helper action on addr.
+func serveWith(t *testing.T, cg, action, addr string) {
+	t.Helper()
 	self, _ := os.Executable()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), helperEnv+"=serve "+addr)
+	cmd.Env = append(os.Environ(), helperEnv+"="+action+" "+addr)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -252,4 +258,60 @@ func TestIngress(t *testing.T) {
 		t.Fatalf("deviation %+v", dev)
 	}
 	ev.wait(t, "IPv6 accept deviation", func(x Event) bool { return x.Kind == KindAccept && x.Deviation && x.Src.Addr().Is6() })
+}
+
+// udpEcho sends a datagram from src to dst and reports whether it came back.
+func udpEcho(t *testing.T, src, dst string) bool {
+	t.Helper()
+	c, err := net.ListenPacket("udp", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ua, err := net.ResolveUDPAddr("udp", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteTo([]byte("ping"), ua); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 8)
+	n, _, err := c.ReadFrom(buf)
+	return err == nil && string(buf[:n]) == "ping"
+}
+
+func TestIngressUDP(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	spec := helperSpec(t)
+	spec.NetworkPolicy = &policy.NetworkPolicy{
+		Ingress: []policy.NetworkRule{{From: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+			Ports: []policy.Port{{Port: port, Protocol: "UDP"}}}},
+		// The server's replies go out to any loopback port.
+		Egress: []policy.NetworkRule{{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
+			Ports: []policy.Port{{Protocol: "UDP"}}}},
+	}
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	dst := fmt.Sprintf("127.0.0.1:%d", port)
+	serveWith(t, cg, "serve-udp", dst)
+	if !udpEcho(t, "127.0.0.1:0", dst) {
+		t.Fatal("datagram from an allowed source was not served")
+	}
+	if udpEcho(t, "127.0.0.2:0", dst) {
+		t.Fatal("datagram from 127.0.0.2 was served; it should be dropped")
+	}
+	dev := ev.wait(t, "UDP accept deviation", func(x Event) bool { return x.Kind == KindAccept && x.Deviation })
+	if !dev.Blocked || dev.Protocol != "UDP" || dev.Src.Addr() != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("deviation %+v", dev)
+	}
 }
