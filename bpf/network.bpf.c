@@ -89,43 +89,66 @@ static __always_inline __u64 rules_for(struct conn *c, __u32 gen_dir)
 	return mask ? *mask : 0;
 }
 
-static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 node)
+struct rules_ctx {
+	__u64 mask;
+	__u64 node;
+	__u32 gen_dir;
+	__u16 port;
+	__u8 proto;
+	__u8 allowed;
+};
+
+/* rule_step tests rule i when the address matched it (a bpf_loop
+ * callback, verified once rather than once per rule). */
+static long rule_step(__u32 i, void *data)
 {
-	__u64 mask = rules_for(c, gen_dir);
-	for (int i = 0; i < MAX_RULES; i++) {
-		if (!(mask >> i))
+	struct rules_ctx *x = data;
+	if (!(x->mask >> i))
+		return 1;
+	if (!((x->mask >> i) & 1))
+		return 0;
+	struct rule_key rk = { .gen_dir = x->gen_dir, .index = i };
+	struct rule *r = bpf_map_lookup_elem(&net_rules, &rk);
+	if (!r)
+		return 0;
+	bool ok = false;
+	__u32 np = r->nports;
+	for (__u32 j = 0; j < np && j < MAX_PORTS; j++) {
+		struct port_range *p = &r->ports[j];
+		if ((!p->proto || p->proto == x->proto) && x->port >= p->lo && x->port <= p->hi) {
+			ok = true;
 			break;
-		if (!((mask >> i) & 1))
-			continue;
-		struct rule_key rk = { .gen_dir = gen_dir, .index = i };
-		struct rule *r = bpf_map_lookup_elem(&net_rules, &rk);
-		if (!r)
-			continue;
-		bool ok = false;
-		__u32 np = r->nports;
-		for (int j = 0; j < MAX_PORTS; j++) {
-			if (j >= np)
-				break;
-			struct port_range *p = &r->ports[j];
-			if ((!p->proto || p->proto == c->proto) && c->dport >= p->lo &&
-			    c->dport <= p->hi) {
-				ok = true;
-				break;
-			}
-		}
-		if (!ok)
-			continue;
-		__u32 nprocs = r->nprocs;
-		if (!nprocs)
-			return true;
-		for (int j = 0; j < MAX_PROCS; j++) {
-			if (j >= nprocs)
-				break;
-			if (r->procs[j] == node)
-				return true;
 		}
 	}
-	return false;
+	if (!ok)
+		return 0;
+	__u32 nprocs = r->nprocs;
+	if (!nprocs) {
+		x->allowed = 1;
+		return 1;
+	}
+	for (__u32 j = 0; j < nprocs && j < MAX_PROCS; j++) {
+		if (r->procs[j] == x->node) {
+			x->allowed = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 node)
+{
+	struct rules_ctx x = {
+		.mask = rules_for(c, gen_dir),
+		.node = node,
+		.gen_dir = gen_dir,
+		.port = c->dport,
+		.proto = c->proto,
+	};
+	if (!x.mask)
+		return false;
+	bpf_loop(MAX_RULES, rule_step, &x, 0);
+	return x.allowed;
 }
 
 static __always_inline void emit_conn(struct conn *c, __u64 cgid, __u64 node, __u32 flags,

@@ -21,7 +21,7 @@
 #define MAX_RULES 64     /* network rules per direction (a u64 mask) */
 #define MAX_PORTS 8      /* ports entries of one network rule */
 #define MAX_PROCS 8      /* processes entries of one network rule */
-#define MAX_LEVEL 16     /* deepest cgroup level a workload may sit at */
+#define MAX_LEVEL 16    /* deepest cgroup level a workload may sit at */
 #define MAX_DEPTH 32     /* path components walked to resolve an exe */
 
 /* Workload modes (struct workload.mode). */

@@ -234,6 +234,45 @@ static __always_inline bool match_pattern(const struct pattern *p, const __u64 *
 	return false;
 }
 
+struct exe_ctx {
+	struct node *c;
+	__u32 len;
+	__u32 found;
+};
+
+/* exe_step tests exe pattern i of a node (a bpf_loop callback). */
+static long exe_step(__u32 i, void *data)
+{
+	struct exe_ctx *x = data;
+	struct node *c = x->c;
+	struct scratch *s = get_scratch();
+	if (!s || !c || i >= c->nexe)
+		return 1;
+	if (match_pattern(&c->exe[i & (MAX_EXE - 1)], s->ph, s->sh, x->len, PATH_LEN,
+			  PATH_LEN * 2 - 1)) {
+		x->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* match_exe_and_uid tests node c's exe patterns and effective uids. */
+static __always_inline bool match_exe_and_uid(struct node *c, __u32 len, __u32 euid)
+{
+	struct exe_ctx x = { .c = c, .len = len };
+	bpf_loop(MAX_EXE, exe_step, &x, 0);
+	if (!x.found)
+		return false;
+	__u32 nu = c->nuids;
+	if (!nu)
+		return true;
+	for (__u32 j = 0; j < nu && j < MAX_UIDS; j++) {
+		if (c->uids[j] == euid)
+			return true;
+	}
+	return false;
+}
+
 struct match_ctx {
 	__u64 parent;
 	__u64 found;
@@ -262,32 +301,8 @@ static long match_one(__u32 i, void *data)
 		return 1;
 	if (!match_pattern(&c->name, s->nph, s->nsh, m->nlen, NAME_LEN - 1, NAME_LEN * 2 - 1))
 		return 0;
-	bool ok = false;
-	__u32 ne = c->nexe;
-	for (int j = 0; j < MAX_EXE; j++) {
-		if (j >= ne)
-			break;
-		if (match_pattern(&c->exe[j], s->ph, s->sh, m->len, PATH_LEN, PATH_LEN * 2 - 1)) {
-			ok = true;
-			break;
-		}
-	}
-	if (!ok)
+	if (!match_exe_and_uid(c, m->len, m->euid))
 		return 0;
-	__u32 nu = c->nuids;
-	if (nu) {
-		ok = false;
-		for (int j = 0; j < MAX_UIDS; j++) {
-			if (j >= nu)
-				break;
-			if (c->uids[j] == m->euid) {
-				ok = true;
-				break;
-			}
-		}
-		if (!ok)
-			return 0;
-	}
 	m->found = ck.node;
 	return 1;
 }

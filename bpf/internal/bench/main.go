@@ -1,0 +1,229 @@
+// Command bench measures what enforcement costs: an exec loop and a connect
+// loop run inside a cgroup armed in enforce mode with a 20-node policy and
+// inside a plain cgroup, interleaved in one run, and prints the ratio of
+// the medians (target: at most 1.03). Run as root: `go run ./bpf/internal/bench`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// helperEnv makes the binary a connect loop: "ADDR N" → prints nanoseconds.
+const helperEnv = "BULWARK_BENCH_CONNECT"
+
+func main() {
+	if args := os.Getenv(helperEnv); args != "" {
+		os.Exit(connectLoop(strings.Fields(args)))
+	}
+	backend := flag.String("backend", bpf.BackendAuto, "auto, lsm or tracing")
+	reps := flag.Int("reps", 11, "repetitions of each loop per cgroup (interleaved)")
+	execs := flag.Int("execs", 300, "execs per exec-loop repetition")
+	connects := flag.Int("connects", 3000, "connects per connect-loop repetition")
+	flag.Parse()
+	if err := run(*backend, *reps, *execs, *connects); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// connectLoop connects to addr n times and prints the elapsed nanoseconds.
+func connectLoop(args []string) int {
+	n, _ := strconv.Atoi(args[1])
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c.Close()
+	}
+	fmt.Println(time.Since(start).Nanoseconds())
+	return 0
+}
+
+func run(backend string, reps, execs, connects int) error {
+	box, err := filepath.EvalSymlinks("/bin/busybox")
+	if err != nil {
+		return fmt.Errorf("needs busybox: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "bulwark-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, a := range []string{"sh", "true"} {
+		if err := os.Symlink(box, filepath.Join(tmp, a)); err != nil {
+			return err
+		}
+	}
+	pins := filepath.Join(tmp, "pins")
+	if err := os.Mkdir(pins, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpffs", pins, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs: %w", err)
+	}
+	defer unix.Unmount(pins, unix.MNT_DETACH)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join(pins, "bulwark"), Backend: backend,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	defer func() { engine.Unpin(); engine.Close() }()
+
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return err
+	}
+	plain := filepath.Join(root, fmt.Sprintf("bulwark-bench-plain-%d", os.Getpid()))
+	armed := filepath.Join(root, fmt.Sprintf("bulwark-bench-armed-%d", os.Getpid()))
+	for _, cg := range []string{plain, armed} {
+		if _, err := cgroup.Create(cg); err != nil {
+			return err
+		}
+		defer cgroup.Remove(cg)
+	}
+	c, err := bpf.Compile(benchPolicy(box, self, port), map[string]uint32{"root": 0})
+	if err != nil {
+		return err
+	}
+	if _, err := engine.Apply(armed, c, bpf.ModeEnforce); err != nil {
+		return err
+	}
+
+	execLoop := func(cg string) (time.Duration, error) {
+		script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do %s/true; i=$((i+1)); done", execs, tmp)
+		cmd := exec.Command(tmp+"/sh", "-c", script)
+		start := time.Now()
+		if err := cgroup.StartIn(cmd, cg); err != nil {
+			return 0, err
+		}
+		if err := cmd.Wait(); err != nil {
+			return 0, fmt.Errorf("exec loop in %s: %w", cg, err)
+		}
+		return time.Since(start), nil
+	}
+	connectLoopIn := func(cg string) (time.Duration, error) {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d %d", helperEnv, port, connects))
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cgroup.StartIn(cmd, cg); err != nil {
+			return 0, err
+		}
+		if err := cmd.Wait(); err != nil {
+			return 0, fmt.Errorf("connect loop in %s: %w: %s", cg, err, out.String())
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+		return time.Duration(ns), err
+	}
+
+	fmt.Printf("backend %s, %d reps, %d execs and %d connects per rep, policy of 20 process nodes\n",
+		engine.Backend(), reps, execs, connects)
+	for _, loop := range []struct {
+		name string
+		fn   func(string) (time.Duration, error)
+	}{{"exec", execLoop}, {"connect", connectLoopIn}} {
+		// Warm up both, then alternate which cgroup goes first.
+		for _, cg := range []string{plain, armed} {
+			if _, err := loop.fn(cg); err != nil {
+				return err
+			}
+		}
+		var tp, ta []time.Duration
+		for r := 0; r < reps; r++ {
+			order := []string{plain, armed}
+			if r%2 == 1 {
+				order = []string{armed, plain}
+			}
+			for _, cg := range order {
+				d, err := loop.fn(cg)
+				if err != nil {
+					return err
+				}
+				if cg == plain {
+					tp = append(tp, d)
+				} else {
+					ta = append(ta, d)
+				}
+			}
+		}
+		mp, ma := median(tp), median(ta)
+		fmt.Printf("%-8s plain %10v  enforced %10v  ratio %.3f\n", loop.name, mp, ma, float64(ma)/float64(mp))
+	}
+	lost, err := engine.Lost()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("lost events: %d\n", lost)
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// benchPolicy is a 20-node policy: the bench binary and sh as roots; sh has
+// 17 children that never match and `true`, checked last.
+func benchPolicy(box, self string, port int) *policy.Spec {
+	sh := policy.ProcessNode{Name: "sh", Exe: []string{box}, ID: "sh_0", Euser: []string{"root"}}
+	for i := 0; i < 17; i++ {
+		sh.Children = append(sh.Children, policy.ProcessNode{
+			Name: fmt.Sprintf("tool%d", i), Exe: []string{fmt.Sprintf("/usr/lib/tool%d/bin/*", i)}, ID: fmt.Sprintf("tool_%d", i)})
+	}
+	sh.Children = append(sh.Children, policy.ProcessNode{Name: "true", Exe: []string{box}, ID: "true_0"})
+	spec := &policy.Spec{ProcessPolicy: []policy.ProcessNode{
+		{Name: "*", Exe: []string{self}, ID: "bench_0", Euser: []string{"root"}}, sh,
+	}}
+	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}},
+			Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "192.168.0.0/16"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
+			Ports: []policy.Port{{Port: port, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
+	}}
+	return spec
+}
