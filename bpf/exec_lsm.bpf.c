@@ -19,25 +19,33 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* basename copies the last element of s->fname (at most 15 bytes, as the
- * kernel names comm) to s->name. */
+struct base_ctx {
+	__u32 start;
+};
+
+/* slash_step records where the element after byte i starts if byte i is a
+ * '/' (a bpf_loop callback: one verification instead of one per byte). */
+static long slash_step(__u32 i, void *data)
+{
+	struct base_ctx *b = data;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 1;
+	char c = s->fname[i & (PATH_LEN - 1)];
+	if (!c)
+		return 1;
+	if (c == '/')
+		b->start = i + 1;
+	return 0;
+}
+
+/* basename_to_name copies the last element of s->fname (at most 15 bytes,
+ * as the kernel names comm) to s->name. */
 static __always_inline void basename_to_name(struct scratch *s)
 {
-	__u32 start = 0;
-	for (int i = 0; i < PATH_LEN; i++) {
-		char c = s->fname[i];
-		if (!c)
-			break;
-		if (c == '/')
-			start = i + 1;
-	}
-	for (int i = 0; i < NAME_LEN - 1; i++) {
-		char c = s->fname[(start + i) & (PATH_LEN - 1)];
-		s->name[i] = c;
-		if (!c)
-			break;
-	}
-	s->name[NAME_LEN - 1] = 0;
+	struct base_ctx b = {};
+	bpf_loop(PATH_LEN, slash_step, &b, 0);
+	bpf_probe_read_kernel_str(s->name, sizeof(s->name), &s->fname[b.start & (PATH_LEN - 1)]);
 }
 
 SEC("lsm/bprm_check_security")

@@ -251,10 +251,28 @@ func run(t *testing.T, path string, env []string, argv ...string) (int, string) 
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cgroup.StartIn(cmd, path); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// The lsm backend refused the first exec: report it as
+			// a shell would.
+			return statusExecRefused, err.Error()
+		}
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
 	return exitStatus(t, err), out.String()
+}
+
+// statusExecRefused is how a shell reports an exec that failed with EPERM.
+const statusExecRefused = 126
+
+// deniedStatus is the status a shell reports for a denied exec: the
+// tracing backend kills the new image (128+SIGKILL), the lsm backend
+// fails the exec with EPERM.
+func deniedStatus(backend string) string {
+	if backend == BackendLSM {
+		return strconv.Itoa(statusExecRefused)
+	}
+	return "137"
 }
 
 func exitStatus(t *testing.T, err error) int {
