@@ -20,23 +20,16 @@ hostname bulwark-vm
 
 echo "vm: kernel $(uname -r), lsm=$(cat /sys/kernel/security/lsm), $(nproc) cpus"
 
-# Report once when a BPF LSM program is attached (an LSM link held by any
-# process), so run.sh --require-lsm can tell that the LSM path was exercised.
-watch_lsm() {
-	while :; do
-		if grep -qs '^attach_type:[[:space:]]*27$' /proc/[0-9]*/fdinfo/*; then
-			echo "@@bulwark-vm-lsm $VM_NONCE@@"
-			return
-		fi
-		sleep 0.1
-	done
-}
-watch_lsm &
-watcher=$!
+# With run.sh --require-lsm, lsmwatch reports once that a BPF LSM program ran.
+watcher=
+if [ -x /opt/bulwark-vm/lsmwatch ]; then
+	/opt/bulwark-vm/lsmwatch "$VM_NONCE" &
+	watcher=$!
+fi
 
 cd "$VM_WORKDIR" || exit 1
 "$VM_BINARY" "$@"
 status=$?
-kill "$watcher" 2>/dev/null
+[ -z "$watcher" ] || kill "$watcher" 2>/dev/null
 echo "@@bulwark-vm-exit $VM_NONCE $status@@"
 poweroff -f

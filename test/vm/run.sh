@@ -11,8 +11,9 @@
 #                      (default: an empty /work)
 #   --cpus N           guest CPUs (default 2)
 #   --timeout SECONDS  give up on the whole VM after SECONDS (default 300)
-#   --require-lsm      fail unless a BPF LSM program was attached while the
-#                      binary ran
+#   --require-lsm      fail unless a BPF LSM program ran while the binary
+#                      ran (lsmwatch/ watches the kernel's program list; needs
+#                      Go to build it)
 #
 # The guest has merged /usr (busybox applets hard-linked into /usr/bin and
 # /usr/sbin, /bin -> usr/bin), cgroup2 at /sys/fs/cgroup, bpffs at /sys/fs/bpf,
@@ -20,7 +21,7 @@
 # nobody (65534). BULWARK_VM=1 is always set in the binary's environment.
 #
 # Exit status: the binary's; 124 on timeout; 125 when the harness or the VM
-# failed (no exit marker, no LSM program seen with --require-lsm, bad usage).
+# failed (no exit marker, no LSM program ran with --require-lsm, bad usage).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -78,6 +79,10 @@ done
 install -m 0755 "$(dirname "$0")/init.sh" "$root/init"
 install -m 0755 "$binary" "$root/opt/bulwark-vm/${binary##*/}"
 [ -z "$workdir" ] || cp -a "$workdir/." "$root/work/"
+if [ -n "$require_lsm" ]; then
+	(cd "$vm_repo" && CGO_ENABLED=0 "${GO:-go}" build -o "$root/opt/bulwark-vm/lsmwatch" ./test/vm/lsmwatch) ||
+		vm_die "building test/vm/lsmwatch failed"
+fi
 chmod 0700 "$root/root"
 printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$root/etc/passwd"
 printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$root/etc/group"
@@ -116,8 +121,8 @@ marker=$(grep -aoE "@@bulwark-vm-exit $nonce [0-9]+@@" "$tmp/console.log" | tail
 [ -n "$marker" ] || vm_die "the guest ended without an exit marker (qemu status $qemu_status)"
 status=${marker##* }
 status=${status%@@}
-if [ -n "$require_lsm" ] && ! grep -aq "@@bulwark-vm-lsm $nonce@@" "$tmp/console.log"; then
-	vm_die "no BPF LSM program was attached while ${binary##*/} ran (binary exit status $status)"
+if [ -n "$require_lsm" ] && ! grep -aq "@@bulwark-vm-lsm $nonce " "$tmp/console.log"; then
+	vm_die "no BPF LSM program ran while ${binary##*/} ran (binary exit status $status)"
 fi
 vm_log "${binary##*/} exited with status $status"
 exit "$status"
