@@ -350,24 +350,28 @@ static __always_inline struct workload *skb_workload(struct __sk_buff *skb, __u6
 SEC("cgroup_skb/ingress")
 int ingress(struct __sk_buff *skb)
 {
-	__u8 vihl;
-	if (bpf_skb_load_bytes(skb, 0, &vihl, 1))
+	/* Most packets are not connection requests: read the IPv4 header
+	 * and, for TCP, the flags byte first, and leave early. */
+	__u8 hdr[40];
+	if (bpf_skb_load_bytes(skb, 0, hdr, 20))
 		return 1;
 	struct conn c = { .dir = DIR_INGRESS };
 	__u32 l4;
-	if (vihl >> 4 == 4) {
-		__u8 hdr[20];
-		if (bpf_skb_load_bytes(skb, 0, hdr, sizeof(hdr)))
-			return 1;
+	if (hdr[0] >> 4 == 4) {
 		if ((hdr[6] & 0x1f) || hdr[7])
 			return 1; /* a later fragment: the first one was checked */
-		c.family = AF_INET;
 		c.proto = hdr[9];
+		l4 = (hdr[0] & 0xf) * 4;
+		if (c.proto == IPPROTO_TCP) {
+			__u8 flags;
+			if (bpf_skb_load_bytes(skb, (l4 & 0x3f) + 13, &flags, 1) ||
+			    (flags & 0x12) != 0x02)
+				return 1;
+		}
+		c.family = AF_INET;
 		__builtin_memcpy(c.saddr, &hdr[12], 4);
 		__builtin_memcpy(c.daddr, &hdr[16], 4);
-		l4 = (vihl & 0xf) * 4;
-	} else if (vihl >> 4 == 6) {
-		__u8 hdr[40];
+	} else if (hdr[0] >> 4 == 6) {
 		if (bpf_skb_load_bytes(skb, 0, hdr, sizeof(hdr)))
 			return 1;
 		c.family = AF_INET6;
