@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // lsmListPath lists the active Linux security modules.
@@ -47,7 +48,9 @@ func loadLSMObjects(opts *ebpf.CollectionOptions) (*execLSMObjects, error) {
 	}
 	var objs execLSMObjects
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
-		if errors.Is(err, os.ErrPermission) {
+		// Only EPERM means that: a verifier rejection is EACCES, which
+		// os.ErrPermission would match too.
+		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("load lsm exec programs (EPERM: BPF LSM inactive or trampolines refused): %w", err)
 		}
 		return nil, fmt.Errorf("load lsm exec programs: %w", err)
