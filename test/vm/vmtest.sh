@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# vmtest.sh [--kernel VERSION] is `make vmtest`: it builds the bpf and cgroup
-# test binaries static and runs each inside the qemu VM (run.sh). The bpf
+# vmtest.sh [--kernel VERSION]... is `make vmtest`: it builds the bpf and
+# cgroup test binaries static and runs each inside the qemu VM (run.sh), once
+# per --kernel given (see fetch-kernel.sh; default: the newest). The bpf
 # suite runs with BULWARK_TEST_BACKEND=lsm and must attach a BPF LSM program;
 # the cgroup suite checks the pure cgroup v2 layout the host (hybrid) lacks.
 # It fails when a suite fails, passes no test, or the LSM path was not used.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-kernel=()
-case ${1:-} in
---kernel) kernel=(--kernel "${2:?--kernel needs a value}") ;;
-"") ;;
-*) vm_die "usage: vmtest.sh [--kernel VERSION]" ;;
-esac
+kernels=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--kernel) kernels+=("${2:?--kernel needs a value}"); shift 2 ;;
+	*) vm_die "usage: vmtest.sh [--kernel VERSION]..." ;;
+	esac
+done
+[ ${#kernels[@]} -gt 0 ] || kernels=("")
 
 cd "$vm_repo"
 go=${GO:-go}
@@ -20,21 +23,22 @@ start=$(date +%s)
 tmp=$(mktemp -d /tmp/bulwark-vmtest.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-# suite NAME [RUN.SH OPTIONS...] builds ./NAME's test binary, runs it in the
-# VM and checks its verbose output.
+# suite KERNEL NAME [RUN.SH OPTIONS...] runs ./NAME's test binary in the VM
+# booting KERNEL ("" for the newest) and checks its verbose output.
 suite() {
-	local name=$1
-	shift
-	vm_log "building ./$name tests"
-	CGO_ENABLED=0 nice "$go" test -c -o "$tmp/$name.test" "./$name" || vm_die "go test -c ./$name failed"
-	local status=0
-	"$(dirname "$0")/run.sh" ${kernel[@]+"${kernel[@]}"} --workdir "$name" "$@" -- \
+	local kernel=$1 name=$2
+	shift 2
+	[ -x "$tmp/$name.test" ] || CGO_ENABLED=0 nice "$go" test -c -o "$tmp/$name.test" "./$name" ||
+		vm_die "go test -c ./$name failed"
+	local status=0 kopt=()
+	[ -z "$kernel" ] || kopt=(--kernel "$kernel")
+	"$(dirname "$0")/run.sh" ${kopt[@]+"${kopt[@]}"} --workdir "$name" "$@" -- \
 		"$tmp/$name.test" -test.v -test.count=1 -test.timeout=5m | tee "$tmp/$name.log" || status=$?
 	local passed failed skipped
 	passed=$(grep -cE '^--- PASS: ' "$tmp/$name.log" || true)
 	failed=$(grep -cE '^--- FAIL: ' "$tmp/$name.log" || true)
 	skipped=$(grep -cE '^--- SKIP: ' "$tmp/$name.log" || true)
-	summary+=("$name: $passed passed, $failed failed, $skipped skipped (exit status $status)")
+	summary+=("${kernel:-newest} $name: $passed passed, $failed failed, $skipped skipped (exit status $status)")
 	if [ "$skipped" -gt 0 ]; then
 		summary+=("  skipped: $(grep -oE '^--- SKIP: [^ ]+' "$tmp/$name.log" | cut -d' ' -f3 | paste -sd' ')")
 	fi
@@ -45,8 +49,10 @@ suite() {
 
 summary=()
 bad=
-suite bpf --require-lsm --env BULWARK_TEST_BACKEND=lsm
-suite cgroup
+for k in "${kernels[@]}"; do
+	suite "$k" bpf --require-lsm --env BULWARK_TEST_BACKEND=lsm
+	suite "$k" cgroup
+done
 printf 'vmtest: %s\n' "${summary[@]}"
 printf 'vmtest: %ss\n' "$(($(date +%s) - start))"
 [ -z "$bad" ] || { echo "vmtest: FAIL" >&2; exit 1; }
