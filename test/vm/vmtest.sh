@@ -4,7 +4,8 @@
 # per --kernel given (see fetch-kernel.sh; default: the newest). The bpf
 # suite runs with BULWARK_TEST_BACKEND=lsm and must attach a BPF LSM program;
 # the cgroup suite checks the pure cgroup v2 layout the host (hybrid) lacks.
-# It fails when a suite fails, passes no test, or the LSM path was not used.
+# It fails when a suite fails, passes no test, or the LSM path was not used
+# (and first checks that run.sh --require-lsm rejects a run without LSM).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -49,6 +50,14 @@ suite() {
 
 summary=()
 bad=
+# The LSM check must be able to fail: a run that loads no LSM program is
+# rejected (status 125).
+status=0
+"$(dirname "$0")/run.sh" --require-lsm -- /bin/busybox true >"$tmp/self.log" 2>&1 || status=$?
+if [ "$status" -ne 125 ] || ! grep -q 'no BPF LSM program ran' "$tmp/self.log"; then
+	cat "$tmp/self.log" >&2
+	vm_die "run.sh --require-lsm accepted a run without any LSM program (status $status)"
+fi
 for k in "${kernels[@]}"; do
 	suite "$k" bpf --require-lsm --env BULWARK_TEST_BACKEND=lsm
 	suite "$k" cgroup
