@@ -5,15 +5,18 @@
  * The lsm backend's exec check, for kernels with BPF LSM active: a
  * disallowed exec fails with EPERM before the new image is loaded.
  *
- * bprm_check_security runs once per binary handler level: for a script
- * first with the script itself, then with its interpreter. The script level
- * (bprm->buf starts with "#!") is let through so that, like the tracing
- * backend, the decision is made on the file finally mapped (the
- * interpreter), named after the path the caller passed.
+ * The hook is bprm_creds_from_file, not bprm_check_security: it runs once
+ * per exec, in begin_new_exec, on the file finally mapped (for a script, its
+ * interpreter, as in the tracing backend), after the new credentials are
+ * computed and before the point of no return. bprm_check_security runs
+ * earlier, before setuid/setgid and file capabilities are applied, so it
+ * would check the caller's euid: a setuid-root binary run by nobody would
+ * pass an `euser: [nobody]` node and then run as root. The name checked is
+ * the last element of the path the caller passed, which becomes comm.
  *
- * The task's new node is recorded here, before the point of no return; an
- * exec that fails later (rare: out of memory, a bad ELF) leaves the task
- * running its old image at the new node.
+ * The task's new node is recorded here, just before the point of no return;
+ * an exec that still fails (an LSM after bpf in lsm= denies it) leaves the
+ * task running its old image at the new node.
  */
 #include "include/exec.h"
 
@@ -48,20 +51,16 @@ static __always_inline void basename_to_name(struct scratch *s)
 	bpf_probe_read_kernel_str(s->name, sizeof(s->name), &s->fname[b.start & (PATH_LEN - 1)]);
 }
 
-SEC("lsm/bprm_check_security")
+SEC("lsm/bprm_creds_from_file")
 int check_bprm(__u64 *ctx)
 {
 	struct linux_binprm *bprm = (void *)ctx[0];
-	int ret = (int)ctx[1];
+	int ret = (int)ctx[2];
 	if (ret)
 		return ret;
 	__u64 cgid = 0;
 	struct workload *w = current_workload(&cgid);
 	if (!w)
-		return 0;
-	char magic[2] = {};
-	bpf_core_read(magic, sizeof(magic), &bprm->buf);
-	if (magic[0] == '#' && magic[1] == '!')
 		return 0;
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
@@ -72,6 +71,7 @@ int check_bprm(__u64 *ctx)
 	basename_to_name(s);
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct file *file = BPF_CORE_READ(bprm, file);
+	/* bprm->cred now holds the credentials the new image will run with. */
 	__u32 uid = BPF_CORE_READ(bprm, cred, uid.val);
 	__u32 euid = BPF_CORE_READ(bprm, cred, euid.val);
 	if (check_exec(s, w, cgid, task, file, uid, euid) == VERDICT_BLOCK)
