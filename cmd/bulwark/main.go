@@ -26,7 +26,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		// Each verb is built by its own new*Cmd function in a file named after it.
 		newCreateCmd(), newMergeCmd(), newDiffCmd(), newValidateCmd(),
-		newExecCmd(),
+		newExecCmd(), newAgentCmd(), newStatusCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(),
 	)
 	return root
 }

@@ -1,0 +1,300 @@
+// Package agent is Bulwark's node daemon: it keeps the policy store (a
+// watched directory), the registry of workloads reported by the runtime
+// integrations, arms each workload's cgroup in the kernel with the policy
+// that selects it, turns kernel events into deviations and flags, runs
+// response actions and serves its API on a unix socket.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// Config configures an agent.
+type Config struct {
+	// PolicyDir is the watched policy directory.
+	PolicyDir string
+	// Socket is the API socket path.
+	Socket string
+	// Hostname identifies the node in identities, deviations and flags.
+	Hostname string
+	// NamespaceLabelsFile, when set, is a YAML map of namespace name to
+	// labels, used where no Kubernetes API is available.
+	NamespaceLabelsFile string
+	// RuntimeEndpoint is the CRI socket used by agentKillPod.
+	RuntimeEndpoint string
+	// MaxRecords bounds the deviations and flags kept in memory.
+	MaxRecords int
+	Log        *slog.Logger
+}
+
+// Agent is the running daemon. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *Store
+	engine   *bpf.Engine
+	nsLabels namespaceLabels
+	pods     podKiller
+
+	mu        sync.Mutex
+	workloads map[string]*Workload // by container id
+	records   *records
+}
+
+// New returns an agent over an opened kernel engine.
+func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 10000
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("hostname: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	if err := os.MkdirAll(cfg.PolicyDir, 0o700); err != nil {
+		return nil, fmt.Errorf("policy directory %s: %w", cfg.PolicyDir, err)
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Log,
+		store:     NewStore(cfg.PolicyDir, cfg.Log),
+		engine:    engine,
+		nsLabels:  namespaceLabels{file: cfg.NamespaceLabelsFile},
+		pods:      podKiller{endpoint: cfg.RuntimeEndpoint},
+		workloads: map[string]*Workload{},
+		records:   newRecords(cfg.MaxRecords),
+	}
+	if _, err := a.store.Reload(); err != nil {
+		return nil, err
+	}
+	if err := a.nsLabels.reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Run serves the API, watches the policy directory and consumes kernel
+// events until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- a.serveAPI(ctx, a.cfg.Socket) }()
+	go func() { errc <- a.watchPolicies(ctx) }()
+	go func() { errc <- a.consumeEvents(ctx) }()
+	a.log.Info("agent running", "backend", a.engine.Backend(), "policies", a.cfg.PolicyDir, "socket", a.cfg.Socket)
+	var first error
+	for range 3 {
+		err := <-errc
+		if err != nil && !errors.Is(err, context.Canceled) && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// watchPolicies reapplies policies whenever the policy directory changes.
+func (a *Agent) watchPolicies(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", a.cfg.PolicyDir, err)
+	}
+	defer w.Close()
+	if err := w.Add(a.cfg.PolicyDir); err != nil {
+		return fmt.Errorf("watch %s: %w", a.cfg.PolicyDir, err)
+	}
+	// Editors write in bursts (temp file, rename, chmod): settle first.
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-w.Events:
+			if isPolicyFile(filepath.Base(ev.Name)) {
+				settle = time.After(100 * time.Millisecond)
+			}
+		case err := <-w.Errors:
+			a.log.Warn("policy watch", "error", err)
+		case <-settle:
+			settle = nil
+			if err := a.reconcilePolicies(); err != nil {
+				a.log.Error("reapply policies", "error", err)
+			}
+		}
+	}
+}
+
+// reconcilePolicies rereads the store and re-arms every workload whose
+// policy changed.
+func (a *Agent) reconcilePolicies() error {
+	if _, err := a.store.Reload(); err != nil {
+		return err
+	}
+	for file, problem := range a.store.Problems() {
+		a.log.Warn("policy file rejected; previous version stays in force", "file", file, "error", problem)
+	}
+	a.mu.Lock()
+	ws := make([]*Workload, 0, len(a.workloads))
+	for _, w := range a.workloads {
+		if w.CgroupID != 0 {
+			ws = append(ws, w)
+		}
+	}
+	a.mu.Unlock()
+	var errs []error
+	for _, w := range ws {
+		if err := a.arm(w); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyPolicy validates and stores policy documents, then applies them to
+// every workload they select. Nothing is stored when any document is
+// invalid.
+func (a *Agent) ApplyPolicy(data []byte) ([]string, error) {
+	names, err := a.store.Put(data)
+	if err != nil {
+		return nil, err
+	}
+	return names, a.reconcilePolicies()
+}
+
+// DeletePolicy removes a policy and re-arms the workloads it guarded.
+func (a *Agent) DeletePolicy(name string) error {
+	if err := a.store.Delete(name); err != nil {
+		return err
+	}
+	return a.reconcilePolicies()
+}
+
+// ContainerCreated records a container's identity before it starts.
+func (a *Agent) ContainerCreated(info ContainerInfo) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.workloads[info.ID] = &Workload{
+		Info:     info,
+		Identity: identityOf(info, a.cfg.Hostname, a.nsLabels.get(info.Namespace)),
+	}
+}
+
+// ContainerStarted arms a container before its entrypoint runs. It fails
+// when an enforce-mode policy selects the container but cannot be armed,
+// so the runtime can refuse to start it.
+func (a *Agent) ContainerStarted(info ContainerInfo) error {
+	a.mu.Lock()
+	w, ok := a.workloads[info.ID]
+	if !ok {
+		w = &Workload{}
+		a.workloads[info.ID] = w
+	}
+	w.Info = info
+	w.Identity = identityOf(info, a.cfg.Hostname, a.nsLabels.get(info.Namespace))
+	a.mu.Unlock()
+	return a.arm(w)
+}
+
+// ContainerRemoved disarms a container and forgets it.
+func (a *Agent) ContainerRemoved(id string) error {
+	a.mu.Lock()
+	w, ok := a.workloads[id]
+	delete(a.workloads, id)
+	a.mu.Unlock()
+	if !ok || w.CgroupID == 0 {
+		return nil
+	}
+	if err := a.engine.Remove(w.CgroupID); err != nil {
+		return fmt.Errorf("disarm %s: %w", w.describe(), err)
+	}
+	return nil
+}
+
+// Synchronize adopts the containers a runtime reports as running: each is
+// (re)armed with its current policy, and kernel attachments of cgroups no
+// container uses any more are removed.
+func (a *Agent) Synchronize(infos []ContainerInfo) error {
+	var errs []error
+	live := map[uint64]bool{}
+	for _, info := range infos {
+		if info.PID == 0 {
+			continue
+		}
+		if err := a.ContainerStarted(info); err != nil {
+			errs = append(errs, err)
+		}
+		a.mu.Lock()
+		if w := a.workloads[info.ID]; w != nil && w.CgroupID != 0 {
+			live[w.CgroupID] = true
+		}
+		a.mu.Unlock()
+	}
+	attached, err := a.engine.Attached()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list armed cgroups: %w", err))...)
+	}
+	for _, at := range attached {
+		if !live[at.CgroupID] {
+			a.log.Info("removing stale attachment", "cgroup", at.CgroupID)
+			if err := a.engine.Remove(at.CgroupID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status reports the backend, the workloads and their policies.
+func (a *Agent) Status() Status {
+	lost, err := a.engine.Lost()
+	if err != nil {
+		a.log.Warn("read lost events", "error", err)
+	}
+	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: lost, Problems: a.store.Problems()}
+	counts := map[string]int{}
+	a.mu.Lock()
+	for _, w := range a.workloads {
+		st.Workloads = append(st.Workloads, WorkloadStatus{
+			ID: w.Info.ID, Name: w.Info.Name, Pod: w.Info.PodName, Namespace: w.Info.Namespace,
+			Image: w.Identity.Image, CgroupID: w.CgroupID, Policy: w.Policy, Mode: w.Mode,
+		})
+		if w.Policy != "" {
+			counts[w.Policy]++
+		}
+	}
+	a.mu.Unlock()
+	sort.Slice(st.Workloads, func(i, j int) bool { return st.Workloads[i].ID < st.Workloads[j].ID })
+	for _, p := range a.store.Policies() {
+		st.Policies = append(st.Policies, PolicyStatus{
+			Name: p.Metadata.Name, Mode: p.Spec.Mode, Enabled: p.Spec.Enabled == nil || *p.Spec.Enabled,
+			Workloads: counts[p.Metadata.Name],
+		})
+	}
+	st.Deviations, st.Flags = a.records.counts()
+	return st
+}
+
+// Deviations returns the recorded deviations, oldest first.
+func (a *Agent) Deviations() []policy.Deviation { return a.records.deviationList() }
+
+// Flags returns the raised flags, oldest first.
+func (a *Agent) Flags() []policy.Flag { return a.records.flagList() }

@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// arm compiles the policy that selects w (if any) and applies it to w's
+// cgroup; a workload no policy selects is armed in observe mode so it is
+// still fingerprinted. Arming an armed workload replaces its tables
+// atomically. Only a failure to arm an enforce-mode policy is an error:
+// anything else is logged and the workload runs unguarded by the failed
+// policy.
+func (a *Agent) arm(w *Workload) error {
+	a.mu.Lock()
+	info, id, path := w.Info, w.Identity, w.CgroupPath
+	a.mu.Unlock()
+
+	pol, others := choosePolicy(a.store.Policies(), id)
+	if len(others) > 0 {
+		a.log.Warn("several policies select one workload; using the first by name",
+			"workload", w.describe(), "using", pol.Metadata.Name, "ignoring", others)
+	}
+	enforce := pol != nil && pol.Spec.Mode == policy.ModeEnforce
+	fail := func(err error) error {
+		err = fmt.Errorf("arm %s: %w", w.describe(), err)
+		if enforce {
+			return err
+		}
+		a.log.Error("workload left unarmed", "error", err)
+		return nil
+	}
+
+	if path == "" {
+		p, err := containerCgroup(info)
+		if err != nil {
+			return fail(err)
+		}
+		path = p
+	}
+	users, err := workloadUsers(info.PID)
+	if err != nil {
+		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", w.describe(), "error", err)
+	}
+	mode := bpf.ModeObserve
+	var compiled *bpf.Compiled
+	name, modeName := "", ModeObserve
+	if pol != nil {
+		compiled, err = bpf.Compile(&pol.Spec, users)
+		if err != nil {
+			return fail(fmt.Errorf("compile policy %s: %w", pol.Metadata.Name, err))
+		}
+		for _, warn := range compiled.Warnings {
+			a.log.Warn("policy not fully enforceable", "policy", pol.Metadata.Name, "warning", warn)
+		}
+		mode, name, modeName = bpf.ModeAudit, pol.Metadata.Name, policy.ModeAudit
+		if enforce {
+			mode, modeName = bpf.ModeEnforce, policy.ModeEnforce
+		}
+	}
+	cgid, err := a.engine.Apply(path, compiled, mode)
+	if err != nil {
+		return fail(err)
+	}
+	a.mu.Lock()
+	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
+	w.Policy, w.Mode, w.ArmedAt, w.compiled, w.policy = name, modeName, time.Now(), compiled, pol
+	a.mu.Unlock()
+	a.log.Info("workload armed", "workload", w.describe(), "cgroup", cgid, "policy", name, "mode", modeName)
+	return nil
+}
+
+// containerCgroup finds a container's cgroup v2 directory from its process
+// (runc init at start, so the cgroup exists and holds nothing else yet).
+func containerCgroup(info ContainerInfo) (string, error) {
+	if info.PID <= 0 {
+		return "", errors.New("container has no process yet")
+	}
+	return cgroup.OfPID(info.PID)
+}
+
+// workloadUsers reads the user table of the workload's own root file
+// system through its process. "root" is always uid 0.
+func workloadUsers(pid int) (map[string]uint32, error) {
+	users := map[string]uint32{"root": 0}
+	if pid <= 0 {
+		return users, errors.New("no process")
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/root/etc/passwd")
+	if err != nil {
+		return users, err
+	}
+	parsed, err := bpf.ParsePasswd(bytes.NewReader(data))
+	if err != nil {
+		return users, err
+	}
+	for k, v := range parsed {
+		users[k] = v
+	}
+	return users, nil
+}
+
+// consumeEvents turns kernel events into deviations, flags and response
+// actions until ctx ends.
+func (a *Agent) consumeEvents(ctx context.Context) error {
+	for {
+		ev, err := a.engine.ReadEvent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read kernel events: %w", err)
+		}
+		if ev.Deviation {
+			a.handleDeviation(ev)
+		}
+	}
+}
+
+// handleDeviation records a deviation of the workload owning the event's
+// cgroup and, for enforce-mode policies, runs the response actions: kills on
+// every occurrence, flags only for a deviation not seen before.
+func (a *Agent) handleDeviation(ev bpf.Event) {
+	a.mu.Lock()
+	var w *Workload
+	for _, cand := range a.workloads {
+		if cand.CgroupID == ev.CgroupID {
+			w = cand
+			break
+		}
+	}
+	var pol *policy.WorkloadPolicy
+	var users map[string]uint32
+	if w != nil {
+		pol, users = w.policy, w.Users
+	}
+	a.mu.Unlock()
+	if w == nil || pol == nil {
+		a.log.Warn("deviation from an unknown workload", "cgroup", ev.CgroupID, "exe", ev.Exe)
+		return
+	}
+	uidName := func(uid uint32) string {
+		for n, u := range users {
+			if u == uid {
+				return n
+			}
+		}
+		return strconv.FormatUint(uint64(uid), 10)
+	}
+	d := BuildDeviation(ev, pol, uidName)
+	d.Metadata.Hostname = a.cfg.Hostname
+	d.Metadata.ContainerID, d.Metadata.ContainerName = w.Info.ID, w.Info.Name
+	d.Metadata.PodName, d.Metadata.Namespace, d.Metadata.Image = w.Info.PodName, w.Info.Namespace, w.Identity.Image
+	isNew := a.records.addDeviation(d)
+	a.log.Warn("deviation", "workload", w.describe(), "policy", pol.Metadata.Name, "kind", ev.Kind,
+		"exe", ev.Exe, "blocked", ev.Blocked, "dst", ev.Dst, "src", ev.Src)
+	if pol.Spec.Mode == policy.ModeEnforce {
+		a.respond(w, pol, d, deviant{PID: int(ev.PID), Comm: ev.Comm, Exe: ev.Exe, Euser: uidName(ev.EUID)}, isNew)
+	}
+}

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// ContainerInfo is what a runtime integration (the NRI plugin, the OCI
+// hook) knows about a container when it reports it to the agent.
+type ContainerInfo struct {
+	ID           string
+	Name         string
+	PodSandboxID string
+	PodName      string
+	PodUID       string
+	Namespace    string
+	PodLabels    map[string]string
+	// Image is the image reference and ImageID the image (config) digest.
+	Image   string
+	ImageID string
+	// PID is a process inside the container (runc init before the
+	// entrypoint runs); 0 when not known yet.
+	PID int
+}
+
+// Workload is one container the agent tracks: its identity, where it runs
+// and which policy guards it.
+type Workload struct {
+	Info     ContainerInfo
+	Identity policy.Identity
+	// CgroupPath is the workload's cgroup v2 directory and CgroupID its id;
+	// both are zero until the workload is armed.
+	CgroupPath string
+	CgroupID   uint64
+	// Policy is the name of the policy that selects the workload ("" for
+	// none) and Mode what the kernel does: "observe", "audit" or "enforce".
+	Policy string
+	Mode   string
+	// Users maps the workload's own user names to uids (its /etc/passwd).
+	Users   map[string]uint32
+	ArmedAt time.Time
+
+	// policy and compiled are what the kernel enforces for the workload.
+	policy   *policy.WorkloadPolicy
+	compiled *bpf.Compiled
+}
+
+// Modes the kernel can run a workload in; ModeObserve is for workloads no
+// policy selects, which are only fingerprinted.
+const (
+	ModeObserve = "observe"
+)
+
+// identityOf turns container information into the identity that policy
+// selectors match.
+func identityOf(info ContainerInfo, hostname string, nsLabels map[string]string) policy.Identity {
+	id := policy.Identity{
+		Type:          policy.TypeContainer,
+		Image:         info.Image,
+		ImageID:       info.ImageID,
+		ContainerName: info.Name,
+		ContainerID:   info.ID,
+		PodName:       info.PodName,
+		PodUID:        info.PodUID,
+		PodLabels:     info.PodLabels,
+		Namespace:     info.Namespace,
+		Hostname:      hostname,
+	}
+	if info.Namespace != "" {
+		labels := map[string]string{"kubernetes.io/metadata.name": info.Namespace}
+		for k, v := range nsLabels {
+			labels[k] = v
+		}
+		id.NamespaceLabels = labels
+	}
+	if n, err := policy.NormalizeImage(info.Image); err == nil {
+		id.Image = n
+	}
+	return id
+}
+
+// choosePolicy picks the policy that guards a workload among the enabled
+// policies selecting it. When several select it, the first by name wins and
+// the others are returned so the conflict can be reported.
+func choosePolicy(pols []*policy.WorkloadPolicy, id policy.Identity) (*policy.WorkloadPolicy, []string) {
+	sel := policy.Select(pols, id)
+	if len(sel) == 0 {
+		return nil, nil
+	}
+	sort.Slice(sel, func(i, j int) bool { return sel[i].Metadata.Name < sel[j].Metadata.Name })
+	var others []string
+	for _, p := range sel[1:] {
+		others = append(others, p.Metadata.Name)
+	}
+	return sel[0], others
+}
+
+// describe names a workload for people: namespace/pod/container, or the
+// container id when it has no pod.
+func (w *Workload) describe() string {
+	if w.Info.PodName != "" {
+		return fmt.Sprintf("%s/%s/%s", w.Info.Namespace, w.Info.PodName, w.Info.Name)
+	}
+	if w.Info.Name != "" {
+		return w.Info.Name
+	}
+	return w.Info.ID
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bulwarkhq/bulwark/agent"
+)
+
+func newStatusCmd() *cobra.Command {
+	var socket, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the agent's backend, workloads, policies and event loss",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := agent.NewClient(socket).Status()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	agentSocketFlag(cmd, &socket)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// printStatus writes st as aligned tables.
+func printStatus(w io.Writer, st agent.Status) error {
+	fmt.Fprintf(w, "backend: %s\nnode: %s\nlost events: %d\ndeviations: %d\nflags: %d\n\n",
+		st.Backend, st.Hostname, st.Lost, st.Deviations, st.Flags)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POLICY\tMODE\tENABLED\tWORKLOADS")
+	for _, p := range st.Policies {
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\n", p.Name, p.Mode, p.Enabled, p.Workloads)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CONTAINER\tNAME\tNAMESPACE/POD\tIMAGE\tCGROUP\tPOLICY\tMODE")
+	for _, wl := range st.Workloads {
+		id := wl.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		pod := "-"
+		if wl.Pod != "" {
+			pod = wl.Namespace + "/" + wl.Pod
+		}
+		pol := wl.Policy
+		if pol == "" {
+			pol = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, wl.Name, pod, wl.Image, wl.CgroupID, pol, wl.Mode)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for file, problem := range st.Problems {
+		fmt.Fprintf(w, "\nrejected policy file %s (previous version in force):\n%s\n", file, problem)
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package plugin is Bulwark's NRI plugin: it turns containerd and CRI-O
+// container events into agent calls. Every handler translates and calls
+// the agent; decisions live in the agent.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/bulwarkhq/bulwark/agent"
+)
+
+// DefaultSocket is the runtime's NRI socket.
+const DefaultSocket = "/var/run/nri/nri.sock"
+
+// Name and Index register the plugin with the runtime. The low index makes
+// Bulwark see each container before other plugins adjust it.
+const (
+	Name  = "bulwark"
+	Index = "05"
+)
+
+// Agent is what the plugin needs of the agent.
+type Agent interface {
+	ContainerCreated(agent.ContainerInfo)
+	ContainerStarted(agent.ContainerInfo) error
+	ContainerRemoved(id string) error
+	Synchronize([]agent.ContainerInfo) error
+}
+
+// Plugin connects an agent to a runtime's NRI socket.
+type Plugin struct {
+	agent  Agent
+	socket string
+	log    *slog.Logger
+}
+
+// New returns a plugin that reports to a over the NRI socket.
+func New(a Agent, socket string, log *slog.Logger) *Plugin {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	return &Plugin{agent: a, socket: socket, log: log}
+}
+
+// Run registers with the runtime and serves its events until ctx ends,
+// registering again whenever the runtime restarts or drops the plugin.
+func (p *Plugin) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		closed := make(chan struct{})
+		s, err := stub.New(handlers{p}, stub.WithPluginName(Name), stub.WithPluginIdx(Index),
+			stub.WithSocketPath(p.socket), stub.WithOnClose(func() { close(closed) }))
+		if err != nil {
+			return fmt.Errorf("NRI plugin: %w", err)
+		}
+		start := time.Now()
+		err = s.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		p.log.Warn("NRI connection lost; reconnecting", "socket", p.socket, "error", err, "retry", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// handlers implements the NRI stub interfaces for p.
+type handlers struct{ p *Plugin }
+
+// Synchronize adopts every container the runtime already runs.
+func (h handlers) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	byID := make(map[string]*api.PodSandbox, len(pods))
+	for _, pod := range pods {
+		byID[pod.GetId()] = pod
+	}
+	var infos []agent.ContainerInfo
+	for _, c := range ctrs {
+		if c.GetState() == api.ContainerState_CONTAINER_RUNNING {
+			infos = append(infos, ContainerInfo(byID[c.GetPodSandboxId()], c))
+		}
+	}
+	h.p.log.Info("NRI synchronize", "pods", len(pods), "running", len(infos))
+	if err := h.p.agent.Synchronize(infos); err != nil {
+		h.p.log.Error("synchronize", "error", err)
+	}
+	return nil, nil
+}
+
+// CreateContainer records the container's identity; it adjusts nothing.
+func (h handlers) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	h.p.agent.ContainerCreated(ContainerInfo(pod, c))
+	return nil, nil, nil
+}
+
+// StartContainer arms the container before its entrypoint runs; an error
+// makes containerd fail the start.
+func (h handlers) StartContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
+	err := h.p.agent.ContainerStarted(ContainerInfo(pod, c))
+	if err != nil {
+		h.p.log.Error("refusing container start", "container", c.GetId(), "error", err)
+	}
+	return err
+}
+
+// RemoveContainer disarms the container.
+func (h handlers) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
+	if err := h.p.agent.ContainerRemoved(c.GetId()); err != nil && !errors.Is(err, context.Canceled) {
+		h.p.log.Warn("remove container", "container", c.GetId(), "error", err)
+	}
+	return nil
+}
+
+// Image annotations set by the runtimes, used when NRI carries no image.
+const (
+	annContainerdImage = "io.kubernetes.cri.image-name"
+	annCrioImage       = "io.kubernetes.cri-o.Image"
+	annCrioImageRef    = "io.kubernetes.cri-o.ImageRef"
+	labelPodNamespace  = "io.kubernetes.pod.namespace"
+	labelPodName       = "io.kubernetes.pod.name"
+)
+
+// ContainerInfo translates NRI's view of a container into the agent's.
+// The image comes from container.image (containerd ≥ 2.4), else from the
+// runtime's annotations.
+func ContainerInfo(pod *api.PodSandbox, c *api.Container) agent.ContainerInfo {
+	info := agent.ContainerInfo{
+		ID:           c.GetId(),
+		Name:         c.GetName(),
+		PodSandboxID: c.GetPodSandboxId(),
+		PID:          int(c.GetPid()),
+	}
+	if pod != nil {
+		info.PodName = pod.GetName()
+		info.PodUID = pod.GetUid()
+		info.Namespace = pod.GetNamespace()
+		info.PodLabels = pod.GetLabels()
+	}
+	labels := c.GetLabels()
+	if info.Namespace == "" {
+		info.Namespace = labels[labelPodNamespace]
+	}
+	if info.PodName == "" {
+		info.PodName = labels[labelPodName]
+	}
+	ann := c.GetAnnotations()
+	if img := c.GetImage(); img != nil && img.GetName() != "" {
+		info.Image = img.GetName()
+		info.ImageID = img.GetConfigDigest()
+	} else if v := ann[annContainerdImage]; v != "" {
+		info.Image = v
+	} else if v := ann[annCrioImage]; v != "" {
+		info.Image = v
+		info.ImageID = ann[annCrioImageRef]
+	}
+	return info
+}

@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"testing"
+
+	"github.com/containerd/nri/pkg/api"
+)
+
+func TestContainerInfo(t *testing.T) {
+	pod := &api.PodSandbox{Id: "pod1", Name: "web-0", Uid: "u-1", Namespace: "shop", Labels: map[string]string{"app": "web"}}
+	tests := []struct {
+		name              string
+		pod               *api.PodSandbox
+		ctr               *api.Container
+		image, imageID    string
+		podName, podNamsp string
+	}{
+		{
+			name: "image from NRI (containerd 2.4)",
+			pod:  pod,
+			ctr: &api.Container{Id: "c1", Name: "nginx", PodSandboxId: "pod1", Pid: 42,
+				Image:       &api.Image{Name: "docker.io/library/nginx:1.25", ConfigDigest: "sha256:abc"},
+				Annotations: map[string]string{annContainerdImage: "nginx:1.25"}},
+			image: "docker.io/library/nginx:1.25", imageID: "sha256:abc", podName: "web-0", podNamsp: "shop",
+		},
+		{
+			name: "image from containerd annotation",
+			pod:  pod,
+			ctr: &api.Container{Id: "c1", Name: "nginx", PodSandboxId: "pod1",
+				Annotations: map[string]string{annContainerdImage: "nginx:1.25"}},
+			image: "nginx:1.25", podName: "web-0", podNamsp: "shop",
+		},
+		{
+			name: "image from CRI-O annotations, pod from labels",
+			ctr: &api.Container{Id: "c1", Name: "nginx",
+				Labels:      map[string]string{labelPodName: "web-1", labelPodNamespace: "prod"},
+				Annotations: map[string]string{annCrioImage: "quay.io/x/y:2", annCrioImageRef: "sha256:def"}},
+			image: "quay.io/x/y:2", imageID: "sha256:def", podName: "web-1", podNamsp: "prod",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info := ContainerInfo(tt.pod, tt.ctr)
+			if info.Image != tt.image || info.ImageID != tt.imageID {
+				t.Errorf("image = %q %q, want %q %q", info.Image, info.ImageID, tt.image, tt.imageID)
+			}
+			if info.PodName != tt.podName || info.Namespace != tt.podNamsp {
+				t.Errorf("pod = %s/%s, want %s/%s", info.Namespace, info.PodName, tt.podNamsp, tt.podName)
+			}
+			if info.ID != tt.ctr.Id || info.PID != int(tt.ctr.Pid) || info.Name != tt.ctr.Name {
+				t.Errorf("container fields not copied: %+v", info)
+			}
+			if tt.pod != nil && (info.PodLabels["app"] != "web" || info.PodUID != "u-1") {
+				t.Errorf("pod labels/uid not copied: %+v", info)
+			}
+		})
+	}
+}
