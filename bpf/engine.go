@@ -3,10 +3,11 @@
 // every exec and connection of a workload's cgroup against them, and
 // decodes what the kernel reports.
 //
-// Two backends check execs: "lsm" (lsm/bprm_check_security, EPERM before
-// the image loads) where BPF LSM is active, and "tracing"
-// (tp_btf/sched_process_exec + SIGKILL) elsewhere; Open probes the kernel
-// and picks one. Network checks are per-cgroup programs in both.
+// Two backends check execs: "lsm" (lsm/bprm_creds_from_file, EPERM once
+// the new credentials are known, before the old image is replaced) where
+// BPF LSM is active, and "tracing" (tp_btf/sched_process_exec + SIGKILL)
+// elsewhere; Open probes the kernel and picks one. Network checks are
+// per-cgroup programs in both.
 //
 // Everything is pinned under Options.PinDir: the kernel keeps enforcing when
 // the agent exits, and the next Open adopts the pins.

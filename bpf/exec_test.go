@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
@@ -151,6 +153,92 @@ func startWait(t *testing.T, cmd *exec.Cmd, path string) (string, error) {
 	}
 	err := cmd.Wait()
 	return out.String(), err
+}
+
+// printEuidEnv turns a run of the test binary into TestExecSetuidEuser's
+// workload: with it set, that test prints the process's effective uid and
+// returns at once.
+const printEuidEnv = "BULWARK_BPF_TEST_PRINT_EUID"
+
+// TestExecSetuidEuser: a setuid-root binary run by nobody executes with
+// euid 0, and the euser check must see that euid, not the caller's. The
+// workload is a setuid-root copy of this test binary that prints its euid.
+func TestExecSetuidEuser(t *testing.T) {
+	if os.Getenv(printEuidEnv) != "" {
+		fmt.Printf("euid=%d\n", os.Geteuid())
+		return
+	}
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	bin := applets(t, "sh")
+	dir := t.TempDir()
+	// Reachable by nobody, the user the shell runs as.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Flags&unix.ST_NOSUID != 0 {
+		t.Skipf("%s is on a nosuid mount: the setuid bit would be ignored", dir)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	image, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(dir, "euid")
+	if err := os.WriteFile(suid, image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(suid, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	ev := collect(t, e)
+	script := `"$0" -test.run='^TestExecSetuidEuser$'; echo $?`
+	for _, tc := range []struct {
+		euser string
+		allow bool
+	}{{"root", true}, {"nobody", false}} {
+		// The shell runs as nobody; its child is the setuid binary.
+		spec := &policy.Spec{ProcessPolicy: []policy.ProcessNode{{
+			Name: "sh", Exe: []string{busyboxExe()}, ID: "sh_0", Euser: []string{"nobody"},
+			Children: []policy.ProcessNode{{Name: "euid", Exe: []string{suid}, ID: "euid_0", Euser: []string{tc.euser}}},
+		}}}
+		if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin+"/sh", "-c", script, suid)
+		cmd.Env = append(os.Environ(), printEuidEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := startWait(t, cmd, cg)
+		if err != nil {
+			t.Fatalf("euser %s: %v, output %q", tc.euser, err, out)
+		}
+		ran := strings.Contains(out, "euid=0\n")
+		if tc.allow {
+			// Allowed only as root: it ran, and as root.
+			if !ran || lastLine(out) != "0" {
+				t.Fatalf("euser root: output %q, want euid=0 and status 0", out)
+			}
+			continue
+		}
+		// Allowed only as nobody, the caller's euid: denied, since the
+		// new image runs as root.
+		if ran || lastLine(out) != deniedStatus(e.Backend()) {
+			t.Fatalf("euser nobody: output %q, want status %s and no run", out, deniedStatus(e.Backend()))
+		}
+		dev := ev.wait(t, "deviation for the setuid exec", func(x Event) bool { return x.Deviation && x.Comm == "euid" })
+		if !dev.Blocked || dev.EUID != 0 || dev.UID != 65534 || dev.Exe != suid || dev.ParentNode != "sh_0" {
+			t.Fatalf("deviation %+v, want blocked, euid 0, uid 65534, exe %s, parent sh_0", dev, suid)
+		}
+	}
 }
 
 func TestExecAuditReportsAndBlocksNothing(t *testing.T) {

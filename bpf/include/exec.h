@@ -222,6 +222,13 @@ static __always_inline bool match_pattern(const struct pattern *p, const __u64 *
 	__u32 pl = p->prefix_len, sl = p->suffix_len;
 	if (pl > max || sl > max || len > max)
 		return false;
+	/* Keep the masks below: clang drops them as redundant after the
+	 * bounds check, and the 6.1 verifier loses that bound when the value
+	 * is spilled to the stack ("R1 max value is outside of the allowed
+	 * memory range"). */
+	barrier_var(pl);
+	barrier_var(sl);
+	barrier_var(len);
 	switch (p->kind) {
 	case PAT_ANY:
 		return true;
