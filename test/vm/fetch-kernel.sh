@@ -22,25 +22,43 @@ candidates() {
 		awk '{print $1}' | grep -E "$re" | sort -V || true
 }
 
-pkg=$(candidates | tail -n 1)
+# download PKG extracts PKG's boot/vmlinuz-* into the cache as $out; it
+# fails when apt cannot download PKG.
+tmp=
+trap 'rm -rf "$tmp"' EXIT
+download() {
+	mkdir -p "$vm_cache"
+	rm -rf "$tmp"
+	tmp=$(mktemp -d "$vm_cache/.fetch.XXXXXX")
+	vm_log "downloading $1"
+	(cd "$tmp" && apt-get -q -o APT::Sandbox::User=root download "$1" >&2) || return 1
+	dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*' ||
+		vm_die "no boot/vmlinuz-* in $1"
+	mv "$tmp/boot/vmlinuz-$kver" "$out" || vm_die "$1 holds no boot/vmlinuz-$kver"
+}
+
+# pick sets pkg, kver and out for the newest matching package apt knows.
+pick() {
+	pkg=$(candidates | tail -n 1)
+	kver=${pkg#linux-image-}
+	kver=${kver%-unsigned}
+	out=$vm_cache/vmlinuz-$kver
+}
+
+pick
 if [ -z "$pkg" ]; then
 	vm_apt_update_once
-	pkg=$(candidates | tail -n 1)
+	pick
 fi
 [ -n "$pkg" ] || vm_die "apt knows no linux-image-${want:-*}$suffix package"
-
-kver=${pkg#linux-image-}
-kver=${kver%-unsigned}
-out=$vm_cache/vmlinuz-$kver
 if [ ! -s "$out" ]; then
-	mkdir -p "$vm_cache"
-	tmp=$(mktemp -d "$vm_cache/.fetch.XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
-	vm_log "downloading $pkg"
-	(cd "$tmp" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >&2) ||
-		vm_die "apt-get download $pkg failed"
-	dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*' ||
-		vm_die "no boot/vmlinuz-* in $pkg"
-	mv "$tmp/boot/vmlinuz-$kver" "$out" || vm_die "$pkg holds no boot/vmlinuz-$kver"
+	if ! download "$pkg"; then
+		# Stale apt lists name packages the archive no longer has.
+		[ -z "${vm_apt_updated:-}" ] || vm_die "apt-get download $pkg failed"
+		vm_apt_update_once
+		pick
+		[ -n "$pkg" ] || vm_die "apt knows no linux-image-${want:-*}$suffix package"
+		[ -s "$out" ] || download "$pkg" || vm_die "apt-get download $pkg failed"
+	fi
 fi
 printf '%s\n' "$out"

@@ -53,7 +53,7 @@ fi
 [ -z "$workdir" ] || [ -d "$workdir" ] || vm_die "--workdir $workdir is not a directory"
 
 vm_ensure_deps
-vmlinuz=$("$(dirname "$0")/fetch-kernel.sh" $kernel)
+vmlinuz=$("$(dirname "$0")/fetch-kernel.sh" ${kernel:+"$kernel"})
 
 tmp=$(mktemp -d /tmp/bulwark-vm.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
