@@ -1,0 +1,262 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+func TestRoundTripAndGrouping(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, Options{})
+	c := newClient(t, srv.socket, filepath.Join(dir, "spool"), 0)
+	send := func(kind Kind, doc any) {
+		t.Helper()
+		if err := c.Send(kind, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three replicas of nginx (two tags of one repository), one redis.
+	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/sbin/nginx", 1))
+	send(KindFingerprint, fingerprint("docker.io/library/nginx:1.25", "bbb", "/usr/sbin/nginx", 1))
+	send(KindFingerprint, fingerprint("nginx:1.25", "ccc", "/bin/sh", 1))
+	send(KindFingerprint, fingerprint("redis:7", "ddd", "/usr/local/bin/redis-server", 1))
+	// A newer fingerprint of aaa replaces the first; an older one does not.
+	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/curl", 3))
+	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/wget", 2))
+	svc := &policy.Fingerprint{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFingerprint,
+		Metadata: policy.Metadata{Name: "chronyd", Type: policy.TypeLinuxService, Cgroup: "systemd:/system.slice/chronyd.service"},
+		Spec: policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}}
+	send(KindFingerprint, svc)
+	// One deviation twice, another once.
+	send(KindDeviation, deviation("web", "nginx_0", "/bin/sh"))
+	send(KindDeviation, *deviation("web", "nginx_0", "/bin/sh"))
+	send(KindDeviation, deviation("web", "nginx_0", "/usr/bin/curl"))
+	send(KindFlag, &policy.Flag{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFlag,
+		Metadata: policy.FlagMetadata{UID: "flag:1", Class: "redflag", Severity: "high", PolicyName: "web", Workload: "default/web"}})
+	send(KindWorkload, &WorkloadEvent{Event: WorkloadStarted, Type: policy.TypeContainer, ContainerID: "aaa", ContainerName: "web",
+		Image: "nginx:1.25", Namespace: "default", PolicyName: "web", PolicyMode: policy.ModeEnforce})
+	send(KindWorkload, &WorkloadEvent{Event: WorkloadStarted, Type: policy.TypeContainer, ContainerID: "ddd", ContainerName: "cache",
+		Image: "redis:7", Namespace: "infra"})
+	send(KindWorkload, &WorkloadEvent{Event: WorkloadStopped, ContainerID: "ddd"})
+	pol, err := policy.PolicyFromFingerprints([]*policy.Fingerprint{fingerprint("nginx:1.25", "aaa", "/usr/sbin/nginx", 1)}, policy.CreateOptions{Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(KindPolicy, pol)
+	send(KindStats, Stats{Events: 1000, LostEvents: 2, EnforcedWorkloads: 1})
+	if err := c.Send(KindDeviation, pol); err == nil {
+		t.Error("Send accepted a policy as a deviation")
+	}
+	flush(t, c)
+
+	q := NewQueryClient(srv.socket)
+	groups, err := q.Fingerprints(Filter{Image: "nginx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || groups[0].Image != "docker.io/library/nginx:1.25" || len(groups[0].Instances) != 3 {
+		t.Fatalf("nginx fingerprints = %+v, want one group of 3 instances", groups)
+	}
+	for _, in := range groups[0].Instances {
+		if id := in.Fingerprint.Metadata.ContainerID; id == "aaa" {
+			if got := in.Fingerprint.Spec.ProcessPolicy[0].Exe[0]; got != "/usr/bin/curl" {
+				t.Errorf("aaa's fingerprint has exe %s, want the version-3 /usr/bin/curl", got)
+			}
+		}
+	}
+	all, err := q.Fingerprints(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, g := range all {
+		keys = append(keys, fmt.Sprintf("%s=%d", g.Key, len(g.Instances)))
+	}
+	want := "[image:docker.io/library/nginx:1.25=3 image:docker.io/library/redis:7=1 service:systemd:/system.slice/chronyd.service=1]"
+	if fmt.Sprint(keys) != want {
+		t.Errorf("groups = %v, want %s", keys, want)
+	}
+	if g, err := q.Fingerprints(Filter{Service: "*chronyd*"}); err != nil || len(g) != 1 || g[0].Service == "" {
+		t.Errorf("service filter = %+v, %v", g, err)
+	}
+	if g, err := q.Fingerprints(Filter{Policy: "web"}); err != nil || len(g) != 1 || len(g[0].Instances) != 3 {
+		t.Errorf("fingerprints selected by policy web = %+v, %v; want the 3 nginx instances", g, err)
+	}
+
+	devs, err := q.Deviations(Filter{Policy: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 2 || devs[0].Count != 2 || devs[1].Count != 1 || devs[0].Agents[0] != "node-1" {
+		t.Errorf("deviations = %+v, want /bin/sh twice then curl once", devs)
+	}
+	if d, _ := q.Deviations(Filter{Policy: "other"}); len(d) != 0 {
+		t.Errorf("deviations of policy other = %d, want 0", len(d))
+	}
+	wls, err := q.Workloads(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wls) != 2 || wls[0].ContainerName != "web" || wls[0].State != StateRunning ||
+		wls[1].ContainerName != "cache" || wls[1].State != StateStopped || wls[1].Image != "redis:7" {
+		t.Errorf("workloads = %+v", wls)
+	}
+	if w, _ := q.Workloads(Filter{Namespace: "infra"}); len(w) != 1 {
+		t.Errorf("workloads in infra = %d, want 1", len(w))
+	}
+	pols, err := q.Policies(Filter{Image: "nginx:1.25"})
+	if err != nil || len(pols) != 1 || pols[0].Policy.Metadata.Name != "web" {
+		t.Errorf("policies for nginx:1.25 = %+v, %v", pols, err)
+	}
+	if p, _ := q.Policies(Filter{Image: "redis:7"}); len(p) != 0 {
+		t.Errorf("policies for redis = %d, want 0", len(p))
+	}
+	flags, err := q.Flags(Filter{Policy: "web"})
+	if err != nil || len(flags) != 1 || flags[0].Flag.Metadata.UID != "flag:1" {
+		t.Errorf("flags = %+v, %v", flags, err)
+	}
+	if _, err := q.Flags(Filter{Image: "nginx"}); err == nil {
+		t.Error("flags accepted an image filter")
+	}
+	agents, err := q.Agents()
+	if err != nil || len(agents) != 1 || agents[0].Stats.Events != 1000 || agents[0].Last != 16 {
+		t.Errorf("agents = %+v, %v; want node-1 at seq 16 with 1000 events", agents, err)
+	}
+	if got, _ := q.Deviations(Filter{Since: time.Nanosecond}); len(got) != 0 {
+		t.Errorf("deviations since 1ns ago = %d, want 0", len(got))
+	}
+}
+
+// post sends a batch as an agent would and returns the acknowledged seq.
+func post(t *testing.T, socket string, b Batch) uint64 {
+	t.Helper()
+	body, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack Ack
+	if err := doJSON(unixHTTPClient(socket, 5*time.Second), http.MethodPost, "/v1/records", bytes.NewReader(body), &ack); err != nil {
+		t.Fatal(err)
+	}
+	return ack.Seq
+}
+
+func devRecord(t *testing.T, seq uint64, exe string) Record {
+	t.Helper()
+	raw, err := encodeDoc(KindDeviation, deviation("web", "nginx_0", exe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Record{Agent: "a", Seq: seq, Kind: KindDeviation, Time: time.Now(), Doc: raw}
+}
+
+func totalCount(t *testing.T, q *QueryClient) (distinct int, occurrences uint64) {
+	t.Helper()
+	devs, err := q.Deviations(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		occurrences += d.Count
+	}
+	return len(devs), occurrences
+}
+
+func TestDedupeOnReceipt(t *testing.T) {
+	srv := startServer(t, t.TempDir(), Options{})
+	q := NewQueryClient(srv.socket)
+	batch := Batch{Agent: "a", Epoch: "e1", Records: []Record{devRecord(t, 1, "/a"), devRecord(t, 2, "/b"), devRecord(t, 3, "/c")}}
+	if ack := post(t, srv.socket, batch); ack != 3 {
+		t.Fatalf("ack = %d, want 3", ack)
+	}
+	// The same batch again (its ack was lost): nothing new is stored.
+	if ack := post(t, srv.socket, batch); ack != 3 {
+		t.Fatalf("ack of the resent batch = %d, want 3", ack)
+	}
+	if n, occ := totalCount(t, q); n != 3 || occ != 3 {
+		t.Errorf("after a resend: %d deviations, %d occurrences; want 3, 3", n, occ)
+	}
+	// Overlapping batch: 2 and 3 are duplicates, 4 is new; 6 follows a gap
+	// and waits until 5 arrives.
+	b2 := Batch{Agent: "a", Epoch: "e1", Records: []Record{devRecord(t, 2, "/b"), devRecord(t, 3, "/c"), devRecord(t, 4, "/d"), devRecord(t, 6, "/f")}}
+	if ack := post(t, srv.socket, b2); ack != 4 {
+		t.Fatalf("ack = %d, want 4 (6 comes after a gap)", ack)
+	}
+	if n, _ := totalCount(t, q); n != 4 {
+		t.Errorf("%d deviations, want 4", n)
+	}
+	// The client dropped 5 (spool full): After=5 lets 6 in.
+	if ack := post(t, srv.socket, Batch{Agent: "a", Epoch: "e1", After: 5, Records: []Record{devRecord(t, 6, "/f")}}); ack != 6 {
+		t.Fatalf("ack = %d, want 6", ack)
+	}
+	// A new spool (epoch) restarts the numbering at 1.
+	if ack := post(t, srv.socket, Batch{Agent: "a", Epoch: "e2", Records: []Record{devRecord(t, 1, "/g")}}); ack != 1 {
+		t.Fatalf("ack after a new epoch = %d, want 1", ack)
+	}
+	if n, occ := totalCount(t, q); n != 6 || occ != 6 {
+		t.Errorf("%d deviations, %d occurrences; want 6, 6", n, occ)
+	}
+	agents, err := q.Agents()
+	if err != nil || len(agents) != 1 || agents[0].Skipped != 1 {
+		t.Errorf("agents = %+v, %v; want one skipped record", agents, err)
+	}
+	// A record that cannot be decoded is counted and passed over.
+	bad := Record{Seq: 2, Kind: KindDeviation, Time: time.Now(), Doc: json.RawMessage(`{"spec": 5}`)}
+	if ack := post(t, srv.socket, Batch{Agent: "a", Epoch: "e2", Records: []Record{bad, devRecord(t, 3, "/h")}}); ack != 3 {
+		t.Fatalf("ack past a bad record = %d, want 3", ack)
+	}
+	if agents, _ := q.Agents(); agents[0].Rejected != 1 {
+		t.Errorf("rejected = %d, want 1", agents[0].Rejected)
+	}
+}
+
+func TestSocketModeAndStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, Options{})
+	fi, err := os.Stat(srv.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("socket mode = %v, want a socket with 0600", fi.Mode())
+	}
+	if di, err := os.Stat(filepath.Dir(srv.socket)); err != nil || di.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory mode = %v, %v; want 0700", di.Mode(), err)
+	}
+	// A second collector on the live socket is refused.
+	if _, err := NewServer(Options{Socket: srv.socket, DB: filepath.Join(dir, "other.db")}); err == nil {
+		t.Error("a second collector took over a live socket")
+	}
+	srv.stop()
+	// A stale socket (its server died without removing it) is replaced.
+	ln, err := net.Listen("unix", srv.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := os.Stat(srv.socket); err != nil {
+		t.Fatalf("stale socket not left behind: %v", err)
+	}
+	srv2 := startServer(t, dir, Options{})
+	if _, err := NewQueryClient(srv2.socket).Workloads(Filter{}); err != nil {
+		t.Errorf("query after replacing a stale socket: %v", err)
+	}
+	// A regular file in the socket's place is not removed.
+	srv2.stop()
+	if err := os.WriteFile(srv.socket, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(Options{Socket: srv.socket, DB: filepath.Join(dir, "lib", "collector.db")}); err == nil {
+		t.Error("the collector replaced a regular file with its socket")
+	}
+}
