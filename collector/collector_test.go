@@ -34,7 +34,7 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/wget", 2))
 	svc := &policy.Fingerprint{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFingerprint,
 		Metadata: policy.Metadata{Name: "chronyd", Type: policy.TypeLinuxService, Cgroup: "systemd:/system.slice/chronyd.service"},
-		Spec: policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}}
+		Spec:     policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}}
 	send(KindFingerprint, svc)
 	// One deviation twice, another once.
 	send(KindDeviation, deviation("web", "nginx_0", "/bin/sh"))
