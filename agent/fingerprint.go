@@ -26,7 +26,8 @@ import (
 //   - connect events become egress rules and accept events ingress rules,
 //     with the peer as a /32 (or /128), the port and protocol and the ids of
 //     the processes that made (connected) or accepted (listened) them;
-//     accepts also put the local port in the listener's listeningSockets.
+//   - listen events (a bound port), and accepts, put the local port in the
+//     listening process's listeningSockets.
 //
 // Blocked events are ignored (what they tried never happened); audited
 // deviations are behaviour and count. Process ids are NAME_N, numbered in
@@ -37,14 +38,15 @@ type FingerprintBuilder struct {
 	id      policy.Identity
 	uidName map[uint32]string
 
-	nodes   []*fpNode           // in the order first seen
-	byKey   map[uint64]*fpNode  // kernel node key → its first node
-	byIdent map[fpIdent]*fpNode // kernel node key, name and exe → node
-	idUsed  map[string]bool     // process ids handed out
-	conns   map[fpConn]*fpPeer  // connections, both directions
-	first   time.Time           // earliest event
-	latest  time.Time           // latest event
-	version int                 // metadata.version: bumped on every change
+	nodes   []*fpNode                // in the order first seen
+	byKey   map[uint64]*fpNode       // kernel node key → its first node
+	byIdent map[fpIdent]*fpNode      // kernel node key, name and exe → node
+	idUsed  map[string]bool          // process ids handed out
+	conns   map[fpConn]*fpPeer       // connections, both directions
+	listens map[uint64][]policy.Port // kernel node key → its listening sockets
+	first   time.Time                // earliest event
+	latest  time.Time                // latest event
+	version int                      // metadata.version: bumped on every change
 }
 
 // fpIdent tells process nodes apart: one kernel node may stand for several
@@ -56,12 +58,11 @@ type fpIdent struct {
 
 // fpNode is one process node of the tree.
 type fpNode struct {
-	id        string
-	parentKey uint64
-	name      string
-	exe       string
-	eusers    []string
-	listening []policy.Port
+	id             string
+	key, parentKey uint64
+	name           string
+	exe            string
+	eusers         []string
 }
 
 // fpConn is one connection as the fingerprint records it: direction, peer
@@ -100,6 +101,7 @@ func NewFingerprintBuilder(id policy.Identity, users map[string]uint32) *Fingerp
 		byIdent: map[fpIdent]*fpNode{},
 		idUsed:  map[string]bool{},
 		conns:   map[fpConn]*fpPeer{},
+		listens: map[uint64][]policy.Port{},
 	}
 }
 
@@ -118,9 +120,9 @@ func (b *FingerprintBuilder) Observe(ev bpf.Event) (changed bool) {
 		changed = b.observeConn(fpConn{peer: ev.Dst.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
 	case bpf.KindAccept:
 		changed = b.observeConn(fpConn{ingress: true, peer: ev.Src.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
-		if n := b.byKey[ev.NodeKey]; ev.NodeKey != 0 && n != nil && ev.Protocol != "" {
-			changed = n.listen(policy.Port{Port: int(ev.Dst.Port()), Protocol: ev.Protocol}) || changed
-		}
+		changed = b.observeListen(ev) || changed
+	case bpf.KindListen:
+		changed = b.observeListen(ev)
 	default:
 		return false
 	}
@@ -156,6 +158,7 @@ func (b *FingerprintBuilder) observeExec(ev bpf.Event) bool {
 	}
 	n := &fpNode{
 		id:        b.newID(ident.name),
+		key:       ev.NodeKey,
 		parentKey: ev.ParentKey,
 		name:      ident.name,
 		exe:       ident.exe,
@@ -195,12 +198,18 @@ func (b *FingerprintBuilder) observeConn(c fpConn, node uint64) bool {
 	return true
 }
 
-// listen adds a listening socket to n unless it has it.
-func (n *fpNode) listen(p policy.Port) bool {
-	if slices.Contains(n.listening, p) {
+// observeListen records the local port of a listen or accept event as a
+// listening socket of the event's process node (placed when the fingerprint
+// is built, so a node seen later still gets it).
+func (b *FingerprintBuilder) observeListen(ev bpf.Event) bool {
+	if ev.NodeKey == 0 || ev.Dst.Port() == 0 || (ev.Protocol != policy.ProtocolTCP && ev.Protocol != policy.ProtocolUDP) {
 		return false
 	}
-	n.listening = append(n.listening, p)
+	p := policy.Port{Port: int(ev.Dst.Port()), Protocol: ev.Protocol}
+	if slices.Contains(b.listens[ev.NodeKey], p) {
+		return false
+	}
+	b.listens[ev.NodeKey] = append(b.listens[ev.NodeKey], p)
 	return true
 }
 
@@ -392,8 +401,8 @@ func (b *FingerprintBuilder) processTree() []policy.ProcessNode {
 				Euser: slices.Clone(n.eusers),
 				ID:    n.id,
 			}
-			if len(n.listening) > 0 {
-				pn.ListeningSockets = slices.Clone(n.listening)
+			if ls := b.listens[n.key]; len(ls) > 0 && b.byKey[n.key] == n {
+				pn.ListeningSockets = slices.Clone(ls)
 				slices.SortFunc(pn.ListeningSockets, comparePorts)
 			}
 			if kids := children[n]; len(kids) > 0 {

@@ -327,3 +327,48 @@ func TestFingerprintMetadataAndPolicy(t *testing.T) {
 		t.Errorf("empty fingerprint invalid: %v", err)
 	}
 }
+
+func listenEv(at int, key uint64, local, proto string) bpf.Event {
+	return bpf.Event{Kind: bpf.KindListen, NodeKey: key, Dst: netip.MustParseAddrPort(local), Protocol: proto,
+		Time: fpT0.Add(time.Duration(at) * time.Second)}
+}
+
+func TestFingerprintListeningSockets(t *testing.T) {
+	b := NewFingerprintBuilder(serviceID, fpUsers)
+	steps := []struct {
+		what string
+		ev   bpf.Event
+		want bool
+	}{
+		{"root", execEv(0, kSh, 0, "sh", "/usr/bin/dash", 0), true},
+		// A bind before the server's exec was seen (lost, or reordered).
+		{"listen of a node not seen yet", listenEv(1, kSrv, "0.0.0.0:8080", "TCP"), true},
+		{"server", execEv(2, kSrv, kSh, "server", "/srv/server", 0), true},
+		{"UDP on the same port", listenEv(3, kSrv, "[::]:8080", "UDP"), true},
+		{"same socket again", listenEv(4, kSrv, "127.0.0.1:8080", "TCP"), false},
+		{"accept on a listening port", acceptEv(5, kSrv, "10.0.0.1:1234", "10.0.0.2:8080", "TCP"), true},
+		{"a lower port", listenEv(6, kSrv, "0.0.0.0:53", "UDP"), true},
+		{"listen without a node", listenEv(7, 0, "0.0.0.0:9", "TCP"), false},
+	}
+	for _, s := range steps {
+		if got := b.Observe(s.ev); got != s.want {
+			t.Errorf("%s: changed=%v, want %v", s.what, got, s.want)
+		}
+	}
+	fp := b.Fingerprint()
+	srv := fp.Spec.ProcessPolicy[0].Children[0]
+	want := []policy.Port{{Port: 53, Protocol: "UDP"}, {Port: 8080, Protocol: "TCP"}, {Port: 8080, Protocol: "UDP"}}
+	if srv.ID != "server_0" || !reflect.DeepEqual(srv.ListeningSockets, want) {
+		t.Fatalf("server %+v, want listening sockets %v", srv, want)
+	}
+	if fp.Spec.ProcessPolicy[0].ListeningSockets != nil {
+		t.Errorf("sh got listening sockets %v", fp.Spec.ProcessPolicy[0].ListeningSockets)
+	}
+	// Only the accepted connection is a network rule; a bound port is not.
+	if len(fp.Spec.NetworkPolicy.Ingress) != 1 || len(fp.Spec.NetworkPolicy.Egress) != 0 {
+		t.Errorf("network %+v, want the one ingress rule", fp.Spec.NetworkPolicy)
+	}
+	if err := policy.ValidateFingerprint(fp); err != nil {
+		t.Fatal(err)
+	}
+}

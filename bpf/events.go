@@ -18,9 +18,12 @@ const (
 	KindExec    Kind = 1 // a process image was executed
 	KindConnect Kind = 2 // an outbound connection or UDP datagram
 	KindAccept  Kind = 3 // an inbound connection request or UDP datagram
+	// KindListen: a process bound a port (a TCP listener or UDP receiver),
+	// reported once per process node, port and protocol; never a deviation.
+	KindListen Kind = 4
 )
 
-// String returns "exec", "connect" or "accept".
+// String returns "exec", "connect", "accept" or "listen".
 func (k Kind) String() string {
 	switch k {
 	case KindExec:
@@ -29,6 +32,8 @@ func (k Kind) String() string {
 		return "connect"
 	case KindAccept:
 		return "accept"
+	case KindListen:
+		return "listen"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -61,7 +66,8 @@ type Event struct {
 	Protocol string
 	// Src and Dst: connect events carry the destination in Dst (Src
 	// unset); accept events the remote peer in Src and the local address
-	// and port in Dst. IPv4-mapped IPv6 addresses are reported as IPv4.
+	// and port in Dst; listen events the bound address and port in Dst
+	// (Src unset). IPv4-mapped IPv6 addresses are reported as IPv4.
 	Src, Dst netip.AddrPort
 	Time     time.Time
 }
@@ -97,7 +103,7 @@ func decodeEvent(raw []byte) (Event, error) {
 	if ev.Kind != KindExec {
 		ev.Src = netip.AddrPortFrom(addrOf(r.Family, r.Saddr), r.Sport)
 		ev.Dst = netip.AddrPortFrom(addrOf(r.Family, r.Daddr), r.Dport)
-		if ev.Kind == KindConnect {
+		if ev.Kind == KindConnect || ev.Kind == KindListen {
 			ev.Src = netip.AddrPort{}
 		}
 	}

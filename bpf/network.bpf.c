@@ -6,7 +6,9 @@
  * connect4/6 (TCP and connected UDP), sendmsg4/6 (unconnected UDP) deny with
  * EPERM; cgroup_skb/ingress drops a disallowed inbound TCP SYN or a UDP
  * datagram to a bound port; bind4/6 record which process node listens on
- * which port, since the ingress path runs without the listener's task.
+ * which port, since the ingress path runs without the listener's task, and
+ * report each (node, port, protocol) once, for fingerprints' listening
+ * sockets.
  *
  * Rules: an LPM trie per direction and family maps (generation, address) to
  * the mask of rules whose peers contain the address (Compile in Go stores
@@ -151,8 +153,8 @@ static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 nod
 	return x.allowed;
 }
 
-static __always_inline void emit_conn(struct conn *c, __u64 cgid, __u64 node, __u32 flags,
-				      bool has_task)
+static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
+				      __u32 flags, bool has_task)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -164,7 +166,7 @@ static __always_inline void emit_conn(struct conn *c, __u64 cgid, __u64 node, __
 	e->time_ns = bpf_ktime_get_ns();
 	e->cgid = cgid;
 	e->node = node;
-	e->kind = c->dir == DIR_EGRESS ? EVENT_CONNECT : EVENT_ACCEPT;
+	e->kind = kind;
 	e->flags = flags;
 	if (has_task) {
 		__u64 ug = bpf_get_current_uid_gid();
@@ -189,6 +191,7 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 	__u32 gen = w->gen, mode = w->mode, wflags = w->flags;
 	__u32 off = c->dir == DIR_EGRESS ? WL_NO_EGRESS : WL_NO_INGRESS;
 	__u32 flags = 0;
+	__u32 kind = c->dir == DIR_EGRESS ? EVENT_CONNECT : EVENT_ACCEPT;
 	if (mode != MODE_OBSERVE && !(wflags & off) &&
 	    !rules_allow(c, gen << 1 | c->dir, node)) {
 		flags = EV_DEVIATION;
@@ -196,20 +199,19 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 			flags |= EV_BLOCKED;
 	}
 	if (flags) {
-		emit_conn(c, cgid, node, flags, has_task);
+		emit_conn(c, kind, cgid, node, flags, has_task);
 	} else {
 		const __u8 *a = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
 		struct seen_key k = {
 			.cgid = cgid,
 			.a = node,
-			.kind_gen = (c->dir == DIR_EGRESS ? EVENT_CONNECT : EVENT_ACCEPT) << 24 |
-				    (gen & 0xffffff),
+			.kind_gen = kind << 24 | (gen & 0xffffff),
 			.d = (__u32)c->proto << 16 | c->dport,
 		};
 		__builtin_memcpy(&k.b, a, 8);
 		__builtin_memcpy(&k.c, a + 8, 8);
 		if (first_seen(&k))
-			emit_conn(c, cgid, node, flags, has_task);
+			emit_conn(c, kind, cgid, node, flags, has_task);
 	}
 	return (flags & EV_BLOCKED) ? 0 : 1;
 }
@@ -291,32 +293,57 @@ int sendmsg6(struct bpf_sock_addr *ctx)
 	return egress6(ctx);
 }
 
-static __always_inline int record_bind(__u32 port, __u32 proto)
+/* record_bind notes the process node bound to c's local address and port
+ * (in daddr and dport) and reports it the first time, for fingerprints. */
+static __always_inline int record_bind(struct conn *c)
 {
-	__u16 p = bpf_ntohs((__u16)port);
-	if (!p || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+	if (!c->dport || (c->proto != IPPROTO_TCP && c->proto != IPPROTO_UDP))
 		return 1;
 	__u64 cgid = 0;
-	if (!current_workload(&cgid))
+	struct workload *w = current_workload(&cgid);
+	if (!w)
 		return 1;
-	struct listener_key k = { .cgid = cgid, .port = p, .proto = proto };
+	struct listener_key k = { .cgid = cgid, .port = c->dport, .proto = c->proto };
 	__u64 node = current_node();
 	bpf_map_update_elem(&listeners, &k, &node, BPF_ANY);
+	struct seen_key sk = {
+		.cgid = cgid,
+		.a = node,
+		.kind_gen = EVENT_LISTEN << 24 | (w->gen & 0xffffff),
+		.d = (__u32)c->proto << 16 | c->dport,
+	};
+	if (first_seen(&sk))
+		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true);
 	return 1;
 }
 
 SEC("cgroup/bind4")
 int bind4(struct bpf_sock_addr *ctx)
 {
-	__u32 port = ctx->user_port, proto = ctx->protocol;
-	return record_bind(port, proto);
+	__u32 ip = ctx->user_ip4, port = ctx->user_port, proto = ctx->protocol;
+	struct conn c = { .family = AF_INET, .proto = proto, .dport = bpf_ntohs((__u16)port) };
+	__builtin_memcpy(c.daddr, &ip, 4);
+	return record_bind(&c);
 }
 
 SEC("cgroup/bind6")
 int bind6(struct bpf_sock_addr *ctx)
 {
+	/* Read the context into locals first (see egress6). */
+	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
+	__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
 	__u32 port = ctx->user_port, proto = ctx->protocol;
-	return record_bind(port, proto);
+	struct conn c = { .family = AF_INET6, .proto = proto, .dport = bpf_ntohs((__u16)port) };
+	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
+		c.family = AF_INET;
+		__builtin_memcpy(c.daddr, &a3, 4);
+	} else {
+		__builtin_memcpy(c.daddr, &a0, 4);
+		__builtin_memcpy(c.daddr + 4, &a1, 4);
+		__builtin_memcpy(c.daddr + 8, &a2, 4);
+		__builtin_memcpy(c.daddr + 12, &a3, 4);
+	}
+	return record_bind(&c);
 }
 
 static __always_inline struct workload *skb_workload(struct __sk_buff *skb, __u64 *cgid)

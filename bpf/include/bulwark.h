@@ -43,6 +43,7 @@ enum event_kind {
 	EVENT_EXEC = 1,
 	EVENT_CONNECT = 2,
 	EVENT_ACCEPT = 3,
+	EVENT_LISTEN = 4, /* a process bound a port (observation only) */
 };
 
 /* Event flags. */
@@ -149,8 +150,8 @@ struct listener_key {
 struct seen_key {
 	__u64 cgid;
 	__u64 a; /* exec: parent node; network: process node */
-	__u64 b; /* exec: exe hash;    network: address, high half */
-	__u64 c; /* exec: name hash;   network: address, low half */
+	__u64 b; /* exec: exe hash;    network: address, high half (listen: 0) */
+	__u64 c; /* exec: name hash;   network: address, low half (listen: 0) */
 	__u32 kind_gen; /* kind << 24 | generation */
 	__u32 d;        /* exec: euid;     network: proto << 16 | port */
 };
