@@ -372,3 +372,39 @@ func TestFingerprintListeningSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkFingerprint measures Observe per event (100 processes in a
+// chain of 10-wide levels, 1000 distinct peers, then every event again as
+// the kernel would after a policy change) and building the fingerprint.
+func BenchmarkFingerprint(b *testing.B) {
+	var evs []bpf.Event
+	for i := 0; i < 100; i++ {
+		parent := uint64(0)
+		if i >= 10 {
+			parent = 1<<63 | uint64(i/10-1)
+		}
+		evs = append(evs, execEv(i, 1<<63|uint64(i), parent, fmt.Sprintf("p%d", i%7), "/usr/bin/p", uint32(i%2)))
+	}
+	for i := 0; i < 1000; i++ {
+		evs = append(evs, connectEv(i, 1<<63|uint64(i%100), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 443).String(), "TCP"))
+	}
+	evs = append(evs, evs...)
+	b.Run("observe", func(b *testing.B) {
+		for n := 0; n < b.N; n++ {
+			fb := NewFingerprintBuilder(serviceID, fpUsers)
+			for _, ev := range evs {
+				fb.Observe(ev)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+	})
+	fb := NewFingerprintBuilder(serviceID, fpUsers)
+	for _, ev := range evs {
+		fb.Observe(ev)
+	}
+	b.Run("fingerprint", func(b *testing.B) {
+		for n := 0; n < b.N; n++ {
+			fb.Fingerprint()
+		}
+	})
+}
