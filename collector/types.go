@@ -56,8 +56,8 @@ type Workload struct {
 	Agent         string `json:"agent" yaml:"agent"`
 	WorkloadEvent `yaml:",inline"`
 	State         string    `json:"state" yaml:"state"`
-	Started       time.Time `json:"started,omitempty" yaml:"started,omitempty"`
-	Stopped       time.Time `json:"stopped,omitempty" yaml:"stopped,omitempty"`
+	Started       time.Time `json:"started,omitzero" yaml:"started,omitempty"`
+	Stopped       time.Time `json:"stopped,omitzero" yaml:"stopped,omitempty"`
 	LastSeen      time.Time `json:"lastSeen" yaml:"lastSeen"`
 }
 
@@ -123,7 +123,7 @@ type AgentState struct {
 	Skipped uint64 `json:"skipped"`
 	// Rejected counts records that could not be decoded.
 	Rejected  uint64    `json:"rejected"`
-	StatsTime time.Time `json:"statsTime,omitempty"`
+	StatsTime time.Time `json:"statsTime,omitzero"`
 	Stats     Stats     `json:"stats"`
 	// EventsPerSecond is the agent's kernel event rate between its last
 	// two Stats reports.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 	"github.com/spf13/cobra"
 )
@@ -20,23 +21,37 @@ func newCreateCmd() *cobra.Command {
 
 func newCreatePolicyCmd() *cobra.Command {
 	var files []string
-	var output string
+	var output, socket string
 	var opts policy.CreateOptions
+	var from collector.Filter
 	cmd := &cobra.Command{
-		Use:   "policy -f FINGERPRINTS... [--name N] [--mode audit|enforce] [--include-imageid] [-o yaml|json]",
+		Use:   "policy (-f FINGERPRINTS... | --image IMAGE | --service CGROUP [--since 24h]) [--name N] [--mode audit|enforce] [--include-imageid] [-o yaml|json]",
 		Short: "Create one workload policy from the fingerprints of a workload's instances",
 		Long: `Create policy merges every fingerprint in the files (each file may hold
 several documents) into one policy that allows what any instance did. The
 policy is in audit mode unless --mode enforce is given, and raises a
 high-severity red flag on every deviation. Arguments after the flags are
-further fingerprint files; "-" reads standard input.`,
+further fingerprint files; "-" reads standard input.
+
+With --image or --service the fingerprints come from the collector instead:
+every instance of the image (a reference without a tag means every tag) or
+of the service cgroup seen within --since.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Mode != policy.ModeAudit && opts.Mode != policy.ModeEnforce {
 				return fmt.Errorf("--mode %q: want %s or %s", opts.Mode, policy.ModeAudit, policy.ModeEnforce)
 			}
 			files = append(files, args...)
+			if from.Image != "" || from.Service != "" {
+				if len(files) > 0 {
+					return fmt.Errorf("give fingerprint files or --image/--service, not both")
+				}
+				return createFromCollector(cmd, socket, from, opts, output)
+			}
+			if from.Since != 0 {
+				return fmt.Errorf("--since applies to --image and --service only")
+			}
 			if len(files) == 0 {
-				return fmt.Errorf("no fingerprints: give -f FILE")
+				return fmt.Errorf("no fingerprints: give -f FILE, --image IMAGE or --service CGROUP")
 			}
 			docs, err := loadFiles(cmd.InOrStdin(), files)
 			if err != nil {
@@ -62,7 +77,39 @@ further fingerprint files; "-" reads standard input.`,
 	f.StringVar(&opts.Mode, "mode", policy.ModeAudit, "policy mode: audit or enforce")
 	f.BoolVar(&opts.IncludeImageID, "include-imageid", false, "keep the image ID in the container selector")
 	f.StringVarP(&output, "output", "o", policy.FormatYAML, "output format: yaml or json")
+	f.StringVar(&from.Image, "image", "", "use the collector's fingerprints of this image")
+	f.StringVar(&from.Service, "service", "", "use the collector's fingerprints of this service cgroup")
+	f.DurationVar(&from.Since, "since", 0, "with --image/--service: only fingerprints seen within this long (default: all retained)")
+	collectorSocketFlag(cmd, &socket)
 	return cmd
+}
+
+// createFromCollector creates a policy from every fingerprint the
+// collector holds for the image or service of from.
+func createFromCollector(cmd *cobra.Command, socket string, from collector.Filter, opts policy.CreateOptions, output string) error {
+	groups, err := collector.NewQueryClient(socket).Fingerprints(from)
+	if err != nil {
+		return fmt.Errorf("read fingerprints: %w", err)
+	}
+	var fps []*policy.Fingerprint
+	for _, g := range groups {
+		for i := range g.Instances {
+			fps = append(fps, &g.Instances[i].Fingerprint)
+		}
+	}
+	if len(fps) == 0 {
+		what := "--image " + from.Image
+		if from.Service != "" {
+			what = "--service " + from.Service
+		}
+		return fmt.Errorf("the collector holds no fingerprint for %s", what)
+	}
+	p, err := policy.PolicyFromFingerprints(fps, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "created policy %q from %d fingerprints\n", p.Metadata.Name, len(fps))
+	return policy.Encode(cmd.OutOrStdout(), output, p)
 }
 
 // culprit names the file position of the first fingerprint that makes

@@ -13,17 +13,20 @@ const formatText = "text"
 
 func newDiffCmd() *cobra.Command {
 	var file, output string
-	var with []string
+	var src mergeSources
 	cmd := &cobra.Command{
-		Use:   "diff -f POLICY --with FILE... [-o text|yaml|json]",
+		Use:   "diff -f POLICY (--with FILE... | --with-deviations [--since 24h]) [-o text|yaml|json]",
 		Short: "Show what merging deviations or fingerprints into a policy would add",
 		Long: `Diff merges like "bulwark merge" and prints what the merge would add to the
 policy: new process nodes with their parents, existing nodes that gain exes,
 eusers or listening sockets, and newly allowed network peers. It prints
 "no changes" when the policy already allows everything. The exit status is
-0 either way. Arguments after the flags are further --with files.`,
+0 either way. Arguments after the flags are further --with files.
+--with-deviations diffs against the collector's deviations of the policy
+that it does not cover yet, as "bulwark merge --with-deviations" merges.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, merged, err := mergeFiles(cmd.InOrStdin(), file, append(with, args...))
+			src.with = append(src.with, args...)
+			base, merged, err := mergeSourcesInto(cmd, file, src)
 			if err != nil {
 				return err
 			}
@@ -32,8 +35,8 @@ eusers or listening sockets, and newly allowed network peers. It prints
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "the policy file")
-	f.StringSliceVar(&with, "with", nil, "deviation, fingerprint or policy files to merge (repeatable)")
 	f.StringVarP(&output, "output", "o", formatText, "output format: text, yaml or json")
+	src.addFlags(cmd)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
