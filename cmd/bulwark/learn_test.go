@@ -216,9 +216,41 @@ func TestLearnThenExec(t *testing.T) {
 	}
 }
 
+// dialUntilServed connects to 127.0.0.1:port from local address src
+// every 20ms until a connection is made (true) or stop is closed (false).
+func dialUntilServed(src string, port int, stop <-chan struct{}) bool {
+	d := net.Dialer{Timeout: 200 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	for {
+		select {
+		case <-stop:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+		if c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return true
+		}
+	}
+}
+
+// serveWhileDialing runs the bulwark command line args (which start a
+// one-shot server on port) while a client dials it from src; it returns
+// the command's output, whether the client was served and the command's
+// error.
+func serveWhileDialing(t *testing.T, src string, port int, args ...string) (stdout, stderr string, served bool, err error) {
+	t.Helper()
+	stop := make(chan struct{})
+	result := make(chan bool, 1)
+	go func() { result <- dialUntilServed(src, port, stop) }()
+	stdout, stderr, err = runCLI(t, args...)
+	close(stop)
+	return stdout, stderr, <-result, err
+}
+
 // TestLearnServer learns a one-shot TCP server: the accepted connection
 // becomes an ingress rule from the client and a listening socket on the
-// server process.
+// server process. Under the policy created from it the same client is
+// served without a deviation and another client's connection is dropped.
 func TestLearnServer(t *testing.T) {
 	needLearnTools(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -227,25 +259,11 @@ func TestLearnServer(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		// Connect once the server listens.
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				c.Close()
-				return
-			}
-		}
-	}()
-	out, stderr, err := runCLI(t, "learn", "--", "/bin/busybox", "timeout", "5", "/bin/busybox", "nc", "-l", "-p", strconv.Itoa(port))
-	if err != nil {
-		t.Fatalf("learn: %v\n%s", err, stderr)
+	// The server gives up after 2s when no client is served.
+	server := []string{"--", "/bin/busybox", "timeout", "2", "/bin/busybox", "nc", "-l", "-p", strconv.Itoa(port)}
+	out, stderr, served, err := serveWhileDialing(t, "127.0.0.1", port, append([]string{"learn"}, server...)...)
+	if err != nil || !served {
+		t.Fatalf("learn: %v, served %v\n%s", err, served, stderr)
 	}
 	docs, err := policy.Load("learn", []byte(out))
 	if err != nil || len(docs) != 1 || docs[0].Fingerprint == nil {
@@ -266,7 +284,38 @@ func TestLearnServer(t *testing.T) {
 	in := fp.Spec.NetworkPolicy.Ingress
 	if len(in) != 1 || in[0].From[0].IPBlock.CIDR != "127.0.0.1/32" || in[0].Ports[0].Port != port ||
 		len(in[0].Processes) != 1 || in[0].Processes[0] != srv.ID {
-		t.Errorf("ingress %+v, want from 127.0.0.1/32 to %d accepted by %s", in, port, srv.ID)
+		t.Fatalf("ingress %+v, want from 127.0.0.1/32 to %d accepted by %s", in, port, srv.ID)
+	}
+
+	dir := t.TempDir()
+	fpFile := filepath.Join(dir, "fp.yaml")
+	if err := os.WriteFile(fpFile, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, stderr, err := runCLI(t, "create", "policy", "--mode", "enforce", "-f", fpFile)
+	if err != nil {
+		t.Fatalf("create policy: %v\n%s", err, stderr)
+	}
+	polFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(polFile, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	execArgs := append([]string{"exec", "-f", polFile}, server...)
+	_, stderr, served, err = serveWhileDialing(t, "127.0.0.1", port, execArgs...)
+	if err != nil || !served || len(deviations(t, stderr)) != 0 {
+		t.Fatalf("the learned client under the policy: %v, served %v\n%s", err, served, stderr)
+	}
+	_, stderr, served, err = serveWhileDialing(t, "127.0.0.2", port, execArgs...)
+	if served || statusOf(err) == 0 {
+		t.Fatalf("a client from 127.0.0.2 was served (%v)", err)
+	}
+	for _, d := range deviations(t, stderr) {
+		if ev := d.Metadata.Event; ev.Kind != "accept" || ev.Verdict != "blocked" || ev.SrcAddr != "127.0.0.2" || ev.DstPort != port {
+			t.Fatalf("deviation %+v, want blocked accepts from 127.0.0.2", ev)
+		}
+	}
+	if !strings.Contains(stderr, "kind: Deviation") {
+		t.Fatal("the dropped connection was not reported")
 	}
 }
 
