@@ -37,7 +37,7 @@ fuzz:
 
 # The bpf suite against the lsm backend inside a qemu VM.
 vmtest:
-	bash test/vm/vmtest.sh
+	bash test/vm/vmtest.sh --kernel 6.1 --kernel 6.12
 
 # The e2e suite against a real containerd + runc + CNI + crictl (brought up and torn down).
 e2e: build

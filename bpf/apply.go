@@ -117,6 +117,11 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 	if err := e.updateLevels(); err != nil {
 		return id, err
 	}
+	if mode != ModeObserve {
+		if err := e.placeRunning(id, cgroupPath, c); err != nil {
+			e.log.Warn("place running processes", "cgroup", cgroupPath, "err", err)
+		}
+	}
 	if armed {
 		if err := e.deleteGen(old.Gen); err != nil {
 			e.log.Warn("stale policy tables left", "generation", old.Gen, "err", err)

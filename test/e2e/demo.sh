@@ -52,7 +52,8 @@ run_pod() {
 	args="$(printf '"%s",' "$@")"
 	cat >"$work/$name-pod.json" <<-JSON
 		{"metadata": {"name": "$name", "namespace": "demo", "uid": "$name-uid", "attempt": 0},
-		 "labels": {"app": "$app"}, "log_directory": "$work", "linux": {}}
+		 "labels": {"app": "$app"}, "log_directory": "$work/logs/$name",
+		 "linux": {"cgroup_parent": "$CGROUP_PARENT"}}
 	JSON
 	cat >"$work/$name-ctr.json" <<-JSON
 		{"metadata": {"name": "main"}, "image": {"image": "$BULWARK_TEST_IMAGE"},
@@ -70,7 +71,7 @@ ctr_of() { crictl_cmd ps -q --pod "$1"; }
 # wait_http URL waits until URL answers.
 wait_http() {
 	for _ in $(seq 50); do
-		wget -q -T 1 -O /dev/null "$1" 2>/dev/null && return 0
+		wget -q -T 1 -t 1 -O /dev/null "$1" 2>/dev/null && return 0
 		sleep 0.2
 	done
 	die "$1 does not answer"
@@ -136,7 +137,7 @@ show bulwark apply -f "$work/policy.yaml"
 sleep 0.5
 show bulwark status
 
-spawn() { wget -q -T 5 -O - "http://$web_ip:8080/spawn?$1" 2>&1 || true; }
+spawn() { wget -q -T 5 -t 1 -O - "http://$web_ip:8080/spawn?$1" 2>&1 || true; }
 
 step "Allowed: web's spawner runs client, which connects to api:8080"
 echo "    $(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
@@ -158,7 +159,7 @@ step "Blocked connection: client connects to api:9090 (port not allowed)"
 echo "    $(spawn "cmd=/bin/client&arg=$api_ip:9090")"
 
 step "web keeps serving"
-echo "    $(wget -q -T 5 -O - "http://$web_ip:8080/")"
+echo "    $(wget -q -T 5 -t 1 -O - "http://$web_ip:8080/")"
 
 sleep 1
 step "Deviations recorded by the agent"

@@ -1,0 +1,224 @@
+package bpf
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// runningProcess is what placing a process already running in a workload
+// needs from /proc: the same facts the kernel matches at exec.
+type runningProcess struct {
+	ppid int
+	comm string // the process name (comm, at most 15 bytes)
+	exe  string // the executable's path inside the process's root
+	euid uint32
+}
+
+// placeRunning gives the processes already running in the workload of
+// cgroup id (directory cgroupPath and below) their node under c, as if c had
+// been in force when they were executed: a process keeps a node c has;
+// otherwise it takes the child of its parent's node that its name, exe and
+// effective user match, if any. Listening sockets bound by a re-placed
+// process follow it. Without this, a policy applied to a running workload
+// would see every running process as outside it.
+func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
+	procs, err := runningIn(cgroupPath)
+	if err != nil {
+		return err
+	}
+	placed := map[int]uint64{} // pid → node under c
+	moved := map[uint64]uint64{}
+	var place func(pid int) uint64
+	place = func(pid int) uint64 {
+		if n, ok := placed[pid]; ok {
+			return n
+		}
+		p := procs[pid]
+		var cur uint64
+		if err := e.net.TaskNodes.Lookup(uint32(pid), &cur); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			e.log.Warn("read process node", "pid", pid, "err", err)
+		}
+		placed[pid] = cur // until decided (parent links cannot loop, but stay safe)
+		node := cur
+		if _, ok := c.ids[cur]; !ok {
+			var parent uint64
+			if _, in := procs[p.ppid]; in {
+				parent = place(p.ppid)
+			}
+			if n := c.matchChild(parent, p); n != 0 {
+				node = n
+			}
+		}
+		placed[pid] = node
+		if node != cur {
+			if err := e.net.TaskNodes.Put(uint32(pid), node); err != nil {
+				e.log.Warn("place running process", "pid", pid, "err", err)
+			} else if cur != 0 {
+				moved[cur] = node
+			}
+		}
+		return node
+	}
+	for pid := range procs {
+		place(pid)
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	var k networkListenerKey
+	var node uint64
+	var update []networkListenerKey
+	var to []uint64
+	it := e.net.Listeners.Iterate()
+	for it.Next(&k, &node) {
+		if n, ok := moved[node]; ok && k.Cgid == id {
+			update = append(update, k)
+			to = append(to, n)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list listeners: %w", err)
+	}
+	for i := range update {
+		if err := e.net.Listeners.Put(&update[i], to[i]); err != nil {
+			return fmt.Errorf("move listener on port %d: %w", update[i].Port, err)
+		}
+	}
+	return nil
+}
+
+// matchChild returns the node key of the child of parent (0: the roots)
+// that p matches, the way the kernel's match_child decides an exec, or 0.
+func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
+	pn, ok := c.nodes[parent]
+	if !ok {
+		return 0
+	}
+	for _, h := range pn.Children[:pn.Nchildren] {
+		n, ok := c.nodes[h]
+		if !ok || !n.Name.matches(p.comm, nameLen-1) {
+			continue
+		}
+		exeOK := false
+		for _, x := range n.Exe[:n.Nexe] {
+			if x.matches(p.exe, pathLen) {
+				exeOK = true
+				break
+			}
+		}
+		if !exeOK {
+			continue
+		}
+		if n.Nuids == 0 {
+			return h
+		}
+		for _, u := range n.Uids[:n.Nuids] {
+			if u == p.euid {
+				return h
+			}
+		}
+	}
+	return 0
+}
+
+// matches tests s against the pattern as the kernel's match_pattern does.
+func (p networkPattern) matches(s string, max int) bool {
+	pl, sl := int(p.PrefixLen), int(p.SuffixLen)
+	if pl > max || sl > max || len(s) > max {
+		return false
+	}
+	switch p.Kind {
+	case patAny:
+		return true
+	case patExact:
+		return pl == len(s) && fnvHash(s) == p.PrefixHash
+	case patGlob:
+		return pl+sl <= len(s) && fnvHash(s[:pl]) == p.PrefixHash &&
+			fnvHash(reverse(s[len(s)-sl:])) == p.SuffixHash
+	}
+	return false
+}
+
+// runningIn reads the processes of cgroup directory dir and its
+// descendants. Processes that exit meanwhile are left out.
+func runningIn(dir string) (map[int]runningProcess, error) {
+	procs := map[int]runningProcess{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("list processes of %s: %w", path, err)
+		}
+		for _, f := range strings.Fields(string(data)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if p, ok := readProcess(pid); ok {
+				procs[pid] = p
+			}
+		}
+		return nil
+	})
+	return procs, err
+}
+
+// readProcess reads pid's parent, name, exe (inside its own root) and
+// effective uid; false when it is gone or unreadable (a kernel thread).
+func readProcess(pid int) (runningProcess, bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	var p runningProcess
+	exe, err := os.Readlink(dir + "/exe")
+	if err != nil {
+		return p, false
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if root, err := os.Readlink(dir + "/root"); err == nil && root != "/" {
+		if rel, ok := strings.CutPrefix(exe, root); ok && strings.HasPrefix(rel, "/") {
+			exe = rel
+		}
+	}
+	p.exe = exe
+	comm, err := os.ReadFile(dir + "/comm")
+	if err != nil {
+		return p, false
+	}
+	p.comm = strings.TrimSuffix(string(comm), "\n")
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return p, false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		key, val, _ := strings.Cut(sc.Text(), ":")
+		f := strings.Fields(val)
+		switch {
+		case key == "PPid" && len(f) > 0:
+			p.ppid, _ = strconv.Atoi(f[0])
+		case key == "Uid" && len(f) > 1:
+			u, _ := strconv.ParseUint(f[1], 10, 32)
+			p.euid = uint32(u)
+		}
+	}
+	return p, true
+}

@@ -1,0 +1,111 @@
+package bpf
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// TestPolicyAppliedToRunningWorkload: processes started while the workload
+// was only observed take their nodes when a policy arrives, so a running
+// shell's allowed child still runs, its other children are denied, and a
+// server bound before the policy is served from an allowed source only.
+func TestPolicyAppliedToRunningWorkload(t *testing.T) {
+	e, _ := openTestEngine(t)
+	denied := deniedStatus(e.Backend())
+	cg := testCgroup(t)
+	bin := applets(t, "sh", "touch", "cat")
+	work := t.TempDir()
+	if _, err := e.Apply(cg, nil, ModeObserve); err != nil {
+		t.Fatal(err)
+	}
+
+	// Started under observation: a shell waiting for a line, and a server.
+	port := freePort(t, "tcp4", "127.0.0.1:0")
+	serve(t, cg, fmt.Sprintf("127.0.0.1:%d", port))
+	a, status := filepath.Join(work, "a"), filepath.Join(work, "status")
+	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf("read l; %s/touch %s; %s/cat /dev/null; echo $? > %s", bin, a, bin, status))
+	stdin, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(sh, cg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+
+	spec := treeSpec()
+	spec.ProcessPolicy = append(spec.ProcessPolicy, helperSpec(t).ProcessPolicy...)
+	spec.NetworkPolicy = &policy.NetworkPolicy{Ingress: []policy.NetworkRule{{
+		From:      []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+		Ports:     []policy.Port{{Port: port, Protocol: "TCP"}},
+		Processes: []string{"helper"},
+	}}}
+	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := dialFrom("127.0.0.1:0", dst); err != nil {
+		t.Fatalf("allowed source to the server bound before the policy: %v", err)
+	}
+	if err := dialFrom("127.0.0.2:0", dst); err == nil {
+		t.Fatal("127.0.0.2 was served; the policy allows 127.0.0.1 only")
+	}
+
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	got, err := os.ReadFile(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exists(a) || strings.TrimSpace(string(got)) != denied {
+		t.Fatalf("touch ran: %v (want true); cat status %q (want %s)", exists(a), got, denied)
+	}
+}
+
+// TestMatchChildMirrorsKernel checks the userspace matcher used to place
+// running processes against the patterns the compiler emits.
+func TestMatchChildMirrorsKernel(t *testing.T) {
+	spec := &policy.Spec{ProcessPolicy: []policy.ProcessNode{{
+		Name: "sh", Exe: []string{"/bin/*sh"}, ID: "sh_0", Euser: []string{"root"},
+		Children: []policy.ProcessNode{
+			{Name: "py*", Exe: []string{"/usr/bin/python3*"}, ID: "py_0"},
+			{Name: "*", Exe: []string{"/app/server"}, ID: "srv_0", Euser: []string{"nobody"}},
+		},
+	}}}
+	c, err := Compile(spec, map[string]uint32{"root": 0, "nobody": 65534})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := nodeHash("sh_0")
+	for _, tc := range []struct {
+		parent uint64
+		p      runningProcess
+		want   string
+	}{
+		{0, runningProcess{comm: "sh", exe: "/bin/bash", euid: 0}, "sh_0"},
+		{0, runningProcess{comm: "sh", exe: "/bin/bash", euid: 1}, ""},
+		{0, runningProcess{comm: "bash", exe: "/bin/bash", euid: 0}, ""},
+		{0, runningProcess{comm: "sh", exe: "/usr/bin/bash", euid: 0}, ""},
+		{sh, runningProcess{comm: "python3.11", exe: "/usr/bin/python3.11", euid: 0}, "py_0"},
+		{sh, runningProcess{comm: "server", exe: "/app/server", euid: 65534}, "srv_0"},
+		{sh, runningProcess{comm: "server", exe: "/app/server", euid: 0}, ""},
+		{0, runningProcess{comm: "server", exe: "/app/server", euid: 65534}, ""},
+	} {
+		got := c.NodeID(c.matchChild(tc.parent, tc.p))
+		if got != tc.want {
+			t.Errorf("parent %x, %+v: node %q, want %q", tc.parent, tc.p, got, tc.want)
+		}
+	}
+}
