@@ -211,11 +211,16 @@ func TestDedupeOnReceipt(t *testing.T) {
 	}
 	// A record that cannot be decoded is counted and passed over.
 	bad := Record{Seq: 2, Kind: KindDeviation, Time: time.Now(), Doc: json.RawMessage(`{"spec": 5}`)}
-	if ack := post(t, srv.socket, Batch{Agent: "a", Epoch: "e2", Records: []Record{bad, devRecord(t, 3, "/h")}}); ack != 3 {
-		t.Fatalf("ack past a bad record = %d, want 3", ack)
+	// So is a workload event that names no instance.
+	anon := Record{Seq: 4, Kind: KindWorkload, Time: time.Now(), Doc: json.RawMessage(`{"event":"started","type":"container"}`)}
+	if ack := post(t, srv.socket, Batch{Agent: "a", Epoch: "e2", Records: []Record{bad, devRecord(t, 3, "/h"), anon}}); ack != 4 {
+		t.Fatalf("ack past bad records = %d, want 4", ack)
 	}
-	if agents, _ := q.Agents(); agents[0].Rejected != 1 {
-		t.Errorf("rejected = %d, want 1", agents[0].Rejected)
+	if agents, _ := q.Agents(); agents[0].Rejected != 2 {
+		t.Errorf("rejected = %d, want 2", agents[0].Rejected)
+	}
+	if wls, _ := q.Workloads(Filter{}); len(wls) != 0 {
+		t.Errorf("stored a workload without identity: %+v", wls)
 	}
 }
 

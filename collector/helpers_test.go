@@ -49,7 +49,7 @@ type testServer struct {
 	stop       func()
 }
 
-func startServer(t *testing.T, dir string, opts Options) *testServer {
+func startServer(t testing.TB, dir string, opts Options) *testServer {
 	t.Helper()
 	opts.Socket = filepath.Join(dir, "run", "collector.sock")
 	opts.DB = filepath.Join(dir, "lib", "collector.db")

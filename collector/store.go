@@ -124,6 +124,9 @@ func (s *store) ingest(b *Batch) (ingestResult, error) {
 				break
 			}
 			r.Agent = b.Agent
+			if r.Time.IsZero() {
+				r.Time = time.Now()
+			}
 			if err := w.apply(r, st); err != nil {
 				var bad badRecord
 				if !errors.As(err, &bad) {
@@ -395,8 +398,12 @@ func fingerprintInstance(fp *policy.Fingerprint) string {
 // unless the stored one is newer (a higher version, or the same version
 // seen later).
 func (w *writer) putFingerprint(r *Record, fp *policy.Fingerprint) error {
+	inst := fingerprintInstance(fp)
+	if inst == "" {
+		return badRecord{fmt.Errorf("fingerprint names no instance (container ID, cgroup, uid or name)")}
+	}
 	group := fingerprintGroup(fp)
-	key := []byte(group + "\x00" + r.Agent + "/" + fingerprintInstance(fp))
+	key := []byte(group + "\x00" + r.Agent + "/" + inst)
 	fi := FingerprintInstance{Agent: r.Agent, Group: group, FirstSeen: r.Time, LastSeen: r.Time, Fingerprint: *fp}
 	var old FingerprintInstance
 	ok, err := w.get(bucketFingerprints, key, &old)
@@ -459,6 +466,9 @@ func (w *writer) putDeviation(r *Record, d *policy.Deviation) error {
 
 // putWorkload applies a lifecycle event to the workload's entry.
 func (w *writer) putWorkload(r *Record, ev *WorkloadEvent) error {
+	if ev.instance() == "" {
+		return badRecord{fmt.Errorf("workload event names no instance (container ID or cgroup)")}
+	}
 	key := []byte(r.Agent + "/" + ev.instance())
 	wl := Workload{Agent: r.Agent, WorkloadEvent: *ev, LastSeen: r.Time}
 	var old Workload
