@@ -56,6 +56,12 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 			connRule(ev.Src.Addr(), ev.Dst.Port(), ev, false),
 		}}
 	}
+	if d.Spec.NetworkPolicy != nil && ev.Node != "" {
+		// The rule names a node of the policy: reference it, so the
+		// deviation stands on its own (it validates, and merging knows
+		// the node is the policy's, not a new one).
+		d.Spec.ProcessPolicy = []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: ev.Node}}}
+	}
 	d.Metadata.Checksum = specChecksum(&d.Spec)
 	d.Metadata.UID = "deviation:" + randomHex(8)
 	ts := float64(ev.Time.UnixNano()) / 1e9

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"net/netip"
 	"reflect"
 	"strconv"
@@ -49,10 +50,11 @@ func TestBuildDeviation(t *testing.T) {
 		ev: bpf.Event{Kind: bpf.KindConnect, Deviation: true, Blocked: true, Protocol: "TCP", Node: "nginx_0",
 			Dst: netip.MustParseAddrPort("1.2.3.4:443"), Time: at},
 		pol: pol,
-		want: policy.Spec{NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
-			To:        []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "1.2.3.4/32"}}},
-			Ports:     []policy.Port{{Port: 443, Protocol: "TCP"}},
-			Processes: []string{"nginx_0"}}}}},
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nginx_0"}}},
+			NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+				To:        []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "1.2.3.4/32"}}},
+				Ports:     []policy.Port{{Port: 443, Protocol: "TCP"}},
+				Processes: []string{"nginx_0"}}}}},
 		verdict: "blocked",
 	}, {
 		name: "accept over IPv6 without a listener node",
@@ -72,6 +74,14 @@ func TestBuildDeviation(t *testing.T) {
 			}
 			if !reflect.DeepEqual(d.Spec, tc.want) {
 				t.Fatalf("spec\n got %+v\nwant %+v", d.Spec, tc.want)
+			}
+			// It reads back as a valid document: what merge consumes.
+			var buf bytes.Buffer
+			if err := policy.Encode(&buf, "yaml", &d); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := policy.Load("deviation.yaml", buf.Bytes()); err != nil {
+				t.Fatalf("deviation does not load back: %v\n%s", err, buf.String())
 			}
 			if d.Metadata.Event == nil || d.Metadata.Event.Verdict != tc.verdict || d.Metadata.Event.Kind != tc.ev.Kind.String() {
 				t.Fatalf("event %+v", d.Metadata.Event)

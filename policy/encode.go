@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -38,7 +41,12 @@ func Encode(w io.Writer, format string, docs ...any) error {
 		enc := yaml.NewEncoder(w)
 		enc.SetIndent(2)
 		for _, o := range objs {
-			if err := enc.Encode(o); err != nil {
+			var n yaml.Node
+			if err := n.Encode(o); err != nil {
+				return fmt.Errorf("encode yaml: %w", err)
+			}
+			plainFloats(&n)
+			if err := enc.Encode(&n); err != nil {
 				return fmt.Errorf("encode yaml: %w", err)
 			}
 		}
@@ -64,6 +72,20 @@ func Encode(w io.Writer, format string, docs ...any) error {
 		return nil
 	default:
 		return fmt.Errorf("unknown output format %q (want %s or %s)", format, FormatYAML, FormatJSON)
+	}
+}
+
+// plainFloats rewrites float scalars the YAML encoder put in exponent form
+// (timestamps: 1.7956580678436809e+09) as plain decimals, the way
+// Spyderbat documents write them; the value is unchanged.
+func plainFloats(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!float" && strings.ContainsAny(n.Value, "eE") {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			n.Value = strconv.FormatFloat(f, 'f', -1, 64)
+		}
+	}
+	for _, c := range n.Content {
+		plainFloats(c)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // sameDocuments reports whether two loads hold equal documents, ignoring
@@ -120,5 +122,26 @@ func TestEncodeAwkwardCharacters(t *testing.T) {
 		if !sameDocuments(docs, again) {
 			t.Errorf("%s round trip: got %q\n%s", format, again[0].Flag.Metadata.Description, out)
 		}
+	}
+}
+
+func TestEncodeTimestampsPlainDecimal(t *testing.T) {
+	fp := &Fingerprint{APIVersion: APIVersionSpyderbat, Kind: KindFingerprint}
+	fp.Metadata.FirstTimestamp = 1795658067.8436809
+	fp.Metadata.LatestTimestamp = 1795658100
+	var buf bytes.Buffer
+	if err := Encode(&buf, FormatYAML, fp); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "firstTimestamp: 1795658067.8436809\n") || strings.Contains(out, "e+09") {
+		t.Fatalf("timestamps not plain decimals:\n%s", out)
+	}
+	var back Fingerprint
+	if err := yaml.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Metadata.FirstTimestamp != fp.Metadata.FirstTimestamp || back.Metadata.LatestTimestamp != fp.Metadata.LatestTimestamp {
+		t.Fatalf("read back %v %v", back.Metadata.FirstTimestamp, back.Metadata.LatestTimestamp)
 	}
 }
