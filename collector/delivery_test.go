@@ -231,3 +231,58 @@ func TestSpoolTornWrite(t *testing.T) {
 	}
 	sp.close()
 }
+
+// TestSpoolAckPositions acknowledges part of a batch, reopens the spool
+// and checks that reading resumes right after the last acknowledged
+// record.
+func TestSpoolAckPositions(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		raw, _ := encodeDoc(KindStats, Stats{Events: uint64(i)})
+		if err := sp.append(&Record{Agent: "a", Kind: KindStats, Doc: raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seqs := func(recs []spooled) []uint64 {
+		var out []uint64
+		for _, r := range recs {
+			out = append(out, r.rec.Seq)
+		}
+		return out
+	}
+	batch, err := sp.peek(4, 1<<20)
+	if err != nil || fmt.Sprint(seqs(batch)) != "[1 2 3 4]" {
+		t.Fatalf("first batch = %v, %v", seqs(batch), err)
+	}
+	// Only 1 and 2 were stored: 3 comes next.
+	if err := sp.ack(2, batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch, _ = sp.peek(3, 1<<20); fmt.Sprint(seqs(batch)) != "[3 4 5]" {
+		t.Fatalf("after a partial ack: %v", seqs(batch))
+	}
+	if err := sp.ack(5, batch); err != nil {
+		t.Fatal(err)
+	}
+	sp.close()
+	sp, err = openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	if sp.depth() != 5 || sp.after() != 5 {
+		t.Errorf("reopened: depth %d after %d; want 5, 5", sp.depth(), sp.after())
+	}
+	if batch, _ = sp.peek(100, 1<<20); fmt.Sprint(seqs(batch)) != "[6 7 8 9 10]" {
+		t.Errorf("reopened batch = %v, want 6..10", seqs(batch))
+	}
+	raw, _ := encodeDoc(KindStats, Stats{})
+	rec := Record{Agent: "a", Kind: KindStats, Doc: raw}
+	if err := sp.append(&rec); err != nil || rec.Seq != 11 {
+		t.Errorf("next record got seq %d, %v; want 11", rec.Seq, err)
+	}
+}
