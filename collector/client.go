@@ -325,7 +325,8 @@ func doJSON(hc *http.Client, method, path string, body io.Reader, out any) error
 
 // QueryClient reads what the collector stored; the CLI uses it.
 type QueryClient struct {
-	http *http.Client
+	socket string
+	http   *http.Client
 }
 
 // NewQueryClient returns a query client for the collector on socket.
@@ -333,14 +334,19 @@ func NewQueryClient(socket string) *QueryClient {
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	return &QueryClient{http: unixHTTPClient(socket, 30*time.Second)}
+	return &QueryClient{socket: socket, http: unixHTTPClient(socket, 30*time.Second)}
 }
 
 func (q *QueryClient) get(path string, f Filter, out any) error {
 	if qs := f.values().Encode(); qs != "" {
 		path += "?" + qs
 	}
-	return doJSON(q.http, http.MethodGet, path, nil, out)
+	err := doJSON(q.http, http.MethodGet, path, nil, out)
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("no collector at %s (is \"bulwark collector\" running?): %w", q.socket, op.Err)
+	}
+	return err
 }
 
 // Workloads lists the workloads matching f.

@@ -248,8 +248,9 @@ func TestGetFromCollector(t *testing.T) {
 	if _, err := run(t, "get", "flags", sock, "-o", "xml"); err == nil || !strings.Contains(err.Error(), `"xml"`) {
 		t.Errorf("get -o xml: err = %v", err)
 	}
-	if _, err := run(t, "get", "workloads", "--collector-socket", filepath.Join(t.TempDir(), "none.sock")); err == nil {
-		t.Error("get against a missing collector succeeded")
+	if _, err := run(t, "get", "workloads", "--collector-socket", filepath.Join(t.TempDir(), "none.sock")); err == nil ||
+		!strings.Contains(err.Error(), "none.sock (is \"bulwark collector\" running?)") {
+		t.Errorf("get against a missing collector: err = %v", err)
 	}
 }
 
