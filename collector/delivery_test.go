@@ -14,7 +14,7 @@ type child struct {
 	cmd *exec.Cmd
 }
 
-func startChild(t *testing.T, socket, db string) *child {
+func startChild(t testing.TB, socket, db string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+socket+" "+db)
