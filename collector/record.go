@@ -110,6 +110,11 @@ type Stats struct {
 	// since the spool was created.
 	SpoolDepth   int    `json:"spoolDepth" yaml:"spoolDepth"`
 	SpoolDropped uint64 `json:"spoolDropped" yaml:"spoolDropped"`
+	// Policies, when not nil, names every policy the agent has in force:
+	// the collector forgets the agent's other policies and keeps these
+	// fresh (so that retention and --since see them as current). Leave it
+	// nil not to report policies; an empty list means none.
+	Policies []string `json:"policies" yaml:"policies"`
 }
 
 // encodeDoc checks that doc is the document kind carries and marshals it.

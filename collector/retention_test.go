@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/bulwarkhq/bulwark/policy"
 )
 
 func openTestStore(t *testing.T) *store {
@@ -277,5 +279,57 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /v1/deviations over TCP = %s, want 404", resp.Status)
+	}
+}
+
+// TestPoliciesInForce checks that an agent's stats naming its policies in
+// force remove the others and keep these from ageing out.
+func TestPoliciesInForce(t *testing.T) {
+	st := openTestStore(t)
+	now := time.Now()
+	old := now.Add(-10 * 24 * time.Hour)
+	pol := func(name string) *policy.WorkloadPolicy {
+		return &policy.WorkloadPolicy{APIVersion: policy.APIVersionBulwark, Kind: policy.KindWorkloadPolicy, Metadata: policy.Metadata{Name: name}}
+	}
+	names := func() string {
+		pols, err := st.policies(Filter{}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range pols {
+			out = append(out, p.Policy.Metadata.Name)
+		}
+		return fmt.Sprint(out)
+	}
+	ingestAt(t, st, 1, KindPolicy, pol("web"), old)
+	ingestAt(t, st, 2, KindPolicy, pol("db"), old)
+	ingestAt(t, st, 3, KindPolicy, pol("cache"), old)
+	// Stats without a policy list change nothing.
+	ingestAt(t, st, 4, KindStats, Stats{Events: 1}, now)
+	if got := names(); got != "[cache db web]" {
+		t.Fatalf("policies = %s", got)
+	}
+	ingestAt(t, st, 5, KindStats, Stats{Events: 2, Policies: []string{"web", "db"}}, now)
+	if got := names(); got != "[db web]" {
+		t.Errorf("after the agent reported db and web in force: %s", got)
+	}
+	if _, err := st.prune(now, 7*24*time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); got != "[db web]" {
+		t.Errorf("after retention: %s; the policies in force must stay", got)
+	}
+	pols, _ := st.policies(Filter{Since: time.Hour}, now)
+	if len(pols) != 2 || !pols[0].FirstSeen.Equal(old) {
+		t.Errorf("policies seen within the hour = %+v; want both, first seen 10 days ago", pols)
+	}
+	ingestAt(t, st, 6, KindStats, Stats{Events: 3, Policies: []string{}}, now)
+	if got := names(); got != "[]" {
+		t.Errorf("after the agent reported no policy in force: %s", got)
+	}
+	size, entries, indexed := recount(t, st)
+	if size != st.size() || entries != indexed {
+		t.Errorf("bookkeeping: size %d (recorded %d), %d entries, %d indexed", size, st.size(), entries, indexed)
 	}
 }

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -343,9 +344,55 @@ func (w *writer) apply(r *Record, st *AgentState) error {
 			st.EventsPerSecond = 0
 		}
 		st.Stats, st.StatsTime = s, r.Time
+		if s.Policies != nil {
+			return w.policiesInForce(r, s.Policies)
+		}
 		return nil
 	}
 	return badRecord{fmt.Errorf("unknown record kind %q", r.Kind)}
+}
+
+// policyRefresh is how stale a policy's last-seen time may get before a
+// stats report naming it in force refreshes it.
+const policyRefresh = time.Minute
+
+// policiesInForce applies an agent's list of the policies it has in force:
+// its stored policies not in the list are removed, those in it are marked
+// seen (at most once per policyRefresh, to spare writes).
+func (w *writer) policiesInForce(r *Record, names []string) error {
+	prefix := []byte(r.Agent + "/")
+	type entry struct {
+		key []byte
+		sp  StoredPolicy
+	}
+	var stale []entry
+	var gone [][]byte
+	c := bucket(w.tx, bucketPolicies).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if !slices.Contains(names, string(k[len(prefix):])) {
+			gone = append(gone, slices.Clone(k))
+			continue
+		}
+		var sp StoredPolicy
+		if err := json.Unmarshal(v, &sp); err != nil {
+			return fmt.Errorf("decode policy %q: %w", k, err)
+		}
+		if r.Time.Sub(sp.LastSeen) >= policyRefresh {
+			stale = append(stale, entry{slices.Clone(k), sp})
+		}
+	}
+	for _, k := range gone {
+		if err := w.del(bucketPolicies, k); err != nil {
+			return err
+		}
+	}
+	for _, e := range stale {
+		e.sp.LastSeen = r.Time
+		if err := w.put(bucketPolicies, e.key, e.sp, r.Time); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fingerprintGroup returns the group key of a fingerprint: its image
