@@ -30,6 +30,10 @@ type runtimeEnv struct {
 	cgroupParent string       // cgroup parent of every pod
 	image        string       // test image with busybox applets and the Go helpers
 	subnet       netip.Prefix // the pods' subnet on the CNI bridge
+	agentSocket  string       // the agent's API socket
+	policyDir    string       // the agent's watched policy directory
+	nsLabels     string       // the agent's namespace labels file
+	pinDir       string       // the agent's bpffs pin directory
 }
 
 // newRuntime returns the running e2e runtime, or skips the test with the
@@ -46,6 +50,10 @@ func newRuntime(t *testing.T) *runtimeEnv {
 		scripts:      os.Getenv("BULWARK_E2E_SCRIPTS"),
 		cgroupParent: os.Getenv("BULWARK_E2E_CGROUP_PARENT"),
 		image:        os.Getenv("BULWARK_TEST_IMAGE"),
+		agentSocket:  os.Getenv("BULWARK_AGENT_SOCKET"),
+		policyDir:    os.Getenv("BULWARK_POLICY_DIR"),
+		nsLabels:     os.Getenv("BULWARK_NAMESPACE_LABELS"),
+		pinDir:       os.Getenv("BULWARK_PIN_DIR"),
 	}
 	if rt.crictl == "" || rt.endpoint == "" || rt.dir == "" || rt.cgroupParent == "" || rt.image == "" {
 		t.Skip("e2e: runtime not up; run: eval \"$(test/e2e/up.sh)\" (or test/e2e/run.sh)")
@@ -359,6 +367,50 @@ func (c *container) State(t *testing.T) string {
 		t.Fatalf("inspect %s: %v", c.Name, err)
 	}
 	return st.Status.State
+}
+
+// inspect returns the parts of crictl inspect the tests read: the CRI
+// state and exit code, and the pid of the container's first process.
+func (c *container) inspect(t *testing.T) (state string, exitCode, pid int) {
+	t.Helper()
+	var st struct {
+		Status struct {
+			State    string `json:"state"`
+			ExitCode int    `json:"exitCode"`
+		} `json:"status"`
+		Info struct {
+			PID int `json:"pid"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal([]byte(c.rt.mustRun(t, "inspect", c.ID)), &st); err != nil {
+		t.Fatalf("inspect %s: %v", c.Name, err)
+	}
+	return st.Status.State, st.Status.ExitCode, st.Info.PID
+}
+
+// PID returns the host pid of the container's first process (0 when it
+// does not run).
+func (c *container) PID(t *testing.T) int {
+	t.Helper()
+	_, _, pid := c.inspect(t)
+	return pid
+}
+
+// WaitExited waits up to timeout for the container to exit and returns its
+// exit code.
+func (c *container) WaitExited(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		state, code, _ := c.inspect(t)
+		if state == "CONTAINER_EXITED" {
+			return code
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s still %s after %s", c.Name, state, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Logs returns the container's stdout and stderr so far.

@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/agent"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// pollInterval is how often the tests poll the agent and the runtime.
+const pollInterval = 50 * time.Millisecond
+
+// waitTimeout bounds every wait for the agent or a container to react.
+const waitTimeout = 15 * time.Second
+
+// nonce returns a short string unique to this test run, for policy names
+// and label values: the agent de-duplicates deviations by policy name and
+// spec checksum for its whole life, so a rerun against the same agent
+// must not reuse a policy name, and a policy left by a crashed run must
+// not select a later run's pods.
+func nonce() string {
+	return fmt.Sprintf("%06x", time.Now().UnixNano()/1000%0xffffff)
+}
+
+// needAgent returns a client of the agent attached to the runtime; the
+// test fails when the agent does not run (the suite's enforcement tests
+// are meaningless without it).
+func (rt *runtimeEnv) needAgent(t *testing.T) *agent.Client {
+	t.Helper()
+	if rt.agentSocket == "" || rt.policyDir == "" || rt.pinDir == "" {
+		t.Fatal("e2e: BULWARK_AGENT_SOCKET, BULWARK_POLICY_DIR or BULWARK_PIN_DIR not set: start the runtime with test/e2e/up.sh")
+	}
+	if !rt.agentRunning() {
+		t.Fatalf("e2e: the Bulwark agent is not running; see %s/log/agent.log", rt.dir)
+	}
+	return agent.NewClient(rt.agentSocket)
+}
+
+// poll calls check every pollInterval until it reports done or timeout
+// passes; then the test fails with what and check's last explanation.
+func poll(t *testing.T, timeout time.Duration, what string, check func() (done bool, why string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, why := check()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// node is a process policy node matching comm name and executable exe.
+func node(id, name, exe string, children ...policy.ProcessNode) policy.ProcessNode {
+	return policy.ProcessNode{ID: id, Name: name, Exe: []string{exe}, Children: children}
+}
+
+// applet is a node for a busybox applet of the test image: its comm is
+// the applet's name and its executable /bin/busybox (the applets are
+// symlinks).
+func applet(name string, children ...policy.ProcessNode) policy.ProcessNode {
+	return node(name+"_0", name, "/bin/busybox", children...)
+}
+
+// podPolicy returns a container policy in mode for the test image in pods
+// labelled app=app, allowing the process forest tree (its roots run as
+// root) and nothing on the network; its response raises a high red flag.
+func (rt *runtimeEnv) podPolicy(name, mode, app string, tree ...policy.ProcessNode) *policy.WorkloadPolicy {
+	for i := range tree {
+		if len(tree[i].Euser) == 0 {
+			tree[i].Euser = []string{"root"}
+		}
+	}
+	return &policy.WorkloadPolicy{
+		APIVersion: policy.APIVersionBulwark,
+		Kind:       policy.KindWorkloadPolicy,
+		Metadata:   policy.Metadata{Name: name, Type: policy.TypeContainer},
+		Spec: policy.Spec{
+			ContainerSelector: &policy.ContainerSelector{Image: rt.image},
+			PodSelector:       &policy.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			Mode:              mode,
+			ProcessPolicy:     tree,
+			NetworkPolicy:     &policy.NetworkPolicy{},
+			Response: &policy.Response{Default: []policy.Action{
+				{MakeRedFlag: &policy.FlagAction{Severity: "high"}},
+			}},
+		},
+	}
+}
+
+// rule allows connections with the CIDR peer on TCP port, by the
+// processes of the given policy nodes.
+func rule(cidr string, port int, processes ...string) policy.NetworkRule {
+	return policy.NetworkRule{
+		Ports:     []policy.Port{{Port: port, Protocol: policy.ProtocolTCP}},
+		Processes: processes,
+		To:        []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: cidr}}},
+	}
+}
+
+// ingressRule is rule for ingress: the peer is the source.
+func ingressRule(cidr string, port int, processes ...string) policy.NetworkRule {
+	r := rule(cidr, port, processes...)
+	r.From, r.To = r.To, nil
+	return r
+}
+
+// policyFile is where the policy called name lives in the policy
+// directory.
+func (rt *runtimeEnv) policyFile(name string) string {
+	return filepath.Join(rt.policyDir, name+".yaml")
+}
+
+// writePolicy validates p and writes it atomically (a hidden temporary
+// file renamed into place) as NAME.yaml in the agent's watched policy
+// directory, then waits until the agent has it in force in p's mode. The
+// first write of a policy registers its removal for the end of the test.
+func (rt *runtimeEnv) writePolicy(t *testing.T, cl *agent.Client, p *policy.WorkloadPolicy) {
+	t.Helper()
+	if err := policy.ValidatePolicy(p); err != nil {
+		t.Fatalf("policy %s is invalid: %v", p.Metadata.Name, err)
+	}
+	var sb strings.Builder
+	if err := policy.Encode(&sb, "yaml", p); err != nil {
+		t.Fatalf("encode policy %s: %v", p.Metadata.Name, err)
+	}
+	path := rt.policyFile(p.Metadata.Name)
+	_, statErr := os.Stat(path)
+	tmp := filepath.Join(rt.policyDir, ".tmp-"+p.Metadata.Name)
+	if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		t.Fatal(err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		t.Cleanup(func() { rt.removePolicy(t, cl, p.Metadata.Name) })
+	}
+	poll(t, waitTimeout, "agent loads policy "+p.Metadata.Name, func() (bool, string) {
+		st, err := cl.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		if prob, ok := st.Problems[filepath.Base(path)]; ok {
+			t.Fatalf("agent rejected %s: %s", path, prob)
+		}
+		for _, ps := range st.Policies {
+			if ps.Name == p.Metadata.Name && ps.Mode == p.Spec.Mode {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("policies in force: %+v", st.Policies)
+	})
+}
+
+// removePolicy deletes the policy file and, when the agent runs, waits
+// until the policy is no longer in force.
+func (rt *runtimeEnv) removePolicy(t *testing.T, cl *agent.Client, name string) {
+	t.Helper()
+	if err := os.Remove(rt.policyFile(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("remove policy %s: %v", name, err)
+		return
+	}
+	if !rt.agentRunning() {
+		return
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		st, err := cl.Status()
+		if err == nil && !slices.ContainsFunc(st.Policies, func(p agent.PolicyStatus) bool { return p.Name == name }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("policy %s still in force %s after its file was removed (status error: %v)", name, waitTimeout, err)
+			return
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// workload returns the agent's status of container id, if it tracks it.
+func workload(st agent.Status, id string) (agent.WorkloadStatus, bool) {
+	for _, w := range st.Workloads {
+		if w.ID == id {
+			return w, true
+		}
+	}
+	return agent.WorkloadStatus{}, false
+}
+
+// waitArmed waits until the agent reports container c armed (a cgroup)
+// with policy name (or none: "") in mode, and returns its status.
+func waitArmed(t *testing.T, cl *agent.Client, c *container, name, mode string) agent.WorkloadStatus {
+	t.Helper()
+	var got agent.WorkloadStatus
+	poll(t, waitTimeout, fmt.Sprintf("agent arms %s with policy %q in %s mode", c.Name, name, mode), func() (bool, string) {
+		st, err := cl.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		w, ok := workload(st, c.ID)
+		if !ok {
+			return false, "container not tracked by the agent"
+		}
+		got = w
+		return w.CgroupID != 0 && w.Policy == name && w.Mode == mode, fmt.Sprintf("workload status %+v", w)
+	})
+	return got
+}
+
+// devMatch describes a deviation a test expects.
+type devMatch struct {
+	Container  string // container id
+	Policy     string // policy name
+	Kind       string // exec, connect or accept
+	Verdict    string // blocked or allowed
+	Comm       string // exec: the process name
+	ParentNode string // exec: the parent's policy node ("" for none)
+	Dst        string // connect: ADDR:PORT
+	Src        string // accept: the source address
+}
+
+// matches reports whether d is the deviation m describes.
+func (m devMatch) matches(d policy.Deviation) bool {
+	e := d.Metadata.Event
+	if e == nil || d.Metadata.ContainerID != m.Container || d.Metadata.PolicyName != m.Policy ||
+		e.Kind != m.Kind || e.Verdict != m.Verdict {
+		return false
+	}
+	switch m.Kind {
+	case "exec":
+		return e.Comm == m.Comm && e.ParentNode == m.ParentNode
+	case "connect":
+		return fmt.Sprintf("%s:%d", e.DstAddr, e.DstPort) == m.Dst
+	case "accept":
+		return e.SrcAddr == m.Src
+	}
+	return false
+}
+
+func (m devMatch) String() string {
+	s := fmt.Sprintf("%s %s deviation of policy %s", m.Verdict, m.Kind, m.Policy)
+	switch m.Kind {
+	case "exec":
+		s += fmt.Sprintf(" (comm %q, parent node %q)", m.Comm, m.ParentNode)
+	case "connect":
+		s += " to " + m.Dst
+	case "accept":
+		s += " from " + m.Src
+	}
+	return s
+}
+
+// waitDeviations waits until the agent has recorded a deviation for each
+// of want and returns them in want's order.
+func waitDeviations(t *testing.T, cl *agent.Client, want ...devMatch) []policy.Deviation {
+	t.Helper()
+	found := make([]policy.Deviation, len(want))
+	poll(t, waitTimeout, "deviations recorded", func() (bool, string) {
+		devs, err := cl.Deviations()
+		if err != nil {
+			return false, err.Error()
+		}
+		var missing []string
+		for i, m := range want {
+			j := slices.IndexFunc(devs, m.matches)
+			if j < 0 {
+				missing = append(missing, m.String())
+				continue
+			}
+			found[i] = devs[j]
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %s; recorded: %s", strings.Join(missing, "; "), describeDeviations(devs))
+	})
+	return found
+}
+
+// deviationsOf returns the deviations recorded for policy name.
+func deviationsOf(t *testing.T, cl *agent.Client, name string) []policy.Deviation {
+	t.Helper()
+	devs, err := cl.Deviations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []policy.Deviation
+	for _, d := range devs {
+		if d.Metadata.PolicyName == name {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// flagsOf returns the flags raised for policy name.
+func flagsOf(t *testing.T, cl *agent.Client, name string) []policy.Flag {
+	t.Helper()
+	flags, err := cl.Flags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []policy.Flag
+	for _, f := range flags {
+		if f.Metadata.PolicyName == name {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// describeDeviations lists deviations briefly for failure messages.
+func describeDeviations(devs []policy.Deviation) string {
+	var parts []string
+	for _, d := range devs {
+		e := d.Metadata.Event
+		if e == nil {
+			parts = append(parts, d.Metadata.PolicyName+": no event")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s/%.12s: %s %s comm=%q parent=%q src=%s:%d dst=%s:%d",
+			d.Metadata.PolicyName, d.Metadata.ContainerID, e.Verdict, e.Kind, e.Comm, e.ParentNode, e.SrcAddr, e.SrcPort, e.DstAddr, e.DstPort))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// spawnURL is the spawner's /spawn URL that makes it run cmd with args.
+func spawnURL(base, cmd string, args ...string) string {
+	q := url.Values{"cmd": {cmd}, "arg": args}
+	return base + "/spawn?" + q.Encode()
+}
+
+// spawn asks the spawner at base to run cmd with args and returns its
+// report line, e.g. "spawn /bin/sh: signal killed".
+func spawn(t *testing.T, base, cmd string, args ...string) string {
+	t.Helper()
+	out, err := httpGet(spawnURL(base, cmd, args...), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
