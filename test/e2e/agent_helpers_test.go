@@ -3,6 +3,8 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -341,6 +343,24 @@ func describeDeviations(devs []policy.Deviation) string {
 func spawnURL(base, cmd string, args ...string) string {
 	q := url.Values{"cmd": {cmd}, "arg": args}
 	return base + "/spawn?" + q.Encode()
+}
+
+// getOnce fetches url once (no retry) and returns the body of a 200 answer.
+func getOnce(url string) (string, error) {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return string(b), nil
 }
 
 // spawn asks the spawner at base to run cmd with args and returns its

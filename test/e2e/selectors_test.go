@@ -124,6 +124,7 @@ func (rt *runtimeEnv) setNamespaceLabels(t *testing.T, ns string, labels map[str
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
+	existed := err == nil
 	all := map[string]map[string]string{}
 	if err := yaml.Unmarshal(old, &all); err != nil {
 		t.Fatalf("namespace labels %s: %v", rt.nsLabels, err)
@@ -140,7 +141,13 @@ func (rt *runtimeEnv) setNamespaceLabels(t *testing.T, ns string, labels map[str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := os.WriteFile(rt.nsLabels, old, 0o600); err != nil {
+		var err error
+		if existed {
+			err = os.WriteFile(rt.nsLabels, old, 0o600)
+		} else {
+			err = os.Remove(rt.nsLabels)
+		}
+		if err != nil {
 			t.Errorf("restore %s: %v", rt.nsLabels, err)
 		}
 	})
