@@ -46,6 +46,15 @@ func (rt *runtimeEnv) needAgent(t *testing.T) *agent.Client {
 	return agent.NewClient(rt.agentSocket)
 }
 
+// bulwarkBin is the bulwark binary the runtime's agent runs:
+// $BULWARK_BIN, else bin/bulwark of this repository (as agent.sh).
+func (rt *runtimeEnv) bulwarkBin() string {
+	if b := os.Getenv("BULWARK_BIN"); b != "" {
+		return b
+	}
+	return filepath.Join(rt.scripts, "..", "..", "bin", "bulwark")
+}
+
 // poll calls check every pollInterval until it reports done or timeout
 // passes; then the test fails with what and check's last explanation.
 func poll(t *testing.T, timeout time.Duration, what string, check func() (done bool, why string)) {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"errors"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +20,9 @@ import (
 // namespace labels file); "nsb" (audit) selects every pod of namespace B
 // by its implied kubernetes.io/metadata.name label. Pod a1 (app=web, in
 // blue namespace A) gets web, pod b1 (app=web, namespace B) gets nsb, pod
-// a2 (app=db, namespace A) gets none. The agent's status says so, and
-// crictl exec of a shell is killed in a1 only, recorded as allowed in b1
-// and not recorded at all in a2.
+// a2 (app=db, namespace A) gets none. The agent's status (API and
+// `bulwark status`) says so, and crictl exec of a shell is killed in a1
+// only, recorded as allowed in b1 and not recorded at all in a2.
 func TestSelectorsPickExactPods(t *testing.T) {
 	rt := newRuntime(t)
 	rt.needAgent(t)
@@ -76,6 +78,31 @@ func TestSelectorsPickExactPods(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("status lacks policy %s: %+v", name, st.Policies)
+		}
+	}
+
+	// `bulwark status` shows the same.
+	out, err := exec.Command(rt.bulwarkBin(), "status", "--socket", rt.agentSocket).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bulwark status: %v: %s", err, out)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 7 {
+			rows[f[0]] = f
+		}
+	}
+	for _, w := range []struct {
+		c              *container
+		pod, pol, mode string
+	}{
+		{a1, nsA + "/a1", webName, policy.ModeEnforce},
+		{a2, nsA + "/a2", "-", agent.ModeObserve},
+		{b1, nsB + "/b1", nsbName, policy.ModeAudit},
+	} {
+		f := rows[w.c.ID[:12]]
+		if f == nil || f[2] != w.pod || f[5] != w.pol || f[6] != w.mode {
+			t.Errorf("bulwark status row of %s: %q, want pod %s, policy %s, mode %s\n%s", w.pod, f, w.pod, w.pol, w.mode, out)
 		}
 	}
 
