@@ -13,12 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -37,7 +40,17 @@ type Config struct {
 	RuntimeEndpoint string
 	// MaxRecords bounds the deviations and flags kept in memory.
 	MaxRecords int
-	Log        *slog.Logger
+	// CollectorSocket is the collector's socket; "" sends nothing.
+	// Records are spooled in SpoolDir (bounded by MaxSpoolBytes) until
+	// the collector takes them.
+	CollectorSocket string
+	SpoolDir        string
+	MaxSpoolBytes   int64
+	// ServicesRoot, when set, is the cgroup directory whose "*.service"
+	// children are systemd services to fingerprint and guard (for example
+	// /sys/fs/cgroup/system.slice).
+	ServicesRoot string
+	Log          *slog.Logger
 }
 
 // Agent is the running daemon. Its methods are safe for concurrent use.
@@ -48,10 +61,13 @@ type Agent struct {
 	engine   *bpf.Engine
 	nsLabels namespaceLabels
 	pods     podKiller
+	out      *collector.Client // nil without a collector
+	events   atomic.Uint64     // kernel events read
 
-	mu        sync.Mutex
-	workloads map[string]*Workload // by container id
-	records   *records
+	mu           sync.Mutex
+	workloads    map[string]*Workload // by container id or service cgroup
+	records      *records
+	sentPolicies map[string]string // policy name → checksum last sent
 }
 
 // New returns an agent over an opened kernel engine.
@@ -79,8 +95,9 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		engine:    engine,
 		nsLabels:  namespaceLabels{file: cfg.NamespaceLabelsFile},
 		pods:      podKiller{endpoint: cfg.RuntimeEndpoint},
-		workloads: map[string]*Workload{},
-		records:   newRecords(cfg.MaxRecords),
+		workloads:    map[string]*Workload{},
+		records:      newRecords(cfg.MaxRecords),
+		sentPolicies: map[string]string{},
 	}
 	if _, err := a.store.Reload(); err != nil {
 		return nil, err
@@ -88,7 +105,26 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 	if err := a.nsLabels.reload(); err != nil {
 		return nil, err
 	}
+	if cfg.CollectorSocket != "" {
+		out, err := collector.NewClient(collector.ClientOptions{
+			Socket: cfg.CollectorSocket, SpoolDir: cfg.SpoolDir, MaxSpoolBytes: cfg.MaxSpoolBytes,
+			Agent: cfg.Hostname, Logger: cfg.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.out = out
+	}
 	return a, nil
+}
+
+// Close delivers what the collector client still holds, within its flush
+// timeout; what is left stays spooled for the next start.
+func (a *Agent) Close() error {
+	if a.out == nil {
+		return nil
+	}
+	return a.out.Close()
 }
 
 // Run serves the API, watches the policy directory and consumes kernel
@@ -96,13 +132,22 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
-	go func() { errc <- a.serveAPI(ctx, a.cfg.Socket) }()
-	go func() { errc <- a.watchPolicies(ctx) }()
-	go func() { errc <- a.consumeEvents(ctx) }()
-	a.log.Info("agent running", "backend", a.engine.Backend(), "policies", a.cfg.PolicyDir, "socket", a.cfg.Socket)
+	a.sendPolicies()
+	tasks := []func(context.Context) error{
+		func(ctx context.Context) error { return a.serveAPI(ctx, a.cfg.Socket) },
+		a.watchPolicies, a.consumeEvents, a.streamTelemetry,
+	}
+	if a.cfg.ServicesRoot != "" {
+		tasks = append(tasks, a.watchServices)
+	}
+	errc := make(chan error, len(tasks))
+	for _, task := range tasks {
+		go func() { errc <- task(ctx) }()
+	}
+	a.log.Info("agent running", "backend", a.engine.Backend(), "policies", a.cfg.PolicyDir, "socket", a.cfg.Socket,
+		"collector", a.cfg.CollectorSocket)
 	var first error
-	for range 3 {
+	for range tasks {
 		err := <-errc
 		if err != nil && !errors.Is(err, context.Canceled) && first == nil {
 			first = err
@@ -152,6 +197,7 @@ func (a *Agent) reconcilePolicies() error {
 	for file, problem := range a.store.Problems() {
 		a.log.Warn("policy file rejected; previous version stays in force", "file", file, "error", problem)
 	}
+	a.sendPolicies()
 	a.mu.Lock()
 	ws := make([]*Workload, 0, len(a.workloads))
 	for _, w := range a.workloads {
@@ -223,10 +269,26 @@ func (a *Agent) ContainerRemoved(id string) error {
 	if !ok || w.CgroupID == 0 {
 		return nil
 	}
+	a.retire(w)
 	if err := a.engine.Remove(w.CgroupID); err != nil {
 		return fmt.Errorf("disarm %s: %w", w.describe(), err)
 	}
 	return nil
+}
+
+// retire sends a departing workload's last fingerprint and its stop.
+func (a *Agent) retire(w *Workload) {
+	a.mu.Lock()
+	var fp *policy.Fingerprint
+	if w.fingerprint != nil && w.fingerprintDirty {
+		fp = w.fingerprint.Fingerprint()
+		w.fingerprintDirty = false
+	}
+	a.mu.Unlock()
+	if fp != nil {
+		a.send(collector.KindFingerprint, fp)
+	}
+	a.sendWorkload(w, collector.WorkloadStopped)
 }
 
 // Synchronize adopts the containers a runtime reports as running: each is
@@ -248,6 +310,13 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 		}
 		a.mu.Unlock()
 	}
+	a.mu.Lock()
+	for key, w := range a.workloads {
+		if strings.HasPrefix(key, servicePrefix) && w.CgroupID != 0 {
+			live[w.CgroupID] = true // services are not the runtime's
+		}
+	}
+	a.mu.Unlock()
 	attached, err := a.engine.Attached()
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list armed cgroups: %w", err))...)

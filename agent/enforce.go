@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -47,7 +49,11 @@ func (a *Agent) arm(w *Workload) error {
 		}
 		path = p
 	}
-	users, err := workloadUsers(info.PID)
+	root := "/" // services share the host's users
+	if id.Type != policy.TypeLinuxService {
+		root = "/proc/" + strconv.Itoa(info.PID) + "/root"
+	}
+	users, err := workloadUsers(info.PID, root)
 	if err != nil {
 		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", w.describe(), "error", err)
 	}
@@ -72,10 +78,17 @@ func (a *Agent) arm(w *Workload) error {
 		return fail(err)
 	}
 	a.mu.Lock()
+	changed := w.CgroupID != cgid || w.Policy != name || w.Mode != modeName
 	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
 	w.Policy, w.Mode, w.ArmedAt, w.compiled, w.policy = name, modeName, time.Now(), compiled, pol
+	if w.fingerprint == nil {
+		w.fingerprint = NewFingerprintBuilder(w.Identity, users)
+	}
 	a.mu.Unlock()
-	a.log.Info("workload armed", "workload", w.describe(), "cgroup", cgid, "policy", name, "mode", modeName)
+	if changed {
+		a.log.Info("workload armed", "workload", w.describe(), "cgroup", cgid, "policy", name, "mode", modeName)
+		a.sendWorkload(w, collector.WorkloadStarted)
+	}
 	return nil
 }
 
@@ -88,14 +101,15 @@ func containerCgroup(info ContainerInfo) (string, error) {
 	return cgroup.OfPID(info.PID)
 }
 
-// workloadUsers reads the user table of the workload's own root file
-// system through its process. "root" is always uid 0.
-func workloadUsers(pid int) (map[string]uint32, error) {
+// workloadUsers reads the user table under the workload's root file system
+// (a container's, through its process pid; "/" for services). "root" is
+// always uid 0.
+func workloadUsers(pid int, root string) (map[string]uint32, error) {
 	users := map[string]uint32{"root": 0}
-	if pid <= 0 {
+	if pid <= 0 && root != "/" {
 		return users, errors.New("no process")
 	}
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/root/etc/passwd")
+	data, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
 	if err != nil {
 		return users, err
 	}
@@ -120,6 +134,8 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 			}
 			return fmt.Errorf("read kernel events: %w", err)
 		}
+		a.events.Add(1)
+		a.observe(ev)
 		if ev.Deviation {
 			a.handleDeviation(ev)
 		}
@@ -131,13 +147,7 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 // every occurrence, flags only for a deviation not seen before.
 func (a *Agent) handleDeviation(ev bpf.Event) {
 	a.mu.Lock()
-	var w *Workload
-	for _, cand := range a.workloads {
-		if cand.CgroupID == ev.CgroupID {
-			w = cand
-			break
-		}
-	}
+	w := a.byCgroupLocked(ev.CgroupID)
 	var pol *policy.WorkloadPolicy
 	var users map[string]uint32
 	if w != nil {
@@ -160,7 +170,9 @@ func (a *Agent) handleDeviation(ev bpf.Event) {
 	d.Metadata.Hostname = a.cfg.Hostname
 	d.Metadata.ContainerID, d.Metadata.ContainerName = w.Info.ID, w.Info.Name
 	d.Metadata.PodName, d.Metadata.Namespace, d.Metadata.Image = w.Info.PodName, w.Info.Namespace, w.Identity.Image
+	d.Metadata.Cgroup = w.Identity.ServiceCgroup
 	isNew := a.records.addDeviation(d)
+	a.send(collector.KindDeviation, &d)
 	a.log.Warn("deviation", "workload", w.describe(), "policy", pol.Metadata.Name, "kind", ev.Kind,
 		"exe", ev.Exe, "blocked", ev.Blocked, "dst", ev.Dst, "src", ev.Src)
 	if pol.Spec.Mode == policy.ModeEnforce {

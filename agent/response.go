@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -133,7 +134,7 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, w *Workload, pol *
 	if f.Enabled != nil && !*f.Enabled {
 		return
 	}
-	a.records.addFlag(policy.Flag{
+	flag := policy.Flag{
 		APIVersion: policy.APIVersionBulwark,
 		Kind:       policy.KindFlag,
 		Metadata: policy.FlagMetadata{
@@ -143,7 +144,9 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, w *Workload, pol *
 			Workload: w.describe(), Hostname: a.cfg.Hostname,
 			Impact: f.Impact, Content: f.Content, Description: f.Description,
 		},
-	})
+	}
+	a.records.addFlag(flag)
+	a.send(collector.KindFlag, &flag)
 }
 
 // kill sends SIGKILL to the deviant process, or to its process group,

@@ -47,6 +47,10 @@ type Workload struct {
 	// policy and compiled are what the kernel enforces for the workload.
 	policy   *policy.WorkloadPolicy
 	compiled *bpf.Compiled
+	// fingerprint builds the workload's fingerprint from what the kernel
+	// reports; fingerprintDirty says it changed since it was last sent.
+	fingerprint      *FingerprintBuilder
+	fingerprintDirty bool
 }
 
 // Modes the kernel can run a workload in; ModeObserve is for workloads no

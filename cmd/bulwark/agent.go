@@ -5,19 +5,23 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/agent"
 	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
 
 func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
 	var nriSocket, pinDir, backend string
-	var noNRI bool
+	var noNRI, noCollector, services bool
+	var servicesRoot string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: arm workloads with their policies and report deviations",
@@ -33,10 +37,24 @@ func newAgentCmd() *cobra.Command {
 			}
 			// Close keeps the pins: enforcement outlives the agent.
 			defer engine.Close()
+			if noCollector {
+				cfg.CollectorSocket = ""
+			}
+			if services {
+				root, err := cgroup.Mountpoint()
+				if err != nil {
+					return err
+				}
+				cfg.ServicesRoot = filepath.Join(root, "system.slice")
+			}
+			if servicesRoot != "" {
+				cfg.ServicesRoot = servicesRoot
+			}
 			a, err := agent.New(cfg, engine)
 			if err != nil {
 				return err
 			}
+			defer a.Close()
 			errc := make(chan error, 1)
 			if !noNRI {
 				go func() { errc <- plugin.New(a, nriSocket, log).Run(ctx) }()
@@ -64,6 +82,12 @@ func newAgentCmd() *cobra.Command {
 	f.BoolVar(&noNRI, "no-nri", false, "do not connect to a runtime over NRI")
 	f.StringVar(&pinDir, "pin-dir", "/sys/fs/bpf/bulwark", "bpffs directory for pinned programs and maps")
 	f.StringVar(&backend, "backend", "auto", "enforcement backend: auto, lsm or tracing")
+	f.StringVar(&cfg.CollectorSocket, "collector-socket", collector.DefaultSocket, "collector socket the agent streams records to")
+	f.BoolVar(&noCollector, "no-collector", false, "send nothing to a collector")
+	f.StringVar(&cfg.SpoolDir, "spool-dir", "/var/lib/bulwark/spool", "on-disk queue of records the collector has not taken yet")
+	f.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", collector.DefaultMaxSpoolBytes, "bound of the spool (oldest records dropped and counted beyond it)")
+	f.BoolVar(&services, "services", true, "fingerprint and guard systemd services (the *.service cgroups under system.slice)")
+	f.StringVar(&servicesRoot, "services-root", "", "cgroup directory whose *.service children are services (default: system.slice under the cgroup v2 root)")
 	return cmd
 }
 

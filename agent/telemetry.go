@@ -1,0 +1,147 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/collector"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// Intervals of what the agent streams to the collector on its own.
+const (
+	// fingerprintInterval batches fingerprint updates: a workload's
+	// fingerprint is sent at most this often, and only when it changed.
+	fingerprintInterval = time.Second
+	// statsInterval is how often the agent's counters are sent.
+	statsInterval = 10 * time.Second
+)
+
+// send hands a record to the collector client (spooled on disk, delivered
+// in the background); without a collector it does nothing.
+func (a *Agent) send(kind collector.Kind, doc any) {
+	if a.out == nil {
+		return
+	}
+	if err := a.out.Send(kind, doc); err != nil {
+		a.log.Warn("collector: record not spooled", "kind", kind, "error", err)
+	}
+}
+
+// observe feeds an event to its workload's fingerprint builder.
+func (a *Agent) observe(ev bpf.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.byCgroupLocked(ev.CgroupID)
+	if w == nil || w.fingerprint == nil {
+		return
+	}
+	if w.fingerprint.Observe(ev) {
+		w.fingerprintDirty = true
+	}
+}
+
+// byCgroupLocked returns the workload armed on cgroup id; a.mu is held.
+func (a *Agent) byCgroupLocked(id uint64) *Workload {
+	for _, w := range a.workloads {
+		if w.CgroupID == id {
+			return w
+		}
+	}
+	return nil
+}
+
+// streamTelemetry sends changed fingerprints every fingerprintInterval and
+// the agent's counters every statsInterval until ctx ends, then sends what
+// is still pending.
+func (a *Agent) streamTelemetry(ctx context.Context) error {
+	fp := time.NewTicker(fingerprintInterval)
+	defer fp.Stop()
+	st := time.NewTicker(statsInterval)
+	defer st.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.sendFingerprints()
+			a.sendStats()
+			return nil
+		case <-fp.C:
+			a.sendFingerprints()
+		case <-st.C:
+			a.sendStats()
+		}
+	}
+}
+
+// sendFingerprints sends the fingerprint of every workload that changed
+// since it was last sent.
+func (a *Agent) sendFingerprints() {
+	a.mu.Lock()
+	var fps []*policy.Fingerprint
+	for _, w := range a.workloads {
+		if w.fingerprint != nil && w.fingerprintDirty {
+			fps = append(fps, w.fingerprint.Fingerprint())
+			w.fingerprintDirty = false
+		}
+	}
+	a.mu.Unlock()
+	for _, fp := range fps {
+		a.send(collector.KindFingerprint, fp)
+	}
+}
+
+// sendStats sends the agent's counters.
+func (a *Agent) sendStats() {
+	lost, err := a.engine.Lost()
+	if err != nil {
+		a.log.Warn("read lost events", "error", err)
+	}
+	enforced := 0
+	a.mu.Lock()
+	for _, w := range a.workloads {
+		if w.Policy != "" {
+			enforced++
+		}
+	}
+	a.mu.Unlock()
+	var names []string
+	for _, p := range a.store.Policies() {
+		names = append(names, p.Metadata.Name)
+	}
+	a.send(collector.KindStats, &collector.Stats{Events: a.events.Load(), LostEvents: lost, EnforcedWorkloads: enforced, Policies: names})
+}
+
+// sendWorkload reports a workload starting (armed, or re-armed under
+// another policy) or stopping.
+func (a *Agent) sendWorkload(w *Workload, event string) {
+	a.mu.Lock()
+	id := w.Identity
+	ev := &collector.WorkloadEvent{
+		Event: event, Type: id.Type,
+		ContainerID: id.ContainerID, ContainerName: id.ContainerName, Image: id.Image, ImageID: id.ImageID,
+		PodName: id.PodName, PodUID: id.PodUID, Namespace: id.Namespace, Labels: id.PodLabels,
+		Cgroup: w.CgroupPath, ServiceCgroup: id.ServiceCgroup, ServiceName: id.ServiceName,
+		Hostname: id.Hostname, PolicyName: w.Policy, PolicyMode: w.Mode,
+	}
+	a.mu.Unlock()
+	if ev.Type == "" {
+		ev.Type = policy.TypeContainer
+	}
+	a.send(collector.KindWorkload, ev)
+}
+
+// sendPolicies reports the policies in force whose content changed since
+// they were last sent.
+func (a *Agent) sendPolicies() {
+	for _, p := range a.store.Policies() {
+		sum := specChecksum(&p.Spec) + p.Metadata.Name
+		a.mu.Lock()
+		same := a.sentPolicies[p.Metadata.Name] == sum
+		a.sentPolicies[p.Metadata.Name] = sum
+		a.mu.Unlock()
+		if !same {
+			a.send(collector.KindPolicy, p)
+		}
+	}
+}
