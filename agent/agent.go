@@ -89,12 +89,12 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		return nil, fmt.Errorf("policy directory %s: %w", cfg.PolicyDir, err)
 	}
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Log,
-		store:     NewStore(cfg.PolicyDir, cfg.Log),
-		engine:    engine,
-		nsLabels:  namespaceLabels{file: cfg.NamespaceLabelsFile},
-		pods:      podKiller{endpoint: cfg.RuntimeEndpoint},
+		cfg:          cfg,
+		log:          cfg.Log,
+		store:        NewStore(cfg.PolicyDir, cfg.Log),
+		engine:       engine,
+		nsLabels:     namespaceLabels{file: cfg.NamespaceLabelsFile},
+		pods:         podKiller{endpoint: cfg.RuntimeEndpoint},
 		workloads:    map[string]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
 		sentPolicies: map[string]string{},
