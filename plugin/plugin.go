@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -133,6 +134,21 @@ const (
 	labelPodName       = "io.kubernetes.pod.name"
 )
 
+// podLabels returns the pod's own labels: those the runtime adds to every
+// sandbox (io.cri-containerd.kind, oci_runtime_type, CRI-O's) say nothing
+// about the workload and are left out, so policies learned from pods do not
+// select on them.
+func podLabels(all map[string]string) map[string]string {
+	out := make(map[string]string, len(all))
+	for k, v := range all {
+		if strings.HasPrefix(k, "io.cri-containerd.") || strings.HasPrefix(k, "io.kubernetes.cri-o.") || k == "oci_runtime_type" {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // ContainerInfo translates NRI's view of a container into the agent's.
 // The image comes from container.image (containerd ≥ 2.4), else from the
 // runtime's annotations.
@@ -147,7 +163,7 @@ func ContainerInfo(pod *api.PodSandbox, c *api.Container) agent.ContainerInfo {
 		info.PodName = pod.GetName()
 		info.PodUID = pod.GetUid()
 		info.Namespace = pod.GetNamespace()
-		info.PodLabels = pod.GetLabels()
+		info.PodLabels = podLabels(pod.GetLabels())
 	}
 	labels := c.GetLabels()
 	if info.Namespace == "" {

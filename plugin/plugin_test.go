@@ -7,7 +7,7 @@ import (
 )
 
 func TestContainerInfo(t *testing.T) {
-	pod := &api.PodSandbox{Id: "pod1", Name: "web-0", Uid: "u-1", Namespace: "shop", Labels: map[string]string{"app": "web"}}
+	pod := &api.PodSandbox{Id: "pod1", Name: "web-0", Uid: "u-1", Namespace: "shop", Labels: map[string]string{"app": "web", "io.cri-containerd.kind": "sandbox", "oci_runtime_type": "io.containerd.runc.v2"}}
 	tests := []struct {
 		name              string
 		pod               *api.PodSandbox
@@ -50,7 +50,7 @@ func TestContainerInfo(t *testing.T) {
 			if info.ID != tt.ctr.Id || info.PID != int(tt.ctr.Pid) || info.Name != tt.ctr.Name {
 				t.Errorf("container fields not copied: %+v", info)
 			}
-			if tt.pod != nil && (info.PodLabels["app"] != "web" || info.PodUID != "u-1") {
+			if tt.pod != nil && (info.PodLabels["app"] != "web" || len(info.PodLabels) != 1 || info.PodUID != "u-1") {
 				t.Errorf("pod labels/uid not copied: %+v", info)
 			}
 		})

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # make demo: Bulwark guarding a real container under containerd.
 #
-# Brings up the e2e runtime (containerd + NRI + runc + CNI, and the agent),
-# runs an "api" pod and a "web" pod (a spawner the demo asks over HTTP to run
-# commands), applies an enforce-mode policy to web that allows its process
-# tree (spawner -> client) and egress to api:8080 only, then shows:
-#   - allowed behaviour still works,
-#   - an exec outside the tree (from the app and via crictl exec) is killed
+# Brings up the e2e runtime (containerd + NRI + runc + CNI, the agent and the
+# collector), runs an "api" pod and a "web" pod (a spawner the demo asks over
+# HTTP to run commands) from one image, lets the agent learn them, turns
+# their fingerprints into one enforce-mode policy with `bulwark create
+# policy --image`, applies it, then shows:
+#   - learned behaviour still works,
+#   - an exec never learned (from the app and via crictl exec) is killed
 #     before it runs,
-#   - a connection outside the network policy is refused with EPERM,
-# and lists the deviations and flags the agent recorded. Tears everything
+#   - a connection never learned is refused with EPERM,
+# lists the deviations and flags in the collector, and merges the
+# deviations back so the blocked connection is allowed. Tears everything
 # down at the end unless the runtime was already up.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -32,7 +34,7 @@ teardown() {
 			id="$(crictl_cmd pods -q --name "$p" 2>/dev/null || true)"
 			[ -z "$id" ] || { crictl_cmd stopp "$id" >/dev/null 2>&1 || true; crictl_cmd rmp "$id" >/dev/null 2>&1 || true; }
 		done
-		rm -f "$POLICY_DIR/demo-web.yaml"
+		rm -f "$POLICY_DIR/demo.yaml"
 	fi
 	exit "$rc"
 }
@@ -77,6 +79,8 @@ wait_http() {
 	die "$1 does not answer"
 }
 
+spawn() { wget -q -T 5 -t 1 -O - "http://$web_ip:8080/spawn?$1" 2>&1 || true; }
+
 step "Starting pods: api (an HTTP server) and web (an app that spawns commands on request)"
 api="$(run_pod demo-api api /bin/httpserver -listen :8080)"
 api_ip="$(pod_ip "$api")"
@@ -84,65 +88,37 @@ wait_http "http://$api_ip:8080/"
 web="$(run_pod demo-web web /bin/spawner -listen :8080)"
 web_ip="$(pod_ip "$web")"
 wait_http "http://$web_ip:8080/"
-echo "    api pod $api_ip, web pod $web_ip"
+echo "    api pod $api_ip, web pod $web_ip; no policy selects them: the agent only observes"
 
-step "Applying an enforce-mode policy to web: spawner -> client only; egress to api:8080 only"
-cat >"$work/policy.yaml" <<-YAML
-	apiVersion: bulwark/v1
-	kind: WorkloadPolicy
-	metadata:
-	  name: demo-web
-	  type: container
-	spec:
-	  containerSelector:
-	    image: $BULWARK_TEST_IMAGE
-	  podSelector:
-	    matchLabels:
-	      app: web
-	  mode: enforce
-	  processPolicy:
-	  - name: spawner
-	    exe: [/bin/spawner]
-	    euser: [root]
-	    id: spawner_0
-	    children:
-	    - name: client
-	      exe: [/bin/client]
-	      id: client_0
-	  networkPolicy:
-	    ingress:
-	    - from:
-	      - ipBlock:
-	          cidr: $BULWARK_E2E_SUBNET
-	      ports:
-	      - port: 8080
-	        protocol: TCP
-	      processes: [spawner_0]
-	    egress:
-	    - to:
-	      - ipBlock:
-	          cidr: $api_ip/32
-	      ports:
-	      - port: 8080
-	        protocol: TCP
-	      processes: [client_0]
-	  response:
-	    default:
-	    - makeRedFlag:
-	        severity: high
-	    actions: []
-YAML
-show bulwark validate -f "$work/policy.yaml"
+step "Learning: web does its normal work (its spawner runs client, which calls api:8080)"
+for _ in 1 2 3; do
+	echo "    $(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
+done
+printf '    waiting for both fingerprints in the collector'
+for _ in $(seq 100); do
+	fps="$(bulwark get fingerprints --image "$BULWARK_TEST_IMAGE" -o json 2>/dev/null || true)"
+	if grep -q '"name": *"client"' <<<"$fps" && grep -q '"name": *"httpserver"' <<<"$fps"; then
+		break
+	fi
+	printf .
+	sleep 0.2
+done
+echo
+grep -q '"name": *"client"' <<<"$fps" || die "the fingerprints never showed web's client"
+show bulwark get fingerprints --image "$BULWARK_TEST_IMAGE"
+
+step "One command turns the fingerprints of every instance of the image into an enforce-mode policy"
+show bulwark create policy --image "$BULWARK_TEST_IMAGE" --name demo --mode enforce -o yaml
+bulwark create policy --image "$BULWARK_TEST_IMAGE" --name demo --mode enforce -o yaml >"$work/policy.yaml" 2>/dev/null
 show bulwark apply -f "$work/policy.yaml"
 sleep 0.5
 show bulwark status
 
-spawn() { wget -q -T 5 -t 1 -O - "http://$web_ip:8080/spawn?$1" 2>&1 || true; }
-
-step "Allowed: web's spawner runs client, which connects to api:8080"
+step "Allowed (learned): web's spawner runs client, which connects to api:8080"
 echo "    $(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
 
-step "Blocked exec: web's spawner runs /bin/sh (not in the process tree)"
+
+step "Blocked exec: web's spawner runs /bin/sh (never learned)"
 echo "    $(spawn "cmd=/bin/sh&arg=-c&arg=echo+this+never+prints")"
 
 step "Blocked exec: crictl exec into web"
@@ -155,14 +131,14 @@ else
 	echo "    refused: ${out:-killed}"
 fi
 
-step "Blocked connection: client connects to api:9090 (port not allowed)"
+step "Blocked connection: client connects to api:9090 (never learned)"
 echo "    $(spawn "cmd=/bin/client&arg=$api_ip:9090")"
 
 step "web keeps serving"
 echo "    $(wget -q -T 5 -t 1 -O - "http://$web_ip:8080/")"
 
 sleep 1
-step "Deviations recorded by the agent"
+step "Deviations, as the agent streamed them to the collector"
 show bulwark get deviations
 step "One deviation as YAML: exactly what 'bulwark merge' needs to allow it"
 bulwark get deviations -o yaml | awk '/^---/{n++} n<2' | sed 's/^/    /'
@@ -171,4 +147,14 @@ show bulwark get flags
 
 n="$(bulwark get deviations -o json | grep -o '"verdict": *"blocked"' | wc -l)"
 [ "$n" -ge 3 ] || die "expected at least 3 blocked deviations, saw $n"
-step "Demo done: $n blocked deviations"
+
+step "Accepting the deviations: merged back into the policy and applied"
+bulwark merge -f "$work/policy.yaml" --with-deviations >"$work/merged.yaml"
+show bulwark diff -f "$work/policy.yaml" --with-deviations
+show bulwark apply -f "$work/merged.yaml"
+sleep 0.5
+step "client to api:9090 is allowed now (api does not listen there: refused by api, not by Bulwark)"
+out="$(spawn "cmd=/bin/client&arg=$api_ip:9090")"
+echo "    $out"
+case "$out" in *"not permitted"*) die "the merged policy still blocks api:9090" ;; esac
+step "Demo done: learned, enforced, $n blocked deviations, merged back"

@@ -42,6 +42,7 @@ fi
 
 # 2. The agent.
 "$E2E_SRC/agent.sh" stop || warn "agent did not stop"
+"$E2E_SRC/collector.sh" stop || warn "collector did not stop"
 
 # 3. containerd.
 if alive "$cpid" && [ "$(exe_of "$cpid")" = "$(readlink -f "$E2E_BIN/containerd")" ]; then

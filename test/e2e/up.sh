@@ -37,6 +37,7 @@ print_env() {
 		export BULWARK_PAUSE_IMAGE=$PAUSE_IMAGE
 		export BULWARK_NRI_SOCKET=$NRI_SOCK
 		export BULWARK_AGENT_SOCKET=$AGENT_SOCK
+		export BULWARK_COLLECTOR_SOCKET=$COLLECTOR_SOCK
 		export BULWARK_NAMESPACE_LABELS=$NS_LABELS
 		export BULWARK_PIN_DIR=$PIN_DIR
 		export BULWARK_E2E_DIR=$E2E_DIR
@@ -63,6 +64,7 @@ required_plugins_toml() {
 pidfile="$E2E_DIR/run/containerd.pid"
 if [ -f "$pidfile" ] && [ -d "/proc/$(cat "$pidfile")" ] && crictl_cmd info >/dev/null 2>&1; then
 	log "runtime already up in $E2E_DIR"
+	"$E2E_SRC/collector.sh" start
 	"$E2E_SRC/agent.sh" start
 	print_env
 	exit 0
@@ -196,5 +198,6 @@ crictl_cmd inspecti "$TEST_IMAGE" >/dev/null || die "CRI does not see $TEST_IMAG
 crictl_cmd inspecti "$PAUSE_IMAGE" >/dev/null || die "CRI does not see $PAUSE_IMAGE"
 log "containerd ready; images $TEST_IMAGE and $PAUSE_IMAGE imported"
 
+"$E2E_SRC/collector.sh" start
 "$E2E_SRC/agent.sh" start
 print_env | tee "$E2E_DIR/env"
