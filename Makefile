@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/bulwark
 # Packages whose tests run on the host (as root: BPF, cgroups).
 UNIT_PKGS := ./policy/... ./cgroup/... ./bpf/... ./collector/... ./agent/... ./plugin/... ./cmd/...
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 
 .PHONY: build deps test unit lint generate generate-check fuzz vmtest e2e e2e-up e2e-down bench demo
 
@@ -30,10 +30,14 @@ generate-check: generate
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
-# Short fixed-time fuzz runs of the loader and the merge.
+# Short fixed-time fuzz runs of the loader and the merges (the seed corpora
+# also run in every `make unit`).
+FUZZ_TARGETS := FuzzLoad FuzzMerge FuzzPolicyFromFingerprints FuzzMergeGenerated
 fuzz:
-	$(GO) test ./policy -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./policy -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME)
+	@for f in $(FUZZ_TARGETS); do \
+		echo "fuzz $$f ($(FUZZTIME))"; \
+		$(GO) test ./policy -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	done
 
 # The bpf suite against the lsm backend inside a qemu VM.
 vmtest:
@@ -44,14 +48,21 @@ e2e: build
 	bash test/e2e/run.sh
 
 e2e-up: build
-	bash test/e2e/install.sh >&2
+	@bash test/e2e/install.sh >&2
 	@bash test/e2e/up.sh
 
 e2e-down:
 	bash test/e2e/down.sh
 
+# Benchmarks (not tests): overhead ratios measured side by side, with vs
+# without Bulwark, in one run each; then the collector's and the whole
+# observation pipeline's throughput and memory.
 bench: build
-	bash test/bench.sh
+	$(GO) run ./bpf/internal/bench
+	bash test/vm/vmbench.sh
+	bash test/e2e/bench.sh --compare
+	$(GO) test ./collector -run '^$$' -bench . -benchtime 3x
+	$(GO) run ./agent/internal/pipelinebench
 
 test: deps lint generate-check unit fuzz vmtest e2e
 
