@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,7 +30,7 @@ const waitTimeout = 15 * time.Second
 // must not reuse a policy name, and a policy left by a crashed run must
 // not select a later run's pods.
 func nonce() string {
-	return fmt.Sprintf("%06x", time.Now().UnixNano()/1000%0xffffff)
+	return fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 }
 
 // needAgent returns a client of the agent attached to the runtime; the
@@ -137,6 +138,8 @@ func (rt *runtimeEnv) policyFile(name string) string {
 // file renamed into place) as NAME.yaml in the agent's watched policy
 // directory, then waits until the agent has it in force in p's mode. The
 // first write of a policy registers its removal for the end of the test.
+// An edit that keeps the mode is in force once this returns only if the
+// agent had already reloaded it: callers of an edit poll for its effect.
 func (rt *runtimeEnv) writePolicy(t *testing.T, cl *agent.Client, p *policy.WorkloadPolicy) {
 	t.Helper()
 	if err := policy.ValidatePolicy(p); err != nil {
