@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwarkhq/bulwark/agent"
+	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -349,6 +350,54 @@ func describeDeviations(devs []policy.Deviation) string {
 		return "none"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// denial says how an exec the policy denies ends under the agent's exec
+// backend: the tracing backend SIGKILLs the new image before its first
+// instruction (exit status 137), the lsm backend fails the execve with
+// EPERM.
+type denial struct{ backend string }
+
+// denial returns how denied execs end under the running agent.
+func (rt *runtimeEnv) denial(t *testing.T, cl *agent.Client) denial {
+	t.Helper()
+	st, err := cl.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return denial{st.Backend}
+}
+
+// spawned is the spawner's report of a denied child cmd.
+func (d denial) spawned(cmd string) string {
+	if d.backend == bpf.BackendLSM {
+		return "spawn " + cmd + ": error fork/exec " + cmd + ": operation not permitted"
+	}
+	return "spawn " + cmd + ": signal killed"
+}
+
+// checkExec returns an error unless a crictl exec the policy denies
+// printed nothing and ended as the backend ends it: exit 137 (tracing),
+// or a failed exec (lsm).
+func (d denial) checkExec(res execResult, err error) error {
+	ok := err == nil && res.ExitCode == 137
+	if d.backend == bpf.BackendLSM {
+		ok = err != nil || res.ExitCode != 0
+	}
+	if ok && res.Stdout == "" {
+		return nil
+	}
+	return fmt.Errorf("denied crictl exec (%s backend): exit %d, stdout %q, stderr %q, error %v; want nothing printed and a %s",
+		d.backend, res.ExitCode, res.Stdout, res.Stderr, err, map[bool]string{true: "failed exec", false: "SIGKILL (137)"}[d.backend == bpf.BackendLSM])
+}
+
+// entrypointExit reports whether a container whose entrypoint the policy
+// denies exited as the backend ends it.
+func (d denial) entrypointExit(code int) bool {
+	if d.backend == bpf.BackendLSM {
+		return code != 0
+	}
+	return code == 137
 }
 
 // spawnURL is the spawner's /spawn URL that makes it run cmd with args.

@@ -24,8 +24,9 @@ func TestPolicyEditAppliesToRunningPod(t *testing.T) {
 	waitArmed(t, cl, app, "", "observe")
 	pid := app.PID(t)
 	base := fmt.Sprintf("http://%s:8080", p.IP(t))
-	echoOK, echoKilled := "spawn /bin/echo: exit 0: hi", "spawn /bin/echo: signal killed"
-	catOK, catKilled := "spawn /bin/cat: exit 0: edit", "spawn /bin/cat: signal killed"
+	deny := rt.denial(t, cl)
+	echoOK, echoKilled := "spawn /bin/echo: exit 0: hi", deny.spawned("/bin/echo")
+	catOK, catKilled := "spawn /bin/cat: exit 0: edit", deny.spawned("/bin/cat")
 
 	check := func(stage, cmd, arg, want string) {
 		t.Helper()
