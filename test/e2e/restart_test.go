@@ -108,7 +108,10 @@ func TestAgentKilledEnforcementHoldsAndAdopts(t *testing.T) {
 	if err := deny.checkExec(late.Exec(10*time.Second, "/bin/sh", "-c", "echo ran")); err != nil {
 		t.Errorf("adopted container: %v", err)
 	}
-	waitDeviations(t, cl, devMatch{Container: late.ID, Policy: name, Kind: "exec", Verdict: "blocked", Comm: "sh"})
+	waitDeviations(t, cl,
+		devMatch{Container: app.ID, Policy: name, Kind: "exec", Verdict: "blocked", Comm: "sh", ParentNode: "spawner_0"},
+		devMatch{Container: late.ID, Policy: name, Kind: "exec", Verdict: "blocked", Comm: "sh"},
+	)
 
 	// Removing the adopted container removes its links.
 	late.Remove(t)
