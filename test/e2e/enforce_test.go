@@ -89,15 +89,14 @@ func runExecScenario(t *testing.T, mode string) {
 
 	// Outside the tree, through the runtime: crictl exec.
 	res, err := app.Exec(10*time.Second, "/bin/sh", "-c", "echo ran")
-	if !enforce && err != nil {
-		t.Fatal(err)
-	}
-	if enforce {
+	switch {
+	case enforce:
 		if err := deny.checkExec(res, err); err != nil {
 			t.Error(err)
 		}
-	}
-	if !enforce && (res.ExitCode != 0 || res.Stdout != "ran\n") {
+	case err != nil:
+		t.Fatal(err)
+	case res.ExitCode != 0 || res.Stdout != "ran\n":
 		t.Errorf("crictl exec /bin/sh under audit: exit %d, stdout %q, stderr %q; want 0 and \"ran\"", res.ExitCode, res.Stdout, res.Stderr)
 	}
 
