@@ -135,12 +135,11 @@ func (rt *runtimeEnv) policyFile(name string) string {
 	return filepath.Join(rt.policyDir, name+".yaml")
 }
 
-// writePolicy validates p and writes it atomically (a hidden temporary
-// file renamed into place) as NAME.yaml in the agent's watched policy
-// directory, then waits until the agent has it in force in p's mode. The
-// first write of a policy registers its removal for the end of the test.
-// An edit that keeps the mode is in force once this returns only if the
-// agent had already reloaded it: callers of an edit poll for its effect.
+// writePolicy validates p and writes it (writePolicyFile) as NAME.yaml in
+// the agent's watched policy directory, then waits until the agent has it
+// in force in p's mode. An edit that keeps the mode is in force once this
+// returns only if the agent had already reloaded it: callers of an edit
+// poll for its effect.
 func (rt *runtimeEnv) writePolicy(t *testing.T, cl *agent.Client, p *policy.WorkloadPolicy) {
 	t.Helper()
 	if err := policy.ValidatePolicy(p); err != nil {
@@ -150,19 +149,7 @@ func (rt *runtimeEnv) writePolicy(t *testing.T, cl *agent.Client, p *policy.Work
 	if err := policy.Encode(&sb, "yaml", p); err != nil {
 		t.Fatalf("encode policy %s: %v", p.Metadata.Name, err)
 	}
-	path := rt.policyFile(p.Metadata.Name)
-	_, statErr := os.Stat(path)
-	tmp := filepath.Join(rt.policyDir, ".tmp-"+p.Metadata.Name)
-	if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		t.Fatal(err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		t.Cleanup(func() { rt.removePolicy(t, cl, p.Metadata.Name) })
-	}
+	path := rt.writePolicyFile(t, cl, p.Metadata.Name, []byte(sb.String()))
 	poll(t, waitTimeout, "agent loads policy "+p.Metadata.Name, func() (bool, string) {
 		st, err := cl.Status()
 		if err != nil {
@@ -178,6 +165,28 @@ func (rt *runtimeEnv) writePolicy(t *testing.T, cl *agent.Client, p *policy.Work
 		}
 		return false, fmt.Sprintf("policies in force: %+v", st.Policies)
 	})
+}
+
+// writePolicyFile writes data atomically (a hidden temporary file renamed
+// into place) as the file of policy name in the agent's watched policy
+// directory and returns its path. The first write of a file registers its
+// removal for the end of the test.
+func (rt *runtimeEnv) writePolicyFile(t *testing.T, cl *agent.Client, name string, data []byte) string {
+	t.Helper()
+	path := rt.policyFile(name)
+	_, statErr := os.Stat(path)
+	tmp := filepath.Join(rt.policyDir, ".tmp-"+name)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		t.Fatal(err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		t.Cleanup(func() { rt.removePolicy(t, cl, name) })
+	}
+	return path
 }
 
 // removePolicy deletes the policy file and, when the agent runs, waits

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bulwarkhq/bulwark/policy"
@@ -12,7 +14,8 @@ import (
 // with no policy; an enforce-mode policy written into the policy directory
 // then guards it (cat, outside the tree, is killed), an edit adding cat
 // allows it and an edit removing echo denies echo: all in the same
-// container and process, never restarted.
+// container and process, never restarted. A last, invalid edit is
+// reported in the agent's status and the previous version stays in force.
 func TestPolicyEditAppliesToRunningPod(t *testing.T) {
 	rt := newRuntime(t)
 	cl := rt.needAgent(t)
@@ -63,6 +66,26 @@ func TestPolicyEditAppliesToRunningPod(t *testing.T) {
 	rt.writePolicy(t, cl, pol(applet("cat")))
 	waitFor("edit removes echo: echo denied", "/bin/echo", "hi", echoKilled)
 	check("edit removes echo", "/bin/cat", "/etc/hostname", catOK)
+
+	// An invalid edit is rejected and reported; the last valid version
+	// stays in force.
+	invalid := pol(applet("cat"), applet("echo"))
+	invalid.Spec.Mode = "block"
+	var sb strings.Builder
+	if err := policy.Encode(&sb, "yaml", invalid); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Base(rt.writePolicyFile(t, cl, name, []byte(sb.String())))
+	poll(t, waitTimeout, "agent reports the invalid edit", func() (bool, string) {
+		st, err := cl.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(st.Problems[file], "block"), fmt.Sprintf("problems %v", st.Problems)
+	})
+	check("invalid edit rejected", "/bin/echo", "hi", echoKilled)
+	check("invalid edit rejected", "/bin/cat", "/etc/hostname", catOK)
+	waitArmed(t, cl, app, name, policy.ModeEnforce)
 
 	if st, _, now := app.inspect(t); st != "CONTAINER_RUNNING" || now != pid {
 		t.Errorf("after the edits: state %s pid %d, want CONTAINER_RUNNING and the same pid %d", st, now, pid)
