@@ -50,11 +50,8 @@ type config struct {
 func (c config) events() int { return c.services * (c.peers + c.execs) }
 
 func main() {
-	if os.Getenv(execEnv) != "" {
-		return
-	}
-	if args := os.Getenv(workerEnv); args != "" {
-		os.Exit(worker(args))
+	if status, ok := loadProcess(); ok {
+		os.Exit(status)
 	}
 	var cfg config
 	runs := flag.Int("runs", 3, "benchmark runs (each with fresh processes, cgroups and kernel state)")
@@ -73,6 +70,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	os.Exit(benchmark(ctx, cfg, *runs))
+}
+
+// loadProcess runs this binary as a load process when the environment says
+// it is one, and returns its exit status and true; else false.
+func loadProcess() (int, bool) {
+	if os.Getenv(execEnv) != "" {
+		return 0, true
+	}
+	if args := os.Getenv(workerEnv); args != "" {
+		return worker(args), true
+	}
+	return 0, false
 }
 
 // errIf returns an error with text msg when cond holds.
