@@ -75,7 +75,10 @@ func newRuntime(t *testing.T) *runtimeEnv {
 func (rt *runtimeEnv) run(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, crictlTimeout)
 	defer cancel()
-	full := append([]string{"--config", os.DevNull, "--runtime-endpoint", rt.endpoint, "--image-endpoint", rt.endpoint}, args...)
+	// crictl's own per-call timeout defaults to 2s, which a loaded machine
+	// exceeds (removing a pod): give it the same bound.
+	full := append([]string{"--config", os.DevNull, "--timeout", crictlTimeout.String(),
+		"--runtime-endpoint", rt.endpoint, "--image-endpoint", rt.endpoint}, args...)
 	cmd := exec.CommandContext(ctx, rt.crictl, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -328,7 +331,7 @@ func exitCodeIn(log string) (int, bool) {
 func (c *container) Exec(timeout time.Duration, cmd ...string) (execResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	args := append([]string{"--config", os.DevNull, "--runtime-endpoint", c.rt.endpoint, "exec", c.ID}, cmd...)
+	args := append([]string{"--config", os.DevNull, "--timeout", timeout.String(), "--runtime-endpoint", c.rt.endpoint, "exec", c.ID}, cmd...)
 	x := exec.CommandContext(ctx, c.rt.crictl, args...)
 	var stdout, stderr bytes.Buffer
 	x.Stdout, x.Stderr = &stdout, &stderr
