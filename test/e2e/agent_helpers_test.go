@@ -25,11 +25,11 @@ const pollInterval = 50 * time.Millisecond
 // waitTimeout bounds every wait for the agent or a container to react.
 const waitTimeout = 15 * time.Second
 
-// nonce returns a short string unique to this test run, for policy names
-// and label values: the agent de-duplicates deviations by policy name and
-// spec checksum for its whole life, so a rerun against the same agent
-// must not reuse a policy name, and a policy left by a crashed run must
-// not select a later run's pods.
+// nonce returns a short random string for policy names and label values:
+// the agent de-duplicates deviations by policy name and spec checksum for
+// its whole life, so a rerun against the same agent must not reuse a
+// policy name, and a policy left by a crashed run must not select a later
+// run's pods.
 func nonce() string {
 	return fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 }
@@ -112,9 +112,9 @@ func (rt *runtimeEnv) podPolicy(name, mode, app string, tree ...policy.ProcessNo
 	}
 }
 
-// rule allows connections with the CIDR peer on TCP port, by the
+// egressRule allows connections to the CIDR peer on TCP port, by the
 // processes of the given policy nodes.
-func rule(cidr string, port int, processes ...string) policy.NetworkRule {
+func egressRule(cidr string, port int, processes ...string) policy.NetworkRule {
 	return policy.NetworkRule{
 		Ports:     []policy.Port{{Port: port, Protocol: policy.ProtocolTCP}},
 		Processes: processes,
@@ -122,9 +122,10 @@ func rule(cidr string, port int, processes ...string) policy.NetworkRule {
 	}
 }
 
-// ingressRule is rule for ingress: the peer is the source.
+// ingressRule allows connections from the CIDR peer on TCP port, accepted
+// by the processes of the given policy nodes.
 func ingressRule(cidr string, port int, processes ...string) policy.NetworkRule {
-	r := rule(cidr, port, processes...)
+	r := egressRule(cidr, port, processes...)
 	r.From, r.To = r.To, nil
 	return r
 }

@@ -51,7 +51,7 @@ func runExecScenario(t *testing.T, mode string) {
 		node("spawner_0", "spawner", "/bin/spawner", applet("echo"), applet("cat"), node("client_0", "client", "/bin/client")))
 	pol.Spec.NetworkPolicy = &policy.NetworkPolicy{
 		Ingress: []policy.NetworkRule{ingressRule(rt.subnet.String(), 8080, "spawner_0")},
-		Egress:  []policy.NetworkRule{rule(apiIP+"/32", 8080, "client_0")},
+		Egress:  []policy.NetworkRule{egressRule(apiIP+"/32", 8080, "client_0")},
 	}
 	rt.writePolicy(t, cl, pol)
 

@@ -43,7 +43,7 @@ func TestNetworkPolicyEgressIngress(t *testing.T) {
 		node("httpserver_0", "httpserver", "/bin/httpserver"), node("client_0", "client", "/bin/client"))
 	pol.Spec.NetworkPolicy = &policy.NetworkPolicy{
 		Ingress: []policy.NetworkRule{ingressRule(allowedIP+"/32", 8080, "httpserver_0")},
-		Egress:  []policy.NetworkRule{rule(apiIP+"/32", 8080, "client_0")},
+		Egress:  []policy.NetworkRule{egressRule(apiIP+"/32", 8080, "client_0")},
 	}
 	rt.writePolicy(t, cl, pol)
 	web := webPod.Run(t, server("web", 8080))
