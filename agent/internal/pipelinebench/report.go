@@ -90,14 +90,15 @@ func printTable(out io.Writer, cfg config, results []result) {
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(out)
-	fmt.Fprintln(tw, "run\tobservations\tmade in\tstored in\tobservations/s\tring lost\tspool dropped\tskipped\tagent read\tagent CPU\tcollector CPU\t")
+	fmt.Fprintln(tw, "run\tobservations\tmade in\tstored in\tlag\tobservations/s\tring lost\tspool dropped\tskipped\tagent read\tagent CPU\tcollector CPU\t")
 	for i, r := range results {
-		stored, rate := "-", "-"
+		stored, lag, rate := "-", "-", "-"
 		if r.complete {
 			stored = fmt.Sprintf("%.2fs", r.stored.Seconds())
+			lag = fmt.Sprintf("%.2fs", (r.stored - r.produced).Seconds())
 			rate = fmt.Sprintf("%.0f", float64(cfg.events())/r.stored.Seconds())
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.2fs\t%s\t%s\t%d\t%d\t%d\t%d\t%.2fs\t%.2fs\t\n", i+1, cfg.events(), r.produced.Seconds(), stored, rate,
+		fmt.Fprintf(tw, "%d\t%d\t%.2fs\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.2fs\t%.2fs\t\n", i+1, cfg.events(), r.produced.Seconds(), stored, lag, rate,
 			r.lost, r.spoolDropped, r.skipped+r.rejected, r.agentEvents, r.agentCPU.Seconds(), r.collectorCPU.Seconds())
 	}
 	tw.Flush()
@@ -111,7 +112,8 @@ func printTable(out io.Writer, cfg config, results []result) {
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "\nmade in: start signal → last load process exited (every observation made in the kernel);")
-	fmt.Fprintln(out, "stored in: start signal → the collector held every observation (polled every 100ms);")
+	fmt.Fprintln(out, "stored in: start signal → the collector held every observation (polled every 100ms); lag: stored in − made in;")
+	fmt.Fprintln(out, "observations/s: observations ÷ stored in (with -rate, bounded by the rate offered);")
 	fmt.Fprintln(out, "agent read: kernel events the agent read in the whole run, setup included; CPU: user+system during the load;")
 	fmt.Fprintln(out, "HWM: peak RSS so far;\nidle: all services armed and observed, before the load; after: once the load was stored.")
 }

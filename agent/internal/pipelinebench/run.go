@@ -181,8 +181,13 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 		if serr == nil && st.Lost > 0 {
 			return false, fmt.Errorf("the kernel lost %d events (ring buffer full)", st.Lost)
 		}
-		// The fingerprints are large: read them only after the collector
-		// stored something new.
+		// The fingerprints are large: read them only once every
+		// observation was made (the last worker exited) and then each
+		// time the collector stored something new, so that reading
+		// them does not compete with the load.
+		if !load.done() {
+			return false, nil
+		}
 		agents, qerr := query.Agents()
 		if qerr != nil || len(agents) != 1 || agents[0].Last == last {
 			return false, nil
@@ -197,6 +202,9 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	})
 	if res.complete {
 		res.stored = time.Since(start)
+	}
+	if ctx.Err() != nil {
+		return nil, err // interrupted: only clean up
 	}
 	for _, c := range []struct {
 		pid   int
@@ -398,10 +406,11 @@ func waitUntil(ctx context.Context, timeout time.Duration, what string, daemons 
 
 // workers are the load processes, one per service, waiting for start.
 type workers struct {
-	gates []io.Closer
-	exits chan workerExit
-	n     int
-	last  time.Time // latest exit seen by wait
+	gates   []io.Closer
+	exits   chan workerExit
+	running int       // started and not seen exiting
+	last    time.Time // latest exit seen
+	errs    []error   // of the exits seen
 }
 
 // workerExit is how and when one worker ended.
@@ -433,7 +442,7 @@ func startWorkers(slice string, cfg config, links string) (*workers, error) {
 			return nil, errors.Join(err, w.abort())
 		}
 		w.gates = append(w.gates, gate)
-		w.n++
+		w.running++
 		go func() {
 			err := cmd.Wait()
 			if err != nil {
@@ -459,28 +468,46 @@ func (w *workers) abort() error {
 	return w.wait(context.Background())
 }
 
+// note takes in one worker's exit.
+func (w *workers) note(e workerExit) {
+	w.running--
+	w.errs = append(w.errs, e.err)
+	if e.at.After(w.last) {
+		w.last = e.at
+	}
+}
+
+// done takes in the exits so far without waiting and reports whether
+// every worker exited.
+func (w *workers) done() bool {
+	for w.running > 0 {
+		select {
+		case e := <-w.exits:
+			w.note(e)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // wait waits until every worker exited (or ctx ended) and returns their
 // errors.
 func (w *workers) wait(ctx context.Context) error {
-	var errs []error
-	for ; w.n > 0; w.n-- {
+	for w.running > 0 {
 		select {
 		case e := <-w.exits:
-			errs = append(errs, e.err)
-			if e.at.After(w.last) {
-				w.last = e.at
-			}
+			w.note(e)
 		case <-ctx.Done():
-			return errors.Join(append(errs, ctx.Err())...)
+			return errors.Join(append(w.errs, ctx.Err())...)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(w.errs...)
 }
 
-// finished is when the last worker exited (zero when wait did not see
-// them all).
+// finished is when the last worker exited (zero while any runs).
 func (w *workers) finished() time.Time {
-	if w.n > 0 {
+	if w.running > 0 {
 		return time.Time{}
 	}
 	return w.last
