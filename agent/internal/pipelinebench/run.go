@@ -49,7 +49,7 @@ type result struct {
 	// idle, and after the load was stored.
 	agentIdle, agentLoaded, collectorIdle, collectorLoaded memory
 	// CPU time (user + system) each process used from the start of the
-	// load until it was stored (or the wait gave up).
+	// load until it was stored (or, when it was not, the load ended).
 	agentCPU, collectorCPU time.Duration
 }
 
@@ -206,6 +206,10 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	if ctx.Err() != nil {
 		return nil, err // interrupted: only clean up
 	}
+	err = errors.Join(err, load.wait(ctx))
+	if finished := load.finished(); !finished.IsZero() {
+		res.produced = finished.Sub(start)
+	}
 	for _, c := range []struct {
 		pid   int
 		since time.Duration
@@ -215,11 +219,6 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 		err = errors.Join(err, cerr)
 		*c.out = now - c.since
 	}
-	werr := load.wait(ctx)
-	if finished := load.finished(); !finished.IsZero() {
-		res.produced = finished.Sub(start)
-	}
-	err = errors.Join(err, werr)
 	var merr error
 	res.agentLoaded, merr = readMemory(ag.pid())
 	err = errors.Join(err, merr)
