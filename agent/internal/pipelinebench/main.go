@@ -1,16 +1,19 @@
 // Command pipelinebench measures Bulwark's observation pipeline end to
 // end: a real `bulwark collector` and a real `bulwark agent`, each its own
 // process, guard 100 service cgroups of a test-owned slice in observe mode;
-// every service then produces N distinct observations at once (UDP
-// datagrams to N distinct loopback peers, plus a few distinct execs), and
-// the benchmark times how long it takes until the collector holds all of
-// them, checking that nothing was lost on the way (kernel ring buffer,
-// agent spool). It prints events/s from kernel to stored and the agent's
-// and collector's memory (VmRSS, VmHWM) idle with 100 workloads and after
-// the load. It exits non-zero when any observation was lost.
+// every service then produces N distinct observations (UDP datagrams to N
+// distinct loopback peers, plus a few distinct execs), all services at once
+// and as fast as they can unless -rate paces them, and the benchmark times
+// how long it takes until the collector holds all of them, checking that
+// nothing was lost on the way (kernel ring buffer, agent spool, collector).
+// It prints observations/s from kernel to stored, the agent's and the
+// collector's CPU time, and their memory (VmRSS, VmHWM) idle with 100
+// workloads and after the load. It exits non-zero when any observation was
+// lost.
 //
 // Run as root from the repository: `go run ./agent/internal/pipelinebench`
-// (it builds bulwark itself unless -bulwark names a binary).
+// (it builds bulwark itself unless -bulwark names a binary; -h lists the
+// knobs).
 package main
 
 import (
