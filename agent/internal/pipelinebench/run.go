@@ -203,8 +203,8 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	if res.complete {
 		res.stored = time.Since(start)
 	}
-	if ctx.Err() != nil {
-		return nil, err // interrupted: only clean up
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, errors.Join(err, cerr) // interrupted: only clean up
 	}
 	err = errors.Join(err, load.wait(ctx))
 	if finished := load.finished(); !finished.IsZero() {
