@@ -36,6 +36,13 @@ type Config struct {
 	// NamespaceLabelsFile, when set, is a YAML map of namespace name to
 	// labels, used where no Kubernetes API is available.
 	NamespaceLabelsFile string
+	// KubeAPI, when set, is the Kubernetes API whose namespaces are
+	// watched for their labels (InClusterKubeAPI finds it in a pod).
+	KubeAPI *KubeAPI
+	// AwaitSynchronize holds kernel events back until the runtime's first
+	// Synchronize (at most syncWait), so the events the kernel kept while
+	// the agent was down find their workloads.
+	AwaitSynchronize bool
 	// RuntimeEndpoint is the CRI socket used by agentKillPod.
 	RuntimeEndpoint string
 	// MaxRecords bounds the deviations and flags kept in memory.
@@ -63,6 +70,8 @@ type Agent struct {
 	pods     podKiller
 	out      *collector.Client // nil without a collector
 	events   atomic.Uint64     // kernel events read
+	synced   chan struct{}     // closed by the first Synchronize
+	syncOnce sync.Once
 
 	mu           sync.Mutex
 	workloads    map[string]*Workload // by container id or service cgroup
@@ -98,11 +107,15 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		workloads:    map[string]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
 		sentPolicies: map[string]string{},
+		synced:       make(chan struct{}),
+	}
+	if !cfg.AwaitSynchronize {
+		close(a.synced)
 	}
 	if _, err := a.store.Reload(); err != nil {
 		return nil, err
 	}
-	if err := a.nsLabels.reload(); err != nil {
+	if _, err := a.nsLabels.reload(); err != nil {
 		return nil, err
 	}
 	if cfg.CollectorSocket != "" {
@@ -139,6 +152,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)
+	}
+	if a.cfg.KubeAPI != nil {
+		nw, err := newNamespaceWatch(*a.cfg.KubeAPI, &a.nsLabels, a.log, a.namespaceChanged)
+		if err != nil {
+			return err
+		}
+		tasks = append(tasks, nw.run)
+	} else if a.cfg.NamespaceLabelsFile != "" {
+		tasks = append(tasks, func(ctx context.Context) error {
+			return a.nsLabels.watchFile(ctx, a.log, a.namespaceChanged)
+		})
 	}
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {
@@ -213,6 +237,27 @@ func (a *Agent) reconcilePolicies() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// namespaceChanged re-arms the workloads of namespace ns after its labels
+// changed, since namespace selectors may now pick another policy.
+func (a *Agent) namespaceChanged(ns string) {
+	a.mu.Lock()
+	var ws []*Workload
+	for _, w := range a.workloads {
+		if w.Info.Namespace == ns {
+			w.Identity = identityOf(w.Info, a.cfg.Hostname, a.nsLabels.get(ns))
+			if w.CgroupID != 0 {
+				ws = append(ws, w)
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, w := range ws {
+		if err := a.arm(w); err != nil {
+			a.log.Error("re-arm after namespace labels changed", "workload", w.describe(), "error", err)
+		}
+	}
 }
 
 // ApplyPolicy validates and stores policy documents, then applies them to
@@ -295,6 +340,9 @@ func (a *Agent) retire(w *Workload) {
 // (re)armed with its current policy, and kernel attachments of cgroups no
 // container uses any more are removed.
 func (a *Agent) Synchronize(infos []ContainerInfo) error {
+	if a.cfg.AwaitSynchronize {
+		defer a.syncOnce.Do(func() { close(a.synced) })
+	}
 	var errs []error
 	live := map[uint64]bool{}
 	for _, info := range infos {

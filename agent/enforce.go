@@ -123,9 +123,20 @@ func workloadUsers(pid int, root string) (map[string]uint32, error) {
 	return users, nil
 }
 
+// syncWait bounds how long kernel events wait for the runtime's first
+// Synchronize (Config.AwaitSynchronize); the ring buffer holds them.
+const syncWait = 30 * time.Second
+
 // consumeEvents turns kernel events into deviations, flags and response
 // actions until ctx ends.
 func (a *Agent) consumeEvents(ctx context.Context) error {
+	select {
+	case <-a.synced:
+	case <-time.After(syncWait):
+		a.log.Warn("no Synchronize from the runtime yet; reading kernel events anyway", "waited", syncWait)
+	case <-ctx.Done():
+		return nil
+	}
 	for {
 		ev, err := a.engine.ReadEvent(ctx)
 		if err != nil {

@@ -150,8 +150,9 @@ func podLabels(all map[string]string) map[string]string {
 }
 
 // ContainerInfo translates NRI's view of a container into the agent's.
-// The image comes from container.image (containerd ≥ 2.4), else from the
-// runtime's annotations.
+// The image is the name the container was created with (containerd's
+// image-name annotation), else container.image (containerd ≥ 2.4), else
+// CRI-O's annotations; its ID comes from container.image.
 func ContainerInfo(pod *api.PodSandbox, c *api.Container) agent.ContainerInfo {
 	info := agent.ContainerInfo{
 		ID:           c.GetId(),
@@ -173,12 +174,17 @@ func ContainerInfo(pod *api.PodSandbox, c *api.Container) agent.ContainerInfo {
 		info.PodName = labels[labelPodName]
 	}
 	ann := c.GetAnnotations()
-	if img := c.GetImage(); img != nil && img.GetName() != "" {
+	if img := c.GetImage(); img != nil {
 		info.Image = img.GetName()
 		info.ImageID = img.GetConfigDigest()
-	} else if v := ann[annContainerdImage]; v != "" {
+	}
+	// The name the container was created with, when the runtime recorded
+	// it: containerd's container.image names the image by one of its
+	// references, which is another name when the same image carries
+	// several tags.
+	if v := ann[annContainerdImage]; v != "" {
 		info.Image = v
-	} else if v := ann[annCrioImage]; v != "" {
+	} else if v := ann[annCrioImage]; v != "" && info.Image == "" {
 		info.Image = v
 		info.ImageID = ann[annCrioImageRef]
 	}

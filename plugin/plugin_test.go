@@ -21,7 +21,15 @@ func TestContainerInfo(t *testing.T) {
 			ctr: &api.Container{Id: "c1", Name: "nginx", PodSandboxId: "pod1", Pid: 42,
 				Image:       &api.Image{Name: "docker.io/library/nginx:1.25", ConfigDigest: "sha256:abc"},
 				Annotations: map[string]string{annContainerdImage: "nginx:1.25"}},
-			image: "docker.io/library/nginx:1.25", imageID: "sha256:abc", podName: "web-0", podNamsp: "shop",
+			image: "nginx:1.25", imageID: "sha256:abc", podName: "web-0", podNamsp: "shop",
+		},
+		{
+			name: "one image under two tags: the name it was created with",
+			pod:  pod,
+			ctr: &api.Container{Id: "c1", Name: "app", PodSandboxId: "pod1",
+				Image:       &api.Image{Name: "localhost/other-tag:1", ConfigDigest: "sha256:abc"},
+				Annotations: map[string]string{annContainerdImage: "localhost/app:1"}},
+			image: "localhost/app:1", imageID: "sha256:abc", podName: "web-0", podNamsp: "shop",
 		},
 		{
 			name: "image from containerd annotation",
