@@ -62,7 +62,7 @@ bench: build
 	bash test/vm/vmbench.sh
 	bash test/e2e/bench.sh --compare
 	$(GO) test ./collector -run '^$$' -bench . -benchtime 3x
-	$(GO) run ./agent/internal/pipelinebench
+	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN) -rate 20000
 
 test: deps lint generate-check unit fuzz vmtest e2e
 

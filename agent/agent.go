@@ -323,14 +323,7 @@ func (a *Agent) ContainerRemoved(id string) error {
 
 // retire sends a departing workload's last fingerprint and its stop.
 func (a *Agent) retire(w *Workload) {
-	a.mu.Lock()
-	var fp *policy.Fingerprint
-	if w.fingerprint != nil && w.fingerprintDirty {
-		fp = w.fingerprint.Fingerprint()
-		w.fingerprintDirty = false
-	}
-	a.mu.Unlock()
-	if fp != nil {
+	if fp := w.takeFingerprint(); fp != nil {
 		a.send(collector.KindFingerprint, fp)
 	}
 	a.sendWorkload(w, collector.WorkloadStopped)

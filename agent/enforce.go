@@ -81,10 +81,12 @@ func (a *Agent) arm(w *Workload) error {
 	changed := w.CgroupID != cgid || w.Policy != name || w.Mode != modeName
 	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
 	w.Policy, w.Mode, w.ArmedAt, w.compiled, w.policy = name, modeName, time.Now(), compiled, pol
-	if w.fingerprint == nil {
-		w.fingerprint = NewFingerprintBuilder(w.Identity, users)
-	}
 	a.mu.Unlock()
+	w.fpMu.Lock()
+	if w.fingerprint == nil {
+		w.fingerprint = NewFingerprintBuilder(id, users)
+	}
+	w.fpMu.Unlock()
 	if changed {
 		a.log.Info("workload armed", "workload", w.describe(), "cgroup", cgid, "policy", name, "mode", modeName)
 		a.sendWorkload(w, collector.WorkloadStarted)
@@ -123,6 +125,10 @@ func workloadUsers(pid int, root string) (map[string]uint32, error) {
 	return users, nil
 }
 
+// eventQueue is how many kernel events may wait between the ring buffer
+// reader and their handling.
+const eventQueue = 1 << 16
+
 // syncWait bounds how long kernel events wait for the runtime's first
 // Synchronize (Config.AwaitSynchronize); the ring buffer holds them.
 const syncWait = 30 * time.Second
@@ -137,19 +143,37 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	for {
-		ev, err := a.engine.ReadEvent(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	// The ring buffer is drained by a reader that never waits on the
+	// agent's locks, into a queue the handlers work through: a stall in
+	// handling (a fingerprint being rebuilt, a pod being killed) does not
+	// let the kernel's buffer overflow.
+	queue := make(chan bpf.Event, eventQueue)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			ev, err := a.engine.ReadEvent(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					errc <- fmt.Errorf("read kernel events: %w", err)
+				}
+				return
 			}
-			return fmt.Errorf("read kernel events: %w", err)
+			a.events.Add(1)
+			queue <- ev
 		}
-		a.events.Add(1)
+	}()
+	for ev := range queue {
 		a.observe(ev)
 		if ev.Deviation {
 			a.handleDeviation(ev)
 		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
 	}
 }
 

@@ -32,12 +32,14 @@ func (a *Agent) send(kind collector.Kind, doc any) {
 // observe feeds an event to its workload's fingerprint builder.
 func (a *Agent) observe(ev bpf.Event) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	w := a.byCgroupLocked(ev.CgroupID)
-	if w == nil || w.fingerprint == nil {
+	a.mu.Unlock()
+	if w == nil {
 		return
 	}
-	if w.fingerprint.Observe(ev) {
+	w.fpMu.Lock()
+	defer w.fpMu.Unlock()
+	if w.fingerprint != nil && w.fingerprint.Observe(ev) {
 		w.fingerprintDirty = true
 	}
 }
@@ -75,20 +77,32 @@ func (a *Agent) streamTelemetry(ctx context.Context) error {
 }
 
 // sendFingerprints sends the fingerprint of every workload that changed
-// since it was last sent.
+// since it was last sent. Fingerprints are built under each workload's own
+// lock, not the agent's, so event handling for other workloads goes on.
 func (a *Agent) sendFingerprints() {
 	a.mu.Lock()
-	var fps []*policy.Fingerprint
+	ws := make([]*Workload, 0, len(a.workloads))
 	for _, w := range a.workloads {
-		if w.fingerprint != nil && w.fingerprintDirty {
-			fps = append(fps, w.fingerprint.Fingerprint())
-			w.fingerprintDirty = false
-		}
+		ws = append(ws, w)
 	}
 	a.mu.Unlock()
-	for _, fp := range fps {
-		a.send(collector.KindFingerprint, fp)
+	for _, w := range ws {
+		if fp := w.takeFingerprint(); fp != nil {
+			a.send(collector.KindFingerprint, fp)
+		}
 	}
+}
+
+// takeFingerprint returns the workload's fingerprint if it changed since
+// it was last taken, else nil.
+func (w *Workload) takeFingerprint() *policy.Fingerprint {
+	w.fpMu.Lock()
+	defer w.fpMu.Unlock()
+	if w.fingerprint == nil || !w.fingerprintDirty {
+		return nil
+	}
+	w.fingerprintDirty = false
+	return w.fingerprint.Fingerprint()
 }
 
 // sendStats sends the agent's counters.

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/bulwarkhq/bulwark/bpf"
@@ -49,6 +50,8 @@ type Workload struct {
 	compiled *bpf.Compiled
 	// fingerprint builds the workload's fingerprint from what the kernel
 	// reports; fingerprintDirty says it changed since it was last sent.
+	// fpMu guards both (not the agent's lock: building is slow).
+	fpMu             sync.Mutex
 	fingerprint      *FingerprintBuilder
 	fingerprintDirty bool
 }

@@ -223,7 +223,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 23); /* 8 MiB: ~22k events of a burst */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
