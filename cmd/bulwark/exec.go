@@ -2,23 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/agent"
 	"github.com/bulwarkhq/bulwark/bpf"
-	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -73,6 +68,10 @@ func firstPolicy(file string) (*policy.WorkloadPolicy, error) {
 	return nil, fmt.Errorf("%s: no policy document", file)
 }
 
+// execQuiet is how long exec keeps printing deviations after CMD exits,
+// for the last events of the run to arrive.
+const execQuiet = 100 * time.Millisecond
+
 // runExec arms a fresh cgroup with pol, runs argv in it and streams its
 // deviations to stderr. It uses its own pin directory and removes every pin,
 // link and the cgroup when argv ends, leaving nothing behind.
@@ -89,79 +88,23 @@ func runExec(ctx context.Context, pol *policy.WorkloadPolicy, mode bpf.Mode, arg
 	for _, w := range compiled.Warnings {
 		log.Warn("not enforced", "policy", pol.Metadata.Name, "what", w)
 	}
-	root, err := cgroup.Mountpoint()
+	box, err := openSandbox("exec", compiled, mode, log)
 	if err != nil {
 		return err
 	}
-	pid := strconv.Itoa(os.Getpid())
-	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join("/sys/fs/bpf", "bulwark-exec-"+pid), Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := engine.Unpin(); err != nil {
-			log.Warn("unpin", "err", err)
-		}
-		engine.Close()
-	}()
-	cgPath := filepath.Join(root, "bulwark-exec-"+pid)
-	if _, err := cgroup.Create(cgPath); err != nil {
-		return err
-	}
-	defer func() {
-		if err := cgroup.Remove(cgPath); err != nil {
-			log.Warn("remove cgroup", "err", err)
-		}
-	}()
-	id, err := engine.Apply(cgPath, compiled, mode)
-	if err != nil {
-		return err
-	}
-	defer engine.Remove(id)
-
-	evCtx, stopEvents := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		streamDeviations(evCtx, engine, id, pol, users, stderr)
-	}()
-
+	defer box.close()
 	child := exec.Command(argv[0], argv[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := cgroup.StartIn(child, cgPath); err != nil {
-		stopEvents()
-		<-done
+	if err := box.start(ctx, child, printDeviations(pol, users, stderr)); err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			child.Process.Signal(s)
-		}
-	}()
-	waitErr := child.Wait()
-	// Let the last events of the run arrive before stopping the reader.
-	time.Sleep(100 * time.Millisecond)
-	stopEvents()
-	<-done
-	if waitErr == nil {
-		return nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(waitErr, &ee) {
-		return waitErr
-	}
-	ws := ee.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return &exitStatus{code: 128 + int(ws.Signal()), err: fmt.Errorf("%s: killed by signal %d (%s)", argv[0], int(ws.Signal()), ws.Signal())}
-	}
-	return &exitStatus{code: ws.ExitStatus(), err: fmt.Errorf("%s: exit status %d", argv[0], ws.ExitStatus())}
+	status, _ := box.wait(execQuiet)
+	return status
 }
 
-// streamDeviations writes each deviation of cgroup id as a YAML document.
-func streamDeviations(ctx context.Context, e *bpf.Engine, id uint64, pol *policy.WorkloadPolicy, users map[string]uint32, w io.Writer) {
+// printDeviations returns a sandbox observer that writes each deviation
+// event as a YAML Deviation document to w.
+func printDeviations(pol *policy.WorkloadPolicy, users map[string]uint32, w io.Writer) func(bpf.Event) {
 	names := make(map[uint32]string, len(users))
 	for n, u := range users {
 		if _, dup := names[u]; !dup {
@@ -174,13 +117,9 @@ func streamDeviations(ctx context.Context, e *bpf.Engine, id uint64, pol *policy
 		}
 		return strconv.FormatUint(uint64(uid), 10)
 	}
-	for {
-		ev, err := e.ReadEvent(ctx)
-		if err != nil {
+	return func(ev bpf.Event) {
+		if !ev.Deviation {
 			return
-		}
-		if !ev.Deviation || ev.CgroupID != id {
-			continue
 		}
 		d := agent.BuildDeviation(ev, pol, uidName)
 		fmt.Fprintln(w, "---")

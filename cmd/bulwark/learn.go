@@ -2,23 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/agent"
 	"github.com/bulwarkhq/bulwark/bpf"
-	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -67,112 +62,31 @@ func runLearn(ctx context.Context, name string, argv []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	root, err := cgroup.Mountpoint()
+	box, err := openSandbox("learn", nil, bpf.ModeObserve, log)
 	if err != nil {
 		return err
 	}
-	pid := strconv.Itoa(os.Getpid())
-	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join("/sys/fs/bpf", "bulwark-learn-"+pid), Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := engine.Unpin(); err != nil {
-			log.Warn("unpin", "err", err)
-		}
-		engine.Close()
-	}()
-	cgPath := filepath.Join(root, "bulwark-learn-"+pid)
-	if _, err := cgroup.Create(cgPath); err != nil {
-		return err
-	}
-	defer func() {
-		if err := cgroup.Remove(cgPath); err != nil {
-			log.Warn("remove cgroup", "err", err)
-		}
-	}()
-	id, err := engine.Apply(cgPath, nil, bpf.ModeObserve)
-	if err != nil {
-		return err
-	}
-	defer engine.Remove(id)
+	defer box.close()
 
 	host, _ := os.Hostname()
 	fb := agent.NewFingerprintBuilder(policy.Identity{Type: policy.TypeLinuxService, ServiceName: name, Hostname: host}, users)
-	evCtx, stopEvents := context.WithCancel(ctx)
-	defer stopEvents()
-	events := make(chan bpf.Event, 256)
-	go func() {
-		defer close(events)
-		for {
-			ev, err := engine.ReadEvent(evCtx)
-			if err != nil {
-				return
-			}
-			if ev.CgroupID == id {
-				events <- ev
-			}
-		}
-	}()
-
 	child := exec.Command(argv[0], argv[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, stderr, stderr
 	// Processes CMD leaves behind may hold a copied output open: stop
 	// copying soon after CMD exits instead of waiting for them.
 	child.WaitDelay = time.Second
-	if err := cgroup.StartIn(child, cgPath); err != nil {
+	if err := box.start(ctx, child, func(ev bpf.Event) { fb.Observe(ev) }); err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-
-	var waitErr error
-	var drained <-chan time.Time // fires learnQuiet after CMD exits
-	for events != nil || exited != nil {
-		select {
-		case s := <-sigs:
-			child.Process.Signal(s)
-		case waitErr = <-exited:
-			exited = nil
-			drained = time.After(learnQuiet)
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				if exited != nil {
-					log.Warn("kernel event reader stopped before the command exited; the fingerprint is incomplete")
-				}
-				continue
-			}
-			fb.Observe(ev)
-		case <-drained:
-			stopEvents() // the reader closes events once it has stopped
-		}
+	status, complete := box.wait(learnQuiet)
+	if !complete {
+		log.Warn("kernel event reader stopped before the command exited; the fingerprint is incomplete")
 	}
-	if lost, err := engine.Lost(); err == nil && lost > 0 {
+	if lost, err := box.engine.Lost(); err == nil && lost > 0 {
 		log.Warn("the kernel dropped events (ring buffer full); the fingerprint is incomplete", "lost", lost)
 	}
 	if err := policy.Encode(stdout, format, fb.Fingerprint()); err != nil {
 		return err
 	}
-	return childStatus(argv[0], waitErr)
-}
-
-// childStatus turns what Wait returned into the error bulwark exits with:
-// nil, or an exitStatus carrying the child's status (128+signal when killed).
-func childStatus(name string, waitErr error) error {
-	if waitErr == nil {
-		return nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(waitErr, &ee) {
-		return waitErr
-	}
-	ws := ee.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return &exitStatus{code: 128 + int(ws.Signal()), err: fmt.Errorf("%s: killed by signal %d (%s)", name, int(ws.Signal()), ws.Signal())}
-	}
-	return &exitStatus{code: ws.ExitStatus(), err: fmt.Errorf("%s: exit status %d", name, ws.ExitStatus())}
+	return status
 }
