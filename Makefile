@@ -57,11 +57,12 @@ e2e-down:
 # Benchmarks (not tests): overhead ratios measured side by side, with vs
 # without Bulwark, in one run each; then the collector's and the whole
 # observation pipeline's throughput and memory.
-bench: build
+bench: deps build
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
-	bash test/e2e/bench.sh --compare
-	$(GO) test ./collector -run '^$$' -bench . -benchtime 3x
+	bash test/e2e/install.sh >&2
+	bash test/e2e/up.sh >/dev/null; bash test/e2e/bench.sh --compare; rc=$$?; bash test/e2e/down.sh; exit $$rc
+	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN) -rate 20000
 
 test: deps lint generate-check unit fuzz vmtest e2e
