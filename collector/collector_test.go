@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,7 +30,8 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	send(KindFingerprint, fingerprint("docker.io/library/nginx:1.25", "bbb", "/usr/sbin/nginx", 1))
 	send(KindFingerprint, fingerprint("nginx:1.25", "ccc", "/bin/sh", 1))
 	send(KindFingerprint, fingerprint("redis:7", "ddd", "/usr/local/bin/redis-server", 1))
-	// A newer fingerprint of aaa replaces the first; an older one does not.
+	// Later fingerprints of aaa add to the stored one, whatever their
+	// order (a restarted agent starts a new one); the newest metadata wins.
 	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/curl", 3))
 	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/wget", 2))
 	svc := &policy.Fingerprint{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFingerprint,
@@ -68,8 +70,13 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	}
 	for _, in := range groups[0].Instances {
 		if id := in.Fingerprint.Metadata.ContainerID; id == "aaa" {
-			if got := in.Fingerprint.Spec.ProcessPolicy[0].Exe[0]; got != "/usr/bin/curl" {
-				t.Errorf("aaa's fingerprint has exe %s, want the version-3 /usr/bin/curl", got)
+			var exes []string
+			for _, n := range in.Fingerprint.Spec.ProcessPolicy {
+				exes = append(exes, n.Exe...)
+			}
+			slices.Sort(exes)
+			if want := []string{"/usr/bin/curl", "/usr/bin/wget", "/usr/sbin/nginx"}; !slices.Equal(exes, want) || in.Fingerprint.Metadata.Version != 3 {
+				t.Errorf("aaa's fingerprint: exes %v, version %d; want %v, version 3", exes, in.Fingerprint.Metadata.Version, want)
 			}
 		}
 	}

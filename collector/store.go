@@ -458,13 +458,46 @@ func (w *writer) putFingerprint(r *Record, fp *policy.Fingerprint) error {
 		return err
 	}
 	if ok {
-		om, nm := &old.Fingerprint.Metadata, &fp.Metadata
-		if om.Version > nm.Version || (om.Version == nm.Version && om.LatestTimestamp > nm.LatestTimestamp) {
-			return nil
-		}
 		fi.FirstSeen = old.FirstSeen
+		fi.Fingerprint = unionFingerprints(&old.Fingerprint, fp)
 	}
 	return w.put(bucketFingerprints, key, fi, r.Time)
+}
+
+// unionFingerprints combines the stored fingerprint of an instance with a
+// newly received one. An agent's fingerprint only grows, so normally the
+// newer one holds the older; but an agent that restarted builds a new one
+// from what it sees after the restart (the kernel does not report again
+// what it reported before), and a late delivery may bring an older one.
+// The union keeps everything either holds, with the newer one's metadata,
+// the earliest first and the latest latest timestamp.
+func unionFingerprints(old, fp *policy.Fingerprint) policy.Fingerprint {
+	om, nm := &old.Metadata, &fp.Metadata
+	newer, older := fp, old
+	if om.Version > nm.Version && om.FirstTimestamp == nm.FirstTimestamp || om.LatestTimestamp > nm.LatestTimestamp {
+		newer, older = old, fp
+	}
+	base := &policy.WorkloadPolicy{APIVersion: older.APIVersion, Kind: policy.KindWorkloadPolicy, Metadata: older.Metadata, Spec: older.Spec}
+	merged, err := policy.Merge(base, policy.Document{APIVersion: newer.APIVersion, Kind: newer.Kind, Fingerprint: newer})
+	out := *newer
+	if err == nil {
+		out.Spec = merged.Spec
+	}
+	out.Metadata.FirstTimestamp = minTimestamp(om.FirstTimestamp, nm.FirstTimestamp)
+	out.Metadata.LatestTimestamp = max(om.LatestTimestamp, nm.LatestTimestamp)
+	out.Metadata.Version = max(om.Version, nm.Version)
+	return out
+}
+
+// minTimestamp is the earlier of two timestamps, zero meaning unknown.
+func minTimestamp(a, b float64) float64 {
+	switch {
+	case a == 0:
+		return b
+	case b == 0:
+		return a
+	}
+	return min(a, b)
 }
 
 // deviationKey is a deviation's checksum (a hash of its spec when it has
