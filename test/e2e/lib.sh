@@ -71,3 +71,23 @@ go_cmd() { nice -n 10 go "$@"; }
 
 ctr_cmd() { "$E2E_BIN/ctr" --address "$CONTAINERD_SOCK" -n "$CTR_NS" "$@"; }
 crictl_cmd() { "$E2E_BIN/crictl" --config /dev/null --runtime-endpoint "unix://$CONTAINERD_SOCK" --image-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
+
+# start_containerd starts containerd with the runtime's config in the
+# background and waits until its CRI answers (dies otherwise).
+start_containerd() {
+	local pidfile="$E2E_DIR/run/containerd.pid" ready=
+	log "starting containerd $CONTAINERD_VERSION in $E2E_DIR"
+	# The shim comes from $E2E_BIN; the CNI plugins need iptables from sbin.
+	PATH="$E2E_BIN:/usr/local/sbin:/usr/sbin:/sbin:$PATH" setsid "$E2E_BIN/containerd" --config "$E2E_DIR/containerd.toml" \
+		>>"$E2E_DIR/log/containerd.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+	for _ in $(seq 1 300); do
+		if crictl_cmd info >/dev/null 2>&1; then
+			ready=1
+			break
+		fi
+		[ -d "/proc/$(cat "$pidfile")" ] || die "containerd exited; see $E2E_DIR/log/containerd.log"
+		sleep 0.1
+	done
+	[ -n "$ready" ] || die "containerd CRI not ready after 30s; see $E2E_DIR/log/containerd.log"
+}

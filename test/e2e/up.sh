@@ -173,22 +173,7 @@ $(required_plugins_toml)
 	  stream_server_port = '0'
 TOML
 
-log "starting containerd $CONTAINERD_VERSION in $E2E_DIR"
-# The shim comes from $E2E_BIN; the CNI plugins need iptables from sbin.
-PATH="$E2E_BIN:/usr/local/sbin:/usr/sbin:/sbin:$PATH" setsid "$E2E_BIN/containerd" --config "$E2E_DIR/containerd.toml" \
-	>>"$E2E_DIR/log/containerd.log" 2>&1 </dev/null &
-echo $! >"$pidfile"
-
-ready=
-for _ in $(seq 1 300); do
-	if crictl_cmd info >/dev/null 2>&1; then
-		ready=1
-		break
-	fi
-	[ -d "/proc/$(cat "$pidfile")" ] || die "containerd exited; see $E2E_DIR/log/containerd.log"
-	sleep 0.1
-done
-[ -n "$ready" ] || die "containerd CRI not ready after 30s; see $E2E_DIR/log/containerd.log"
+start_containerd
 
 for img in bulwark-pause bulwark-test; do
 	ctr_cmd images import "$E2E_IMAGES/$img.tar" >>"$E2E_DIR/log/import.log" 2>&1 ||
