@@ -63,7 +63,7 @@ bench: deps build
 	bash test/e2e/install.sh >&2
 	bash test/e2e/up.sh >/dev/null; bash test/e2e/bench.sh --compare; rc=$$?; bash test/e2e/down.sh; exit $$rc
 	$(GO) test ./collector -run '^$$' -bench .
-	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN) -rate 20000
+	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)
 
 test: deps lint generate-check unit fuzz vmtest e2e
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,9 +73,13 @@ type Event struct {
 	Time     time.Time
 }
 
-// decodeEvent decodes one ring buffer record.
+// decodeEvent decodes one ring buffer record: a whole event, or a network
+// event, which stops before exe.
 func decodeEvent(raw []byte) (Event, error) {
 	var r networkEvent
+	if full := binary.Size(&r); len(raw) >= int(unsafe.Offsetof(r.Exe)) && len(raw) < full {
+		raw = append(raw[:len(raw):len(raw)], make([]byte, full-len(raw))...)
+	}
 	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &r); err != nil {
 		return Event{}, fmt.Errorf("decode event (%d bytes): %w", len(raw), err)
 	}

@@ -156,13 +156,14 @@ static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 nod
 static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
 				      __u32 flags, bool has_task)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	/* Network events stop before exe: a third of an exec event's size,
+	 * so a burst of them fits the ring three times over. */
+	struct event *e = bpf_ringbuf_reserve(&events, EVENT_CONN_SIZE, 0);
 	if (!e) {
 		count_lost();
 		return;
 	}
-	__builtin_memset(e, 0, sizeof(*e) - PATH_LEN);
-	e->exe[0] = 0;
+	__builtin_memset(e, 0, EVENT_CONN_SIZE);
 	e->time_ns = bpf_ktime_get_ns();
 	e->cgid = cgid;
 	e->node = node;

@@ -30,10 +30,15 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	send(KindFingerprint, fingerprint("docker.io/library/nginx:1.25", "bbb", "/usr/sbin/nginx", 1))
 	send(KindFingerprint, fingerprint("nginx:1.25", "ccc", "/bin/sh", 1))
 	send(KindFingerprint, fingerprint("redis:7", "ddd", "/usr/local/bin/redis-server", 1))
-	// Later fingerprints of aaa add to the stored one, whatever their
-	// order (a restarted agent starts a new one); the newest metadata wins.
+	// A newer fingerprint of aaa from the same builder run (same first
+	// timestamp) replaces the first; an older one does not; one from a
+	// restarted agent's new builder (another first timestamp) is added to
+	// what is stored.
 	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/curl", 3))
 	send(KindFingerprint, fingerprint("nginx:1.25", "aaa", "/usr/bin/wget", 2))
+	restarted := fingerprint("nginx:1.25", "aaa", "/usr/bin/dig", 1)
+	restarted.Metadata.FirstTimestamp = 1795660000
+	send(KindFingerprint, restarted)
 	svc := &policy.Fingerprint{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFingerprint,
 		Metadata: policy.Metadata{Name: "chronyd", Type: policy.TypeLinuxService, Cgroup: "systemd:/system.slice/chronyd.service"},
 		Spec:     policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}}
@@ -75,7 +80,7 @@ func TestRoundTripAndGrouping(t *testing.T) {
 				exes = append(exes, n.Exe...)
 			}
 			slices.Sort(exes)
-			if want := []string{"/usr/bin/curl", "/usr/bin/wget", "/usr/sbin/nginx"}; !slices.Equal(exes, want) || in.Fingerprint.Metadata.Version != 3 {
+			if want := []string{"/usr/bin/curl", "/usr/bin/dig"}; !slices.Equal(exes, want) || in.Fingerprint.Metadata.Version != 3 {
 				t.Errorf("aaa's fingerprint: exes %v, version %d; want %v, version 3", exes, in.Fingerprint.Metadata.Version, want)
 			}
 		}
@@ -135,8 +140,8 @@ func TestRoundTripAndGrouping(t *testing.T) {
 		t.Error("flags accepted an image filter")
 	}
 	agents, err := q.Agents()
-	if err != nil || len(agents) != 1 || agents[0].Stats.Events != 1000 || agents[0].Last != 16 {
-		t.Errorf("agents = %+v, %v; want node-1 at seq 16 with 1000 events", agents, err)
+	if err != nil || len(agents) != 1 || agents[0].Stats.Events != 1000 || agents[0].Last != 17 {
+		t.Errorf("agents = %+v, %v; want node-1 at seq 17 with 1000 events", agents, err)
 	}
 	if got, _ := q.Deviations(Filter{Since: time.Nanosecond}); len(got) != 0 {
 		t.Errorf("deviations since 1ns ago = %d, want 0", len(got))

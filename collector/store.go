@@ -459,18 +459,26 @@ func (w *writer) putFingerprint(r *Record, fp *policy.Fingerprint) error {
 	}
 	if ok {
 		fi.FirstSeen = old.FirstSeen
-		fi.Fingerprint = unionFingerprints(&old.Fingerprint, fp)
+		om, nm := &old.Fingerprint.Metadata, &fp.Metadata
+		switch {
+		case om.FirstTimestamp != nm.FirstTimestamp:
+			// Another run of the agent's builder: keep what both saw.
+			fi.Fingerprint = unionFingerprints(&old.Fingerprint, fp)
+		case om.Version > nm.Version:
+			// A late delivery of an older version: it holds nothing new.
+			return nil
+		}
 	}
 	return w.put(bucketFingerprints, key, fi, r.Time)
 }
 
-// unionFingerprints combines the stored fingerprint of an instance with a
-// newly received one. An agent's fingerprint only grows, so normally the
-// newer one holds the older; but an agent that restarted builds a new one
-// from what it sees after the restart (the kernel does not report again
-// what it reported before), and a late delivery may bring an older one.
-// The union keeps everything either holds, with the newer one's metadata,
-// the earliest first and the latest latest timestamp.
+// unionFingerprints combines the stored fingerprint of an instance with one
+// from another run of the agent's builder. One builder's fingerprints only
+// grow (a newer version holds the older), but an agent that restarted
+// builds a new one from what it sees after the restart (the kernel does not
+// report again what it reported before). The union keeps everything either
+// holds, with the newer one's metadata, the earliest first and the latest
+// latest timestamp.
 func unionFingerprints(old, fp *policy.Fingerprint) policy.Fingerprint {
 	om, nm := &old.Metadata, &fp.Metadata
 	newer, older := fp, old

@@ -178,6 +178,10 @@ struct event {
 	char exe[PATH_LEN];
 };
 
+/* Size of a network event record: struct event up to exe, which only exec
+ * events carry. */
+#define EVENT_CONN_SIZE __builtin_offsetof(struct event, exe)
+
 /* Shared maps, pinned by name under the engine's pin directory. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -223,7 +227,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 23); /* 8 MiB: ~22k events of a burst */
+	__uint(max_entries, 1 << 24); /* 16 MiB: ~150k network events of a burst */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
