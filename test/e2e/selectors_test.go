@@ -17,8 +17,8 @@ import (
 // TestSelectorsPickExactPods is suite test 6: three pods in two
 // namespaces, two policies. "web" (enforce) selects pods labelled
 // app=web in namespaces labelled team=blue (a label from the agent's
-// namespace labels file); "nsb" (audit) selects every pod of namespace B
-// by its implied kubernetes.io/metadata.name label. Pod a1 (app=web, in
+// namespace labels file, added while the pods run); "nsb" (audit) selects
+// every pod of namespace B by its implied kubernetes.io/metadata.name label. Pod a1 (app=web, in
 // blue namespace A) gets web, pod b1 (app=web, namespace B) gets nsb, pod
 // a2 (app=db, namespace A) gets none. The agent's status (API and
 // `bulwark status`) says so, and crictl exec of a shell is killed in a1
@@ -31,14 +31,6 @@ func TestSelectorsPickExactPods(t *testing.T) {
 	web, db := "web-"+n, "db-"+n
 	blue := "blue-" + n
 
-	// Namespace labels come from a file the agent reads at start.
-	rt.setNamespaceLabels(t, nsA, map[string]string{"team": blue})
-	if err := rt.agent("stop"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.agent("start"); err != nil {
-		t.Fatal(err)
-	}
 	cl := rt.needAgent(t)
 
 	webName, nsbName := "e2e-sel-web-"+n, "e2e-sel-nsb-"+n
@@ -58,6 +50,11 @@ func TestSelectorsPickExactPods(t *testing.T) {
 		return p.Run(t, ctrSpec{Name: "web", Command: []string{"/bin/httpserver", "-listen", ":8080"}})
 	}
 	a1, a2, b1 := run("a1", nsA, web), run("a2", nsA, db), run("b1", nsB, web)
+	// Namespace A has no team label yet: web does not select a1. The
+	// labels come from a file the agent rereads when it changes, and
+	// re-arms the namespace's running pods.
+	waitArmed(t, cl, a1, "", agent.ModeObserve)
+	rt.setNamespaceLabels(t, nsA, map[string]string{"team": blue})
 	waitArmed(t, cl, a1, webName, policy.ModeEnforce)
 	waitArmed(t, cl, a2, "", agent.ModeObserve)
 	waitArmed(t, cl, b1, nsbName, policy.ModeAudit)
@@ -135,7 +132,7 @@ func TestSelectorsPickExactPods(t *testing.T) {
 
 // setNamespaceLabels adds namespace ns with labels to the agent's
 // namespace labels file and restores the file at the end of the test. The
-// agent reads the file when it starts.
+// agent rereads the file when it changes.
 func (rt *runtimeEnv) setNamespaceLabels(t *testing.T, ns string, labels map[string]string) {
 	t.Helper()
 	if rt.nsLabels == "" {
