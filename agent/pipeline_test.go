@@ -180,7 +180,7 @@ func hasProcess(nodes []policy.ProcessNode, name string) bool {
 func TestServiceLearnedThenEnforced(t *testing.T) {
 	p := startPipeline(t)
 	dir := p.service(t, "web")
-	svc := serviceCgroup(filepath.Dir(p.slice), dir)
+	svc := cgroup.ServiceCgroup(filepath.Dir(p.slice), dir)
 
 	if st := p.run(t, dir, "$B/true; $B/id -u >/dev/null"); st != 0 {
 		t.Fatalf("learning run: status %d", st)

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,36 +42,30 @@ func (a *Agent) watchServices(ctx context.Context) error {
 
 // scanServices arms services that appeared and retires those that went.
 func (a *Agent) scanServices(cgroupRoot string) error {
-	entries, err := os.ReadDir(a.cfg.ServicesRoot)
+	svcs, err := cgroup.Services(cgroupRoot, a.cfg.ServicesRoot)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			entries = nil
-		} else {
-			return err
-		}
+		return err
 	}
-	present := map[string]string{} // workload key → cgroup directory
-	for _, e := range entries {
-		if e.IsDir() && strings.HasSuffix(e.Name(), ".service") {
-			dir := filepath.Join(a.cfg.ServicesRoot, e.Name())
-			present[serviceKey(cgroupRoot, dir)] = dir
-		}
-	}
+	present := map[string]bool{}
 	var added, gone []*Workload
 	a.mu.Lock()
-	for key, dir := range present {
+	for _, svc := range svcs {
+		key := servicePrefix + svc.Cgroup
+		present[key] = true
 		if _, ok := a.workloads[key]; !ok {
 			w := &Workload{
-				Info:       ContainerInfo{ID: key, Name: filepath.Base(dir)},
-				Identity:   serviceIdentity(cgroupRoot, dir, a.cfg.Hostname),
-				CgroupPath: dir,
+				Info: ContainerInfo{ID: key, Name: svc.Name},
+				Identity: policy.Identity{
+					Type: policy.TypeLinuxService, ServiceCgroup: svc.Cgroup, ServiceName: svc.Name, Hostname: a.cfg.Hostname,
+				},
+				CgroupPath: svc.Path,
 			}
 			a.workloads[key] = w
 			added = append(added, w)
 		}
 	}
 	for key, w := range a.workloads {
-		if _, ok := present[key]; !ok && strings.HasPrefix(key, servicePrefix) {
+		if !present[key] && strings.HasPrefix(key, servicePrefix) {
 			delete(a.workloads, key)
 			gone = append(gone, w)
 		}
@@ -96,30 +87,4 @@ func (a *Agent) scanServices(cgroupRoot string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// serviceKey is the workload key of the service in cgroup directory dir.
-func serviceKey(cgroupRoot, dir string) string {
-	return servicePrefix + serviceCgroup(cgroupRoot, dir)
-}
-
-// serviceCgroup names a service's cgroup the way Spyderbat does:
-// "systemd:" and the path below the cgroup root.
-func serviceCgroup(cgroupRoot, dir string) string {
-	rel, err := filepath.Rel(cgroupRoot, dir)
-	if err != nil {
-		rel = dir
-	}
-	return "systemd:/" + strings.TrimPrefix(filepath.ToSlash(rel), "/")
-}
-
-// serviceIdentity is what serviceSelector and machineSelector match for
-// the service in cgroup directory dir.
-func serviceIdentity(cgroupRoot, dir, hostname string) policy.Identity {
-	return policy.Identity{
-		Type:          policy.TypeLinuxService,
-		ServiceCgroup: serviceCgroup(cgroupRoot, dir),
-		ServiceName:   filepath.Base(dir),
-		Hostname:      hostname,
-	}
 }
