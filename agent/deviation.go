@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/bulwarkhq/bulwark/bpf"
@@ -92,6 +93,26 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		d.Metadata.Event.DstAddr, d.Metadata.Event.DstPort = ev.Dst.Addr().String(), int(ev.Dst.Port())
 	}
 	return d
+}
+
+// UserNames turns a workload's user table (name → uid, as
+// bpf.ParsePasswd reads it) into the naming of effective uids that
+// deviations and fingerprints use: the smallest name when several share a
+// uid, so the same uid is always written the same way, and the number when
+// no name has it.
+func UserNames(users map[string]uint32) func(uid uint32) string {
+	names := make(map[uint32]string, len(users))
+	for n, u := range users {
+		if old, ok := names[u]; !ok || n < old {
+			names[u] = n
+		}
+	}
+	return func(uid uint32) string {
+		if n, ok := names[uid]; ok {
+			return n
+		}
+		return strconv.FormatUint(uint64(uid), 10)
+	}
 }
 
 // connRule is a rule allowing exactly one peer address on one port, for

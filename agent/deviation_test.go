@@ -107,3 +107,18 @@ func TestBuildDeviation(t *testing.T) {
 		t.Fatal("distinct deviations share a checksum")
 	}
 }
+
+func TestUserNames(t *testing.T) {
+	name := UserNames(map[string]uint32{"root": 0, "toor": 0, "nobody": 65534})
+	for range 20 { // map order varies: the answer must not
+		if got := name(0); got != "root" {
+			t.Fatalf("uid 0 named %q, want root (the smallest of its names)", got)
+		}
+	}
+	if got := name(65534); got != "nobody" {
+		t.Fatalf("uid 65534 named %q", got)
+	}
+	if got := name(1000); got != "1000" {
+		t.Fatalf("unnamed uid 1000 written %q", got)
+	}
+}

@@ -193,14 +193,7 @@ func (a *Agent) handleDeviation(ev bpf.Event) {
 		a.log.Warn("deviation from an unknown workload", "cgroup", ev.CgroupID, "exe", ev.Exe)
 		return
 	}
-	uidName := func(uid uint32) string {
-		for n, u := range users {
-			if u == uid {
-				return n
-			}
-		}
-		return strconv.FormatUint(uint64(uid), 10)
-	}
+	uidName := UserNames(users)
 	d := BuildDeviation(ev, pol, uidName)
 	d.Metadata.Hostname = a.cfg.Hostname
 	d.Metadata.ContainerID, d.Metadata.ContainerName = w.Info.ID, w.Info.Name

@@ -35,8 +35,8 @@ import (
 // and an id never changes once given. A FingerprintBuilder is not safe for
 // concurrent use.
 type FingerprintBuilder struct {
-	id      policy.Identity
-	uidName map[uint32]string
+	id    policy.Identity
+	euser func(uid uint32) string
 
 	nodes   []*fpNode                // in the order first seen
 	byKey   map[uint64]*fpNode       // kernel node key → its first node
@@ -87,16 +87,9 @@ type fpPeer struct {
 // node). users maps the workload's user names to uids (its /etc/passwd, as
 // bpf.ParsePasswd reads it); a uid without a name is written as a number.
 func NewFingerprintBuilder(id policy.Identity, users map[string]uint32) *FingerprintBuilder {
-	names := make(map[uint32]string, len(users))
-	for n, u := range users {
-		// Several names for one uid: the smallest, so output is stable.
-		if old, ok := names[u]; !ok || n < old {
-			names[u] = n
-		}
-	}
 	return &FingerprintBuilder{
 		id:      id,
-		uidName: names,
+		euser:   UserNames(users),
 		byKey:   map[uint64]*fpNode{},
 		byIdent: map[fpIdent]*fpNode{},
 		idUsed:  map[string]bool{},
@@ -211,14 +204,6 @@ func (b *FingerprintBuilder) observeListen(ev bpf.Event) bool {
 	}
 	b.listens[ev.NodeKey] = append(b.listens[ev.NodeKey], p)
 	return true
-}
-
-// euser names an effective uid.
-func (b *FingerprintBuilder) euser(uid uint32) string {
-	if n, ok := b.uidName[uid]; ok {
-		return n
-	}
-	return strconv.FormatUint(uint64(uid), 10)
 }
 
 // newID hands out the next NAME_N id for a process named name.

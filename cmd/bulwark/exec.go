@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -105,18 +104,7 @@ func runExec(ctx context.Context, pol *policy.WorkloadPolicy, mode bpf.Mode, arg
 // printDeviations returns a sandbox observer that writes each deviation
 // event as a YAML Deviation document to w.
 func printDeviations(pol *policy.WorkloadPolicy, users map[string]uint32, w io.Writer) func(bpf.Event) {
-	names := make(map[uint32]string, len(users))
-	for n, u := range users {
-		if _, dup := names[u]; !dup {
-			names[u] = n
-		}
-	}
-	uidName := func(uid uint32) string {
-		if n, ok := names[uid]; ok {
-			return n
-		}
-		return strconv.FormatUint(uint64(uid), 10)
-	}
+	uidName := agent.UserNames(users)
 	return func(ev bpf.Event) {
 		if !ev.Deviation {
 			return
