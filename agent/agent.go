@@ -246,7 +246,7 @@ func (a *Agent) namespaceChanged(ns string) {
 	var ws []*Workload
 	for _, w := range a.workloads {
 		if w.Info.Namespace == ns {
-			w.Identity = identityOf(w.Info, a.cfg.Hostname, a.nsLabels.get(ns))
+			w.Identity = a.identityOf(w.Info)
 			if w.CgroupID != 0 {
 				ws = append(ws, w)
 			}
@@ -285,7 +285,7 @@ func (a *Agent) ContainerCreated(info ContainerInfo) {
 	defer a.mu.Unlock()
 	a.workloads[info.ID] = &Workload{
 		Info:     info,
-		Identity: identityOf(info, a.cfg.Hostname, a.nsLabels.get(info.Namespace)),
+		Identity: a.identityOf(info),
 	}
 }
 
@@ -300,7 +300,7 @@ func (a *Agent) ContainerStarted(info ContainerInfo) error {
 		a.workloads[info.ID] = w
 	}
 	w.Info = info
-	w.Identity = identityOf(info, a.cfg.Hostname, a.nsLabels.get(info.Namespace))
+	w.Identity = a.identityOf(info)
 	a.mu.Unlock()
 	return a.arm(w)
 }
@@ -311,22 +311,30 @@ func (a *Agent) ContainerRemoved(id string) error {
 	w, ok := a.workloads[id]
 	delete(a.workloads, id)
 	a.mu.Unlock()
-	if !ok || w.CgroupID == 0 {
+	if !ok {
 		return nil
 	}
-	a.retire(w)
-	if err := a.engine.Remove(w.CgroupID); err != nil {
-		return fmt.Errorf("disarm %s: %w", w.describe(), err)
-	}
-	return nil
+	return a.disarm(w)
 }
 
-// retire sends a departing workload's last fingerprint and its stop.
-func (a *Agent) retire(w *Workload) {
+// disarm ends a departed workload (one the agent no longer tracks): its
+// last fingerprint and its stop go to the collector, and its kernel
+// attachment is removed.
+func (a *Agent) disarm(w *Workload) error {
+	a.mu.Lock()
+	cgid := w.CgroupID
+	a.mu.Unlock()
+	if cgid == 0 {
+		return nil
+	}
 	if fp := w.takeFingerprint(); fp != nil {
 		a.send(collector.KindFingerprint, fp)
 	}
 	a.sendWorkload(w, collector.WorkloadStopped)
+	if err := a.engine.Remove(cgid); err != nil {
+		return fmt.Errorf("disarm %s: %w", w.describe(), err)
+	}
+	return nil
 }
 
 // Synchronize adopts the containers a runtime reports as running: each is

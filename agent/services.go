@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -78,12 +77,8 @@ func (a *Agent) scanServices(cgroupRoot string) error {
 		}
 	}
 	for _, w := range gone {
-		if w.CgroupID == 0 {
-			continue
-		}
-		a.retire(w)
-		if err := a.engine.Remove(w.CgroupID); err != nil {
-			errs = append(errs, fmt.Errorf("disarm %s: %w", w.describe(), err))
+		if err := a.disarm(w); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

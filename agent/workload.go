@@ -62,9 +62,15 @@ const (
 	ModeObserve = "observe"
 )
 
-// identityOf turns container information into the identity that policy
-// selectors match.
-func identityOf(info ContainerInfo, hostname string, nsLabels map[string]string) policy.Identity {
+// identityOf is the identity of a container on this node, with its
+// namespace's current labels.
+func (a *Agent) identityOf(info ContainerInfo) policy.Identity {
+	return containerIdentity(info, a.cfg.Hostname, a.nsLabels.get(info.Namespace))
+}
+
+// containerIdentity turns container information into the identity that
+// policy selectors match.
+func containerIdentity(info ContainerInfo, hostname string, nsLabels map[string]string) policy.Identity {
 	id := policy.Identity{
 		Type:          policy.TypeContainer,
 		Image:         info.Image,
