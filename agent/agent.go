@@ -75,6 +75,7 @@ type Agent struct {
 
 	mu           sync.Mutex
 	workloads    map[string]*Workload // by container id or service cgroup
+	byCgroup     map[uint64]*Workload // the armed ones, by cgroup id: each kernel event's lookup
 	records      *records
 	sentPolicies map[string]string // policy name → checksum last sent
 }
@@ -105,6 +106,7 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		nsLabels:     namespaceLabels{file: cfg.NamespaceLabelsFile},
 		pods:         podKiller{endpoint: cfg.RuntimeEndpoint},
 		workloads:    map[string]*Workload{},
+		byCgroup:     map[uint64]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
 		sentPolicies: map[string]string{},
 		synced:       make(chan struct{}),
@@ -309,12 +311,23 @@ func (a *Agent) ContainerStarted(info ContainerInfo) error {
 func (a *Agent) ContainerRemoved(id string) error {
 	a.mu.Lock()
 	w, ok := a.workloads[id]
-	delete(a.workloads, id)
+	a.forgetLocked(id)
 	a.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	return a.disarm(w)
+}
+
+// forgetLocked drops the workload with key from the registry; a.mu is
+// held.
+func (a *Agent) forgetLocked(key string) {
+	if w, ok := a.workloads[key]; ok {
+		if a.byCgroup[w.CgroupID] == w {
+			delete(a.byCgroup, w.CgroupID)
+		}
+		delete(a.workloads, key)
+	}
 }
 
 // disarm ends a departed workload (one the agent no longer tracks): its

@@ -79,6 +79,12 @@ func (a *Agent) arm(w *Workload) error {
 	}
 	a.mu.Lock()
 	changed := w.CgroupID != cgid || w.Policy != name || w.Mode != modeName
+	if a.byCgroup[w.CgroupID] == w {
+		delete(a.byCgroup, w.CgroupID)
+	}
+	if a.workloads[w.Info.ID] == w { // not forgotten meanwhile
+		a.byCgroup[cgid] = w
+	}
 	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
 	w.Policy, w.Mode, w.ArmedAt, w.compiled, w.policy = name, modeName, time.Now(), compiled, pol
 	a.mu.Unlock()
@@ -182,7 +188,7 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 // every occurrence, flags only for a deviation not seen before.
 func (a *Agent) handleDeviation(ev bpf.Event) {
 	a.mu.Lock()
-	w := a.byCgroupLocked(ev.CgroupID)
+	w := a.byCgroup[ev.CgroupID]
 	var pol *policy.WorkloadPolicy
 	var users map[string]uint32
 	if w != nil {

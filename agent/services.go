@@ -65,7 +65,7 @@ func (a *Agent) scanServices(cgroupRoot string) error {
 	}
 	for key, w := range a.workloads {
 		if !present[key] && strings.HasPrefix(key, servicePrefix) {
-			delete(a.workloads, key)
+			a.forgetLocked(key)
 			gone = append(gone, w)
 		}
 	}

@@ -32,7 +32,7 @@ func (a *Agent) send(kind collector.Kind, doc any) {
 // observe feeds an event to its workload's fingerprint builder.
 func (a *Agent) observe(ev bpf.Event) {
 	a.mu.Lock()
-	w := a.byCgroupLocked(ev.CgroupID)
+	w := a.byCgroup[ev.CgroupID]
 	a.mu.Unlock()
 	if w == nil {
 		return
@@ -42,16 +42,6 @@ func (a *Agent) observe(ev bpf.Event) {
 	if w.fingerprint != nil && w.fingerprint.Observe(ev) {
 		w.fingerprintDirty = true
 	}
-}
-
-// byCgroupLocked returns the workload armed on cgroup id; a.mu is held.
-func (a *Agent) byCgroupLocked(id uint64) *Workload {
-	for _, w := range a.workloads {
-		if w.CgroupID == id {
-			return w
-		}
-	}
-	return nil
 }
 
 // streamTelemetry sends changed fingerprints every fingerprintInterval and
@@ -149,7 +139,7 @@ func (a *Agent) sendWorkload(w *Workload, event string) {
 // they were last sent.
 func (a *Agent) sendPolicies() {
 	for _, p := range a.store.Policies() {
-		sum := specChecksum(&p.Spec) + p.Metadata.Name
+		sum := specChecksum(&p.Spec)
 		a.mu.Lock()
 		same := a.sentPolicies[p.Metadata.Name] == sum
 		a.sentPolicies[p.Metadata.Name] = sum
