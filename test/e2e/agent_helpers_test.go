@@ -3,9 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -414,24 +412,6 @@ func (d denial) entrypointExit(code int) bool {
 func spawnURL(base, cmd string, args ...string) string {
 	q := url.Values{"cmd": {cmd}, "arg": args}
 	return base + "/spawn?" + q.Encode()
-}
-
-// getOnce fetches url once (no retry) and returns the body of a 200 answer.
-func getOnce(url string) (string, error) {
-	cl := &http.Client{Timeout: 10 * time.Second}
-	resp, err := cl.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("GET %s: read body: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	return string(b), nil
 }
 
 // spawn asks the spawner at base to run cmd with args and returns its

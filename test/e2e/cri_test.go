@@ -31,6 +31,7 @@ type runtimeEnv struct {
 	image        string       // test image with busybox applets and the Go helpers
 	subnet       netip.Prefix // the pods' subnet on the CNI bridge
 	agentSocket  string       // the agent's API socket
+	collector    string       // the collector's socket
 	policyDir    string       // the agent's watched policy directory
 	nsLabels     string       // the agent's namespace labels file
 	pinDir       string       // the agent's bpffs pin directory
@@ -51,6 +52,7 @@ func newRuntime(t *testing.T) *runtimeEnv {
 		cgroupParent: os.Getenv("BULWARK_E2E_CGROUP_PARENT"),
 		image:        os.Getenv("BULWARK_TEST_IMAGE"),
 		agentSocket:  os.Getenv("BULWARK_AGENT_SOCKET"),
+		collector:    os.Getenv("BULWARK_COLLECTOR_SOCKET"),
 		policyDir:    os.Getenv("BULWARK_POLICY_DIR"),
 		nsLabels:     os.Getenv("BULWARK_NAMESPACE_LABELS"),
 		pinDir:       os.Getenv("BULWARK_PIN_DIR"),
@@ -361,15 +363,8 @@ func (c *container) Exec(timeout time.Duration, cmd ...string) (execResult, erro
 // State returns the container's CRI state, e.g. CONTAINER_RUNNING.
 func (c *container) State(t *testing.T) string {
 	t.Helper()
-	var st struct {
-		Status struct {
-			State string `json:"state"`
-		} `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(c.rt.mustRun(t, "inspect", c.ID)), &st); err != nil {
-		t.Fatalf("inspect %s: %v", c.Name, err)
-	}
-	return st.Status.State
+	state, _, _ := c.inspect(t)
+	return state
 }
 
 // inspect returns the parts of crictl inspect the tests read: the CRI
@@ -403,17 +398,13 @@ func (c *container) PID(t *testing.T) int {
 // exit code.
 func (c *container) WaitExited(t *testing.T, timeout time.Duration) int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		state, code, _ := c.inspect(t)
-		if state == "CONTAINER_EXITED" {
-			return code
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s still %s after %s", c.Name, state, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var code int
+	poll(t, timeout, "container "+c.Name+" exits", func() (bool, string) {
+		var state string
+		state, code, _ = c.inspect(t)
+		return state == "CONTAINER_EXITED", "still " + state
+	})
+	return code
 }
 
 // Logs returns the container's stdout and stderr so far.
@@ -447,24 +438,9 @@ func (rt *runtimeEnv) containerIDs(t *testing.T) []string {
 // httpGet fetches url, retrying until it answers 200 or timeout passes,
 // and returns the body.
 func httpGet(url string, timeout time.Duration) (string, error) {
-	cl := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
-		body, err := func() (string, error) {
-			resp, err := cl.Get(url)
-			if err != nil {
-				return "", err
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return "", fmt.Errorf("read body: %w", err)
-			}
-			if resp.StatusCode != http.StatusOK {
-				return "", fmt.Errorf("status %s: %s", resp.Status, b)
-			}
-			return string(b), nil
-		}()
+		body, err := getOnce(url, 2*time.Second)
 		if err == nil {
 			return body, nil
 		}
@@ -475,11 +451,34 @@ func httpGet(url string, timeout time.Duration) (string, error) {
 	}
 }
 
+// getOnce fetches url once, waiting at most timeout, and returns the body
+// of a 200 answer.
+func getOnce(url string, timeout time.Duration) (string, error) {
+	resp, err := (&http.Client{Timeout: timeout}).Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("read body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %s", resp.Status, b)
+	}
+	return string(b), nil
+}
+
 // agent runs test/e2e/agent.sh VERB: start, stop, kill (SIGKILL) or status.
 func (rt *runtimeEnv) agent(verb string) error {
-	out, err := exec.Command(filepath.Join(rt.scripts, "agent.sh"), verb).CombinedOutput()
+	return rt.script("agent.sh", verb)
+}
+
+// script runs the runtime script name of test/e2e with args.
+func (rt *runtimeEnv) script(name string, args ...string) error {
+	out, err := exec.Command(filepath.Join(rt.scripts, name), args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("agent.sh %s: %w: %s", verb, err, out)
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
 }

@@ -63,15 +63,6 @@ running_pid() {
 	echo "$pid"
 }
 
-wait_gone() {
-	local pid=$1
-	for _ in $(seq 1 100); do
-		[ -d "/proc/$pid" ] || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 case "${1:-}" in
 start)
 	need_root

@@ -108,8 +108,9 @@ grep -q '"name": *"client"' <<<"$fps" || die "the fingerprints never showed web'
 show bulwark get fingerprints --image "$BULWARK_TEST_IMAGE"
 
 step "One command turns the fingerprints of every instance of the image into an enforce-mode policy"
-show bulwark create policy --image "$BULWARK_TEST_IMAGE" --name demo --mode enforce -o yaml
-bulwark create policy --image "$BULWARK_TEST_IMAGE" --name demo --mode enforce -o yaml >"$work/policy.yaml" 2>/dev/null
+printf '    $ bulwark create policy --image %s --name demo --mode enforce -o yaml\n' "$BULWARK_TEST_IMAGE"
+bulwark create policy --image "$BULWARK_TEST_IMAGE" --name demo --mode enforce -o yaml >"$work/policy.yaml" 2>"$work/create.log"
+sed 's/^/    /' "$work/create.log" "$work/policy.yaml"
 show bulwark apply -f "$work/policy.yaml"
 sleep 0.5
 show bulwark status

@@ -17,17 +17,6 @@ warn() {
 	failed=1
 }
 
-alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }
-
-# wait_gone PID [TENTHS] waits for PID to exit.
-wait_gone() {
-	for _ in $(seq 1 "${2:-100}"); do
-		alive "$1" || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # 1. Pods, through CRI, so the CNI plugins tear down their own network
 #    state (veth, IPAM lease, portmap rules).
 pidfile="$E2E_DIR/run/containerd.pid"
@@ -45,11 +34,7 @@ fi
 "$E2E_SRC/collector.sh" stop || warn "collector did not stop"
 
 # 3. containerd.
-if alive "$cpid" && [ "$(exe_of "$cpid")" = "$(readlink -f "$E2E_BIN/containerd")" ]; then
-	log "stopping containerd (pid $cpid)"
-	kill -s TERM "$cpid"
-	wait_gone "$cpid" || { kill -s KILL "$cpid"; wait_gone "$cpid" || warn "containerd (pid $cpid) does not exit"; }
-fi
+stop_containerd || warn "containerd does not exit"
 rm -f "$pidfile"
 
 # 4. Shims of this containerd (identified by the exact -address flag) and

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulwarkhq/bulwark/agent"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -24,7 +25,7 @@ func TestPolicyEditAppliesToRunningPod(t *testing.T) {
 
 	p := rt.runPod(t, podSpec{Name: "edit", Namespace: "e2e-edit", Labels: map[string]string{"app": label}})
 	app := p.Run(t, ctrSpec{Name: "app", Command: []string{"/bin/spawner", "-listen", ":8080", "/bin/echo", "hi"}})
-	waitArmed(t, cl, app, "", "observe")
+	waitArmed(t, cl, app, "", agent.ModeObserve)
 	pid := app.PID(t)
 	base := fmt.Sprintf("http://%s:8080", p.IP(t))
 	deny := rt.denial(t, cl)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/bulwarkhq/bulwark/policy"
 )
@@ -39,7 +40,7 @@ func TestAgentKillPodStopsSandbox(t *testing.T) {
 	}
 	// One request, not retried: the pod may already be going away when
 	// the spawner answers.
-	if got, err := getOnce(spawnURL(base, "/bin/sh", "-c", "true")); err != nil {
+	if got, err := getOnce(spawnURL(base, "/bin/sh", "-c", "true"), 10*time.Second); err != nil {
 		t.Logf("disallowed child: no answer (the pod is being stopped): %v", err)
 	} else if want := rt.denial(t, cl).spawned("/bin/sh") + "\n"; got != want {
 		t.Errorf("disallowed child: %q, want %q", got, want)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,17 +27,16 @@ const learnTimeout = 20 * time.Second
 func TestLearnReplicasThenEnforce(t *testing.T) {
 	rt := newRuntime(t)
 	cl := rt.needAgent(t)
-	collectorSock := os.Getenv("BULWARK_COLLECTOR_SOCKET")
-	if collectorSock == "" {
+	if rt.collector == "" {
 		t.Fatal("e2e: BULWARK_COLLECTOR_SOCKET not set: start the runtime with test/e2e/up.sh")
 	}
-	q := collector.NewQueryClient(collectorSock)
+	q := collector.NewQueryClient(rt.collector)
 	n := nonce()
 	// The replicas' own image: the test image under a new name, so the
 	// collector's fingerprints of this image are this test's only.
 	image := "localhost/bulwark-learn-" + n + ":1"
 	ctr := filepath.Join(filepath.Dir(rt.crictl), "ctr")
-	ctrArgs := []string{"--address", filepath.Join(rt.dir, "run", "containerd.sock"), "-n", "k8s.io", "images"}
+	ctrArgs := []string{"--address", strings.TrimPrefix(rt.endpoint, "unix://"), "-n", "k8s.io", "images"}
 	if out, err := exec.Command(ctr, append(ctrArgs, "tag", rt.image, image)...).CombinedOutput(); err != nil {
 		t.Fatalf("tag %s: %v: %s", image, err, out)
 	}
@@ -58,10 +58,9 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		bases = append(bases, "http://"+p.IP(t)+":8080")
 	}
 	for i, base := range bases {
-		poll(t, waitTimeout, "replica serving", func() (bool, string) {
-			_, err := getOnce(base + "/")
-			return err == nil, fmt.Sprint(err)
-		})
+		if _, err := httpGet(base+"/", waitTimeout); err != nil {
+			t.Fatalf("replica %d not serving: %v", i, err)
+		}
 		// Replica i talks to peer i only.
 		if out := spawn(t, base, "/bin/client", "-http", peers[i]+":8080"); !strings.Contains(out, "exit 0: ok") {
 			t.Fatalf("replica %d -> peer %d: %s", i, i, out)
@@ -92,7 +91,7 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 	bulwark := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "BULWARK_COLLECTOR_SOCKET="+collectorSock, "BULWARK_AGENT_SOCKET="+rt.agentSocket)
+		cmd.Env = append(os.Environ(), "BULWARK_COLLECTOR_SOCKET="+rt.collector, "BULWARK_AGENT_SOCKET="+rt.agentSocket)
 		out, err := cmd.Output()
 		if err != nil {
 			stderr := ""
@@ -121,11 +120,11 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		}
 	}
 	for _, ip := range peers {
-		if !strings.Contains(strings.Join(allowed, " "), ip+"/32") {
+		if !slices.Contains(allowed, ip+"/32") {
 			t.Fatalf("created policy allows egress to %v; want all three peers %v", allowed, peers)
 		}
 	}
-	t.Cleanup(func() { os.Remove(rt.policyFile(name)) })
+	t.Cleanup(func() { rt.removePolicy(t, cl, name) })
 	bulwark("apply", "-f", polFile)
 	for _, c := range replicas {
 		waitArmed(t, cl, c, name, policy.ModeEnforce)
@@ -162,12 +161,12 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 	for i := range count {
 		switch i {
 		case 3:
-			if out, err := exec.Command(filepath.Join(rt.scripts, "collector.sh"), "kill").CombinedOutput(); err != nil {
-				t.Fatalf("kill the collector: %v: %s", err, out)
+			if err := rt.script("collector.sh", "kill"); err != nil {
+				t.Fatal(err)
 			}
 		case 9:
-			if out, err := exec.Command(filepath.Join(rt.scripts, "collector.sh"), "start").CombinedOutput(); err != nil {
-				t.Fatalf("restart the collector: %v: %s", err, out)
+			if err := rt.script("collector.sh", "start"); err != nil {
+				t.Fatal(err)
 			}
 		}
 		port := 9100 + i
@@ -183,7 +182,8 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		return countStreamed(devs, name, peers[1])
 	}
 	poll(t, learnTimeout, "the agent's deviations", func() (bool, string) {
-		return agentCount() == count, fmt.Sprint(agentCount())
+		n := agentCount()
+		return n == count, fmt.Sprint(n)
 	})
 	poll(t, learnTimeout, "the collector's deviations equal the agent's", func() (bool, string) {
 		ds, err := q.Deviations(collector.Filter{Policy: name})
@@ -197,7 +197,8 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 				occurrences += d.Count
 			}
 		}
-		return stored == agentCount() && occurrences == count, fmt.Sprintf("collector %d deviations (%d occurrences), agent %d", stored, occurrences, agentCount())
+		n := agentCount()
+		return stored == n && occurrences == count, fmt.Sprintf("collector %d deviations (%d occurrences), agent %d", stored, occurrences, n)
 	})
 }
 

@@ -64,6 +64,18 @@ exe_of() {
 	echo "${exe% (deleted)}"
 }
 
+# alive PID: PID is a running process.
+alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }
+
+# wait_gone PID [TENTHS] waits for PID to exit (10 s by default).
+wait_gone() {
+	for _ in $(seq 1 "${2:-100}"); do
+		alive "$1" || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
 # go_cmd runs the Go toolchain at low priority (the machine is shared).
@@ -90,4 +102,21 @@ start_containerd() {
 		sleep 0.1
 	done
 	[ -n "$ready" ] || die "containerd CRI not ready after 30s; see $E2E_DIR/log/containerd.log"
+}
+
+# containerd_pid prints the pid of the runtime's containerd when it runs.
+containerd_pid() {
+	local pid
+	pid="$(cat "$E2E_DIR/run/containerd.pid" 2>/dev/null)" || return 1
+	alive "$pid" && [ "$(exe_of "$pid")" = "$(readlink -f "$E2E_BIN/containerd")" ] && echo "$pid"
+}
+
+# stop_containerd stops the runtime's containerd if it runs: SIGTERM, then
+# SIGKILL after 10 s. It fails when containerd outlives both.
+stop_containerd() {
+	local pid
+	pid="$(containerd_pid)" || return 0
+	log "stopping containerd (pid $pid)"
+	kill -s TERM "$pid"
+	wait_gone "$pid" || { kill -s KILL "$pid"; wait_gone "$pid"; }
 }

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,8 +24,8 @@ func TestRuntimeRestartPluginReconnects(t *testing.T) {
 	a := before.Run(t, ctrSpec{Name: "web", Command: []string{"/bin/httpserver", "-listen", ":8080"}})
 	waitArmed(t, cl, a, name, policy.ModeEnforce)
 
-	if out, err := exec.Command(filepath.Join(rt.scripts, "restart-containerd.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("restart containerd: %v: %s", err, out)
+	if err := rt.script("restart-containerd.sh"); err != nil {
+		t.Fatal(err)
 	}
 	if err := deny.checkExec(a.Exec(10*time.Second, "/bin/sh", "-c", "echo ran")); err != nil {
 		t.Errorf("container started before the restart: %v", err)

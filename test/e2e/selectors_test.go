@@ -25,13 +25,11 @@ import (
 // only, recorded as allowed in b1 and not recorded at all in a2.
 func TestSelectorsPickExactPods(t *testing.T) {
 	rt := newRuntime(t)
-	rt.needAgent(t)
+	cl := rt.needAgent(t)
 	n := nonce()
 	nsA, nsB := "e2e-sel-a-"+n, "e2e-sel-b-"+n
 	web, db := "web-"+n, "db-"+n
 	blue := "blue-" + n
-
-	cl := rt.needAgent(t)
 
 	webName, nsbName := "e2e-sel-web-"+n, "e2e-sel-nsb-"+n
 	httpserver := node("httpserver_0", "httpserver", "/bin/httpserver")

@@ -118,13 +118,12 @@ func TestSmallRun(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (BPF, cgroups, bpffs)")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		t.Skipf("needs the go command to build bulwark: %v", err)
 	}
 	cfg := config{bulwark: filepath.Join(t.TempDir(), "bulwark"), services: 3, peers: 38, execs: 2, timeout: 30 * time.Second}
-	if out, err := exec.Command(goBin, "build", "-o", cfg.bulwark, "github.com/bulwarkhq/bulwark/cmd/bulwark").CombinedOutput(); err != nil {
-		t.Fatalf("build bulwark: %v\n%s", err, out)
+	if err := buildBulwark(context.Background(), cfg.bulwark); err != nil {
+		t.Fatal(err)
 	}
 	res, err := runOnce(context.Background(), cfg)
 	if err != nil {
