@@ -25,15 +25,26 @@ type runningProcess struct {
 
 // placeRunning gives the processes already running in the workload of
 // cgroup id (directory cgroupPath and below) their node under c, as if c had
-// been in force when they were executed: a process keeps a node c has;
-// otherwise it takes the child of its parent's node that its name, exe and
-// effective user match, if any. Listening sockets bound by a re-placed
+// been in force when they were executed: a process keeps a node c has; a
+// forked process that has executed nothing since shares its parent's new
+// node; otherwise it takes the child of its parent's node that its name,
+// exe and effective user match, if any. Listening sockets bound by a re-placed
 // process follow it. Without this, a policy applied to a running workload
 // would see every running process as outside it.
 func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
 	procs, err := runningIn(cgroupPath)
 	if err != nil {
 		return err
+	}
+	// Each process's node before placement: a forked process that has not
+	// executed anything since has its parent's.
+	before := make(map[int]uint64, len(procs))
+	for pid := range procs {
+		var cur uint64
+		if err := e.net.TaskNodes.Lookup(uint32(pid), &cur); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			e.log.Warn("read process node", "pid", pid, "err", err)
+		}
+		before[pid] = cur
 	}
 	placed := map[int]uint64{} // pid → node under c
 	moved := map[uint64]uint64{}
@@ -42,20 +53,24 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
 		if n, ok := placed[pid]; ok {
 			return n
 		}
-		p := procs[pid]
-		var cur uint64
-		if err := e.net.TaskNodes.Lookup(uint32(pid), &cur); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			e.log.Warn("read process node", "pid", pid, "err", err)
-		}
+		p, cur := procs[pid], before[pid]
 		placed[pid] = cur // until decided (parent links cannot loop, but stay safe)
 		node := cur
 		if _, ok := c.ids[cur]; !ok {
+			_, parentIn := procs[p.ppid]
 			var parent uint64
-			if _, in := procs[p.ppid]; in {
+			if parentIn {
 				parent = place(p.ppid)
 			}
-			if n := c.matchChild(parent, p); n != 0 {
-				node = n
+			switch {
+			case parentIn && cur != 0 && before[p.ppid] == cur:
+				// Forked, not executed since: the kernel gives a child
+				// its parent's node (an exec always gives another).
+				node = parent
+			default:
+				if n := c.matchChild(parent, p); n != 0 {
+					node = n
+				}
 			}
 		}
 		placed[pid] = node

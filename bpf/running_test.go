@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
@@ -14,8 +15,9 @@ import (
 
 // TestPolicyAppliedToRunningWorkload: processes started while the workload
 // was only observed take their nodes when a policy arrives, so a running
-// shell's allowed child still runs, its other children are denied, and a
-// server bound before the policy is served from an allowed source only.
+// shell's allowed child still runs, its other children are denied (also
+// from a subshell it forked before the policy, which shares its node), and
+// a server bound before the policy is served from an allowed source only.
 func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 	e, _ := openTestEngine(t)
 	denied := deniedStatus(e.Backend())
@@ -30,7 +32,10 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 	port := freePort(t, "tcp4", "127.0.0.1:0")
 	serve(t, cg, fmt.Sprintf("127.0.0.1:%d", port))
 	a, status := filepath.Join(work, "a"), filepath.Join(work, "status")
-	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf("read l; %s/touch %s; %s/cat /dev/null; echo $? > %s", bin, a, bin, status))
+	b, substatus, ready := filepath.Join(work, "b"), filepath.Join(work, "substatus"), filepath.Join(work, "ready")
+	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf(
+		"( : > %[4]s; read l; %[1]s/touch %[5]s; %[1]s/cat /dev/null; echo $? > %[6]s ); read l; %[1]s/touch %[2]s; %[1]s/cat /dev/null; echo $? > %[3]s",
+		bin, a, status, ready, b, substatus))
 	stdin, err := sh.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +44,11 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); !exists(ready); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the subshell did not start")
+		}
+	}
 
 	spec := treeSpec()
 	spec.ProcessPolicy = append(spec.ProcessPolicy, helperSpec(t).ProcessPolicy...)
@@ -59,6 +69,16 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 		t.Fatal("127.0.0.2 was served; the policy allows 127.0.0.1 only")
 	}
 
+	// The subshell reads the first line and finishes, then the shell the
+	// second.
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !exists(substatus); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the subshell did not finish")
+		}
+	}
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +91,13 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 	}
 	if !exists(a) || strings.TrimSpace(string(got)) != denied {
 		t.Fatalf("touch ran: %v (want true); cat status %q (want %s)", exists(a), got, denied)
+	}
+	got, err = os.ReadFile(substatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exists(b) || strings.TrimSpace(string(got)) != denied {
+		t.Fatalf("subshell: touch ran: %v (want true); cat status %q (want %s)", exists(b), got, denied)
 	}
 }
 
