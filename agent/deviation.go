@@ -2,9 +2,7 @@ package agent
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -63,7 +61,7 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		// the node is the policy's, not a new one).
 		d.Spec.ProcessPolicy = []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: ev.Node}}}
 	}
-	d.Metadata.Checksum = specChecksum(&d.Spec)
+	d.Metadata.Checksum = d.Spec.Checksum()
 	d.Metadata.UID = "deviation:" + randomHex(8)
 	ts := float64(ev.Time.UnixNano()) / 1e9
 	d.Metadata.FirstTimestamp, d.Metadata.LatestTimestamp = ts, ts
@@ -146,18 +144,6 @@ func nodeIDFor(name string) string {
 		b.WriteString("process")
 	}
 	return b.String() + "_0"
-}
-
-// specChecksum is a stable hash of spec: its JSON form (struct fields in
-// declaration order) hashed with SHA-256, first 16 bytes in hex.
-func specChecksum(spec *policy.Spec) string {
-	data, err := json.Marshal(spec)
-	if err != nil {
-		// A Spec always marshals; keep the checksum defined anyway.
-		data = []byte(err.Error())
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:16])
 }
 
 func randomHex(n int) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -259,7 +260,7 @@ func (b *FingerprintBuilder) Fingerprint() *policy.Fingerprint {
 	}
 	fp.Spec.ProcessPolicy = b.processTree()
 	fp.Spec.NetworkPolicy = &policy.NetworkPolicy{Ingress: b.rules(true), Egress: b.rules(false)}
-	fp.Metadata.Checksum = specChecksum(&fp.Spec)
+	fp.Metadata.Checksum = fp.Spec.Checksum()
 	return fp
 }
 
@@ -300,16 +301,12 @@ func (b *FingerprintBuilder) metadata() policy.Metadata {
 		PodName:       id.PodName,
 		PodUID:        id.PodUID,
 		Namespace:     id.Namespace,
-		PodLabels:     copyMap(id.PodLabels),
+		PodLabels:     maps.Clone(id.PodLabels),
 		ServiceName:   id.ServiceName,
 		Cgroup:        id.ServiceCgroup,
 	}
 	if id.Namespace != "" {
-		m.NamespaceLabels = copyMap(id.NamespaceLabels)
-		if m.NamespaceLabels == nil {
-			m.NamespaceLabels = map[string]string{}
-		}
-		m.NamespaceLabels["kubernetes.io/metadata.name"] = id.Namespace
+		m.NamespaceLabels = policy.NamespaceLabels(id)
 	}
 	if !b.first.IsZero() {
 		m.FirstTimestamp = unixSeconds(b.first)
@@ -354,10 +351,10 @@ func (b *FingerprintBuilder) selectors() policy.Spec {
 	}
 	s.ContainerSelector = cs
 	if id.Namespace != "" {
-		s.NamespaceSelector = &policy.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": id.Namespace}}
+		s.NamespaceSelector = &policy.LabelSelector{MatchLabels: map[string]string{policy.NamespaceNameLabel: id.Namespace}}
 	}
 	if len(id.PodLabels) > 0 {
-		s.PodSelector = &policy.LabelSelector{MatchLabels: copyMap(id.PodLabels)}
+		s.PodSelector = &policy.LabelSelector{MatchLabels: maps.Clone(id.PodLabels)}
 	}
 	return s
 }
@@ -483,15 +480,4 @@ func comparePorts(x, y policy.Port) int {
 
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
-}
-
-func copyMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }

@@ -139,7 +139,7 @@ func (a *Agent) sendWorkload(w *Workload, event string) {
 // they were last sent.
 func (a *Agent) sendPolicies() {
 	for _, p := range a.store.Policies() {
-		sum := specChecksum(&p.Spec)
+		sum := p.Spec.Checksum()
 		a.mu.Lock()
 		same := a.sentPolicies[p.Metadata.Name] == sum
 		a.sentPolicies[p.Metadata.Name] = sum

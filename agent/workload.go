@@ -84,7 +84,7 @@ func containerIdentity(info ContainerInfo, hostname string, nsLabels map[string]
 		Hostname:      hostname,
 	}
 	if info.Namespace != "" {
-		labels := map[string]string{"kubernetes.io/metadata.name": info.Namespace}
+		labels := map[string]string{policy.NamespaceNameLabel: info.Namespace}
 		for k, v := range nsLabels {
 			labels[k] = v
 		}

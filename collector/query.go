@@ -61,16 +61,7 @@ func imageFilterMatches(pattern, image string) bool {
 	}
 	want, err1 := policy.NormalizeImage(pattern)
 	got, err2 := policy.NormalizeImage(image)
-	return err1 == nil && err2 == nil && repository(want) == repository(got)
-}
-
-// repository strips the tag and digest of a normalised image reference.
-func repository(ref string) string {
-	ref, _, _ = strings.Cut(ref, "@")
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		ref = ref[:i]
-	}
-	return ref
+	return err1 == nil && err2 == nil && policy.ImageRepository(want) == policy.ImageRepository(got)
 }
 
 // nameMatches matches a name against a name or glob.

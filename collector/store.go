@@ -2,9 +2,7 @@ package collector
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -513,12 +511,7 @@ func minTimestamp(a, b float64) float64 {
 func deviationKey(d *policy.Deviation) []byte {
 	sum := d.Metadata.Checksum
 	if sum == "" {
-		data, err := json.Marshal(&d.Spec)
-		if err != nil {
-			data = []byte(err.Error())
-		}
-		h := sha256.Sum256(data)
-		sum = hex.EncodeToString(h[:16])
+		sum = d.Spec.Checksum()
 	}
 	pol := d.Metadata.PolicyUID
 	if pol == "" {

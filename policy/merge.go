@@ -1083,8 +1083,8 @@ func mergeImages(a, b string) (string, error) {
 		if na == nb {
 			return na, nil
 		}
-		if imageRepository(na) == imageRepository(nb) {
-			if w := wildcard(na, nb); strings.HasPrefix(w, imageRepository(na)) {
+		if ImageRepository(na) == ImageRepository(nb) {
+			if w := wildcard(na, nb); strings.HasPrefix(w, ImageRepository(na)) {
 				return w, nil
 			}
 		}
@@ -1092,9 +1092,9 @@ func mergeImages(a, b string) (string, error) {
 	return "", fmt.Errorf("images %q and %q are not of one repository; create one policy per image", a, b)
 }
 
-// imageRepository strips the tag and digest from a normalised image
+// ImageRepository strips the tag and digest from a normalised image
 // reference.
-func imageRepository(ref string) string {
+func ImageRepository(ref string) string {
 	ref, _, _ = strings.Cut(ref, "@")
 	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
 		ref = ref[:i]

@@ -35,9 +35,9 @@ type Identity struct {
 	MachineUID  string
 }
 
-// namespaceNameLabel is the label Kubernetes puts on every namespace, holding
+// NamespaceNameLabel is the label Kubernetes puts on every namespace, holding
 // its name.
-const namespaceNameLabel = "kubernetes.io/metadata.name"
+const NamespaceNameLabel = "kubernetes.io/metadata.name"
 
 // Selects reports whether every selector present in s matches id. A spec
 // with no selectors selects everything; Select additionally requires the
@@ -55,7 +55,7 @@ func (s *Spec) Selects(id Identity) bool {
 	if s.PodSelector != nil && !s.PodSelector.matches(id.PodLabels) {
 		return false
 	}
-	if s.NamespaceSelector != nil && !s.NamespaceSelector.matches(namespaceLabels(id)) {
+	if s.NamespaceSelector != nil && !s.NamespaceSelector.matches(NamespaceLabels(id)) {
 		return false
 	}
 	return true
@@ -93,15 +93,15 @@ func Select(policies []*WorkloadPolicy, id Identity) []*WorkloadPolicy {
 	return out
 }
 
-// namespaceLabels returns id's namespace labels with the implied
+// NamespaceLabels returns id's namespace labels with the implied
 // kubernetes.io/metadata.name label added.
-func namespaceLabels(id Identity) map[string]string {
+func NamespaceLabels(id Identity) map[string]string {
 	labels := make(map[string]string, len(id.NamespaceLabels)+1)
 	for k, v := range id.NamespaceLabels {
 		labels[k] = v
 	}
 	if id.Namespace != "" {
-		labels[namespaceNameLabel] = id.Namespace
+		labels[NamespaceNameLabel] = id.Namespace
 	}
 	return labels
 }
@@ -249,10 +249,10 @@ func imageMatches(pattern, image string) bool {
 	if err != nil {
 		return pattern == image
 	}
-	if name, digest, ok := strings.Cut(want, "@"); ok && imageRepository(name) == name {
+	if name, digest, ok := strings.Cut(want, "@"); ok && ImageRepository(name) == name {
 		// A digest without a tag pins the content whatever the tag.
 		_, got, _ := strings.Cut(norm, "@")
-		return got == digest && imageRepository(norm) == name
+		return got == digest && ImageRepository(norm) == name
 	}
 	return want == norm
 }

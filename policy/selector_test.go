@@ -146,8 +146,8 @@ func TestSpecSelects(t *testing.T) {
 		{"pod labels and expressions AND", Spec{PodSelector: &LabelSelector{
 			MatchLabels:      map[string]string{"run": "latencytest2"},
 			MatchExpressions: []Requirement{{Key: "tier", Operator: "In", Values: []string{"db"}}}}}, nginx, false},
-		{"namespace implied name", Spec{NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{namespaceNameLabel: "default"}}}, nginx, true},
-		{"namespace other name", Spec{NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{namespaceNameLabel: "kube-system"}}}, nginx, false},
+		{"namespace implied name", Spec{NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{NamespaceNameLabel: "default"}}}, nginx, true},
+		{"namespace other name", Spec{NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{NamespaceNameLabel: "kube-system"}}}, nginx, false},
 		{"namespace labels", Spec{NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}, nginx, true},
 		{"service cgroup", Spec{ServiceSelector: &ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}, service, true},
 		{"service cgroup without prefix", Spec{ServiceSelector: &ServiceSelector{Cgroup: "/system.slice/chronyd.service"}}, service, true},
@@ -163,7 +163,7 @@ func TestSpecSelects(t *testing.T) {
 		{"every selector AND", Spec{
 			ContainerSelector: &ContainerSelector{Image: "nginx"},
 			PodSelector:       &LabelSelector{MatchLabels: map[string]string{"run": "latencytest2"}},
-			NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{namespaceNameLabel: "default"}},
+			NamespaceSelector: &LabelSelector{MatchLabels: map[string]string{NamespaceNameLabel: "default"}},
 			MachineSelector:   &MachineSelector{Hostname: StringList{"node-2"}},
 		}, nginx, false},
 	}
