@@ -136,17 +136,19 @@ func (c *Client) Send(kind Kind, doc any) error {
 		return errors.New("collector client: closed")
 	}
 	if kind == KindStats {
-		var s Stats
+		// Fill in the spool's figures; anything but Stats is left for
+		// encodeDoc to refuse, as for every other kind.
 		switch d := doc.(type) {
 		case Stats:
-			s = d
+			d.SpoolDepth, d.SpoolDropped = c.sp.depth(), c.sp.meta.Dropped
+			doc = d
 		case *Stats:
 			if d != nil {
-				s = *d
+				s := *d
+				s.SpoolDepth, s.SpoolDropped = c.sp.depth(), c.sp.meta.Dropped
+				doc = s
 			}
 		}
-		s.SpoolDepth, s.SpoolDropped = c.sp.depth(), c.sp.meta.Dropped
-		doc = s
 	}
 	raw, err := encodeDoc(kind, doc)
 	if err != nil {

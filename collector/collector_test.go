@@ -63,6 +63,9 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	if err := c.Send(KindDeviation, pol); err == nil {
 		t.Error("Send accepted a policy as a deviation")
 	}
+	if err := c.Send(KindStats, pol); err == nil {
+		t.Error("Send accepted a policy as stats")
+	}
 	flush(t, c)
 
 	q := NewQueryClient(srv.socket)

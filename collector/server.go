@@ -18,7 +18,6 @@ import (
 // Defaults of Options.
 const (
 	DefaultRetention     = 7 * 24 * time.Hour
-	DefaultMaxSize       = 256 << 20
 	DefaultPruneInterval = 10 * time.Minute
 	// maxBatchBytes bounds the body of one POST /v1/records.
 	maxBatchBytes = 64 << 20

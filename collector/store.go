@@ -461,7 +461,11 @@ func (w *writer) putFingerprint(r *Record, fp *policy.Fingerprint) error {
 		switch {
 		case om.FirstTimestamp != nm.FirstTimestamp:
 			// Another run of the agent's builder: keep what both saw.
-			fi.Fingerprint = unionFingerprints(&old.Fingerprint, fp)
+			union, err := unionFingerprints(&old.Fingerprint, fp)
+			if err != nil {
+				return badRecord{err}
+			}
+			fi.Fingerprint = union
 		case om.Version > nm.Version:
 			// A late delivery of an older version: it holds nothing new.
 			return nil
@@ -477,22 +481,23 @@ func (w *writer) putFingerprint(r *Record, fp *policy.Fingerprint) error {
 // report again what it reported before). The union keeps everything either
 // holds, with the newer one's metadata, the earliest first and the latest
 // latest timestamp.
-func unionFingerprints(old, fp *policy.Fingerprint) policy.Fingerprint {
+func unionFingerprints(old, fp *policy.Fingerprint) (policy.Fingerprint, error) {
 	om, nm := &old.Metadata, &fp.Metadata
 	newer, older := fp, old
-	if om.Version > nm.Version && om.FirstTimestamp == nm.FirstTimestamp || om.LatestTimestamp > nm.LatestTimestamp {
+	if om.LatestTimestamp > nm.LatestTimestamp {
 		newer, older = old, fp
 	}
 	base := &policy.WorkloadPolicy{APIVersion: older.APIVersion, Kind: policy.KindWorkloadPolicy, Metadata: older.Metadata, Spec: older.Spec}
 	merged, err := policy.Merge(base, policy.Document{APIVersion: newer.APIVersion, Kind: newer.Kind, Fingerprint: newer})
-	out := *newer
-	if err == nil {
-		out.Spec = merged.Spec
+	if err != nil {
+		return policy.Fingerprint{}, fmt.Errorf("merge the fingerprint of another agent run: %w", err)
 	}
+	out := *newer
+	out.Spec = merged.Spec
 	out.Metadata.FirstTimestamp = minTimestamp(om.FirstTimestamp, nm.FirstTimestamp)
 	out.Metadata.LatestTimestamp = max(om.LatestTimestamp, nm.LatestTimestamp)
 	out.Metadata.Version = max(om.Version, nm.Version)
-	return out
+	return out, nil
 }
 
 // minTimestamp is the earlier of two timestamps, zero meaning unknown.

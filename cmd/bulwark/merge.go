@@ -108,16 +108,17 @@ func uncoveredDeviations(w io.Writer, socket string, p *policy.WorkloadPolicy, s
 		if !concerns(p, d) {
 			continue
 		}
-		if policy.Covers(p, d) {
-			covered++
-			continue
-		}
 		doc := policy.Document{Pos: policy.Position{File: "collector deviation " + d.Metadata.Checksum}, Kind: d.Kind, APIVersion: d.APIVersion, Deviation: d}
-		if _, err := policy.Merge(p, doc); err != nil {
+		// One trial merge tells both (what policy.Covers would merge again).
+		merged, err := policy.Merge(p, doc)
+		switch {
+		case err != nil:
 			fmt.Fprintf(w, "left out %s: %v\n", doc.Pos, err)
-			continue
+		case policy.DiffPolicies(p, merged).Empty():
+			covered++
+		default:
+			out = append(out, doc)
 		}
-		out = append(out, doc)
 	}
 	fmt.Fprintf(w, "%d deviations of policy %q to merge from the collector (%d already covered)\n", len(out), p.Metadata.Name, covered)
 	return out, nil

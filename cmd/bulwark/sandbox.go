@@ -66,7 +66,9 @@ func openSandbox(verb string, c *bpf.Compiled, mode bpf.Mode, log *slog.Logger) 
 // removes every pin and closes the engine. Failures are logged.
 func (s *sandbox) close() {
 	if s.id != 0 {
-		s.engine.Remove(s.id)
+		if err := s.engine.Remove(s.id); err != nil {
+			s.log.Warn("disarm", "err", err)
+		}
 	}
 	if s.cgPath != "" {
 		if err := cgroup.Remove(s.cgPath); err != nil {
