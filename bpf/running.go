@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
 )
 
 // runningProcess is what placing a process already running in a workload
@@ -166,36 +166,17 @@ func (p networkPattern) matches(s string, max int) bool {
 // runningIn reads the processes of cgroup directory dir and its
 // descendants. Processes that exit meanwhile are left out.
 func runningIn(dir string) (map[int]runningProcess, error) {
-	procs := map[int]runningProcess{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
+	pids, err := cgroup.Procs(dir)
+	if err != nil {
+		return nil, err
+	}
+	procs := make(map[int]runningProcess, len(pids))
+	for _, pid := range pids {
+		if p, ok := readProcess(pid); ok {
+			procs[pid] = p
 		}
-		if !d.IsDir() {
-			return nil
-		}
-		data, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return fmt.Errorf("list processes of %s: %w", path, err)
-		}
-		for _, f := range strings.Fields(string(data)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil {
-				continue
-			}
-			if p, ok := readProcess(pid); ok {
-				procs[pid] = p
-			}
-		}
-		return nil
-	})
-	return procs, err
+	}
+	return procs, nil
 }
 
 // readProcess reads pid's parent, name, exe (inside its own root) and

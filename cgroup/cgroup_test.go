@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,6 +86,14 @@ func TestStartInRunsInsideAndRemoveKillsLeftovers(t *testing.T) {
 	}
 	if got != path {
 		t.Fatalf("OfPID = %s, want %s", got, path)
+	}
+	// Procs lists it (and maybe the exiting cat), with a nested cgroup
+	// below.
+	if _, err := Create(filepath.Join(path, "empty")); err != nil {
+		t.Fatal(err)
+	}
+	if pids, err := Procs(path); err != nil || !slices.Contains(pids, cmd.Process.Pid) {
+		t.Fatalf("Procs = %v, %v; want it to hold %d", pids, err, cmd.Process.Pid)
 	}
 	// Remove must kill the sleeping child to empty the cgroup.
 	if err := Remove(path); err != nil {
