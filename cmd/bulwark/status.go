@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/agent"
+	"github.com/bulwarkhq/bulwark/policy"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -18,11 +19,14 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the agent's backend, workloads, policies and event loss",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != policy.FormatJSON {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
 			st, err := agent.NewClient(socket).Status()
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if output == policy.FormatJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
@@ -47,19 +51,11 @@ func printStatus(w io.Writer, st agent.Status) error {
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "CONTAINER\tNAME\tNAMESPACE/POD\tIMAGE\tCGROUP\tPOLICY\tMODE")
 	for _, wl := range st.Workloads {
-		id := wl.ID
-		if len(id) > 12 {
-			id = id[:12]
-		}
 		pod := "-"
 		if wl.Pod != "" {
 			pod = wl.Namespace + "/" + wl.Pod
 		}
-		pol := wl.Policy
-		if pol == "" {
-			pol = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, wl.Name, pod, wl.Image, wl.CgroupID, pol, wl.Mode)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", shortID(wl.ID), wl.Name, pod, wl.Image, wl.CgroupID, orDash(wl.Policy), wl.Mode)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
