@@ -217,6 +217,39 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 	return (flags & EV_BLOCKED) ? 0 : 1;
 }
 
+/* sock_addr4 and sock_addr6 fill c's family, protocol, port and address
+ * from a sock_addr context: the destination of a connect or sendmsg, the
+ * local address of a bind. IPv4-mapped IPv6 addresses become IPv4. */
+static __always_inline void sock_addr4(struct bpf_sock_addr *ctx, struct conn *c)
+{
+	__u32 ip = ctx->user_ip4, port = ctx->user_port;
+	c->family = AF_INET;
+	c->proto = ctx->protocol;
+	c->dport = bpf_ntohs((__u16)port);
+	__builtin_memcpy(c->daddr, &ip, 4);
+}
+
+static __always_inline void sock_addr6(struct bpf_sock_addr *ctx, struct conn *c)
+{
+	/* Read the context into locals first: the verifier rejects
+	 * arithmetic on the context pointer. */
+	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
+	__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+	__u32 port = ctx->user_port;
+	c->family = AF_INET6;
+	c->proto = ctx->protocol;
+	c->dport = bpf_ntohs((__u16)port);
+	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
+		c->family = AF_INET;
+		__builtin_memcpy(c->daddr, &a3, 4);
+	} else {
+		__builtin_memcpy(c->daddr, &a0, 4);
+		__builtin_memcpy(c->daddr + 4, &a1, 4);
+		__builtin_memcpy(c->daddr + 8, &a2, 4);
+		__builtin_memcpy(c->daddr + 12, &a3, 4);
+	}
+}
+
 static __always_inline int egress4(struct bpf_sock_addr *ctx)
 {
 	__u32 proto = ctx->protocol;
@@ -226,15 +259,8 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	struct workload *w = current_workload(&cgid);
 	if (!w)
 		return 1;
-	__u32 ip = ctx->user_ip4;
-	__u32 port = ctx->user_port;
-	struct conn c = {
-		.family = AF_INET,
-		.proto = proto,
-		.dir = DIR_EGRESS,
-		.dport = bpf_ntohs((__u16)port),
-	};
-	__builtin_memcpy(c.daddr, &ip, 4);
+	struct conn c = { .dir = DIR_EGRESS };
+	sock_addr4(ctx, &c);
 	return check_conn(&c, w, cgid, current_node(), true);
 }
 
@@ -247,26 +273,8 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	struct workload *w = current_workload(&cgid);
 	if (!w)
 		return 1;
-	/* Read the context into locals first: the verifier rejects
-	 * arithmetic on the context pointer. */
-	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
-	__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
-	__u32 port = ctx->user_port;
-	struct conn c = {
-		.family = AF_INET6,
-		.proto = proto,
-		.dir = DIR_EGRESS,
-		.dport = bpf_ntohs((__u16)port),
-	};
-	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
-		c.family = AF_INET;
-		__builtin_memcpy(c.daddr, &a3, 4);
-	} else {
-		__builtin_memcpy(c.daddr, &a0, 4);
-		__builtin_memcpy(c.daddr + 4, &a1, 4);
-		__builtin_memcpy(c.daddr + 8, &a2, 4);
-		__builtin_memcpy(c.daddr + 12, &a3, 4);
-	}
+	struct conn c = { .dir = DIR_EGRESS };
+	sock_addr6(ctx, &c);
 	return check_conn(&c, w, cgid, current_node(), true);
 }
 
@@ -321,29 +329,16 @@ static __always_inline int record_bind(struct conn *c)
 SEC("cgroup/bind4")
 int bind4(struct bpf_sock_addr *ctx)
 {
-	__u32 ip = ctx->user_ip4, port = ctx->user_port, proto = ctx->protocol;
-	struct conn c = { .family = AF_INET, .proto = proto, .dport = bpf_ntohs((__u16)port) };
-	__builtin_memcpy(c.daddr, &ip, 4);
+	struct conn c = {};
+	sock_addr4(ctx, &c);
 	return record_bind(&c);
 }
 
 SEC("cgroup/bind6")
 int bind6(struct bpf_sock_addr *ctx)
 {
-	/* Read the context into locals first (see egress6). */
-	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
-	__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
-	__u32 port = ctx->user_port, proto = ctx->protocol;
-	struct conn c = { .family = AF_INET6, .proto = proto, .dport = bpf_ntohs((__u16)port) };
-	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
-		c.family = AF_INET;
-		__builtin_memcpy(c.daddr, &a3, 4);
-	} else {
-		__builtin_memcpy(c.daddr, &a0, 4);
-		__builtin_memcpy(c.daddr + 4, &a1, 4);
-		__builtin_memcpy(c.daddr + 8, &a2, 4);
-		__builtin_memcpy(c.daddr + 12, &a3, 4);
-	}
+	struct conn c = {};
+	sock_addr6(ctx, &c);
 	return record_bind(&c);
 }
 
