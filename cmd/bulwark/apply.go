@@ -18,7 +18,7 @@ func newApplyCmd() *cobra.Command {
 		Short: "Validate policies and apply them through the agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := readInput(cmd, file)
+			_, data, err := readInput(cmd.InOrStdin(), file)
 			if err != nil {
 				return err
 			}
@@ -61,10 +61,16 @@ func newDeleteCmd() *cobra.Command {
 	return cmd
 }
 
-// readInput reads a file, or standard input for "-".
-func readInput(cmd *cobra.Command, file string) ([]byte, error) {
+// readInput reads file, or standard input for "-"; name is what messages
+// call it ("<stdin>" for standard input).
+func readInput(stdin io.Reader, file string) (name string, data []byte, err error) {
 	if file == "-" {
-		return io.ReadAll(cmd.InOrStdin())
+		data, err = io.ReadAll(stdin)
+		if err != nil {
+			err = fmt.Errorf("read standard input: %w", err)
+		}
+		return "<stdin>", data, err
 	}
-	return os.ReadFile(file)
+	data, err = os.ReadFile(file)
+	return file, data, err
 }

@@ -178,18 +178,12 @@ func mergeDocs(base *policy.WorkloadPolicy, file string, docs []policy.Document)
 // input. Errors name the file (and the line, for problems in it).
 func loadFiles(stdin io.Reader, files []string) ([]policy.Document, error) {
 	var out []policy.Document
-	for _, name := range files {
-		var docs []policy.Document
-		var err error
-		if name == "-" {
-			data, rerr := io.ReadAll(stdin)
-			if rerr != nil {
-				return nil, fmt.Errorf("read standard input: %w", rerr)
-			}
-			docs, err = policy.Load("<stdin>", data)
-		} else {
-			docs, err = policy.LoadFile(name)
+	for _, file := range files {
+		name, data, err := readInput(stdin, file)
+		if err != nil {
+			return nil, err
 		}
+		docs, err := policy.Load(name, data)
 		if err != nil {
 			return nil, err // names the file: problems start with file:line:column
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/bulwarkhq/bulwark/policy"
@@ -46,15 +45,8 @@ after the flags are further files.`,
 
 // validateFile loads one file, printing its problems to stderr or its
 // summary to stdout, and reports whether it is valid.
-func validateFile(stdin io.Reader, stdout, stderr io.Writer, name string) bool {
-	var data []byte
-	var err error
-	if name == "-" {
-		name = "<stdin>"
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(name)
-	}
+func validateFile(stdin io.Reader, stdout, stderr io.Writer, file string) bool {
+	name, data, err := readInput(stdin, file)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return false
