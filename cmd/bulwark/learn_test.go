@@ -33,6 +33,27 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
+// enforcePolicyFrom writes the fingerprint learn printed to a file, turns
+// it into an enforce-mode policy with `bulwark create policy` and returns
+// the policy file.
+func enforcePolicyFrom(t *testing.T, fingerprint string) string {
+	t.Helper()
+	dir := t.TempDir()
+	fpFile := filepath.Join(dir, "fp.yaml")
+	if err := os.WriteFile(fpFile, []byte(fingerprint), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, stderr, err := runCLI(t, "create", "policy", "--mode", "enforce", "-f", fpFile)
+	if err != nil {
+		t.Fatalf("create policy: %v\n%s", err, stderr)
+	}
+	polFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(polFile, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return polFile
+}
+
 // needLearnTools skips unless the test can load BPF and has the programs
 // the learned scripts run.
 func needLearnTools(t *testing.T) {
@@ -164,19 +185,7 @@ func TestLearnThenExec(t *testing.T) {
 		t.Fatalf("egress %+v, want 127.0.0.1/32 port %d by %s", eg, learned, nc.ID)
 	}
 
-	dir := t.TempDir()
-	fpFile := filepath.Join(dir, "fp.yaml")
-	if err := os.WriteFile(fpFile, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pol, stderr, err := runCLI(t, "create", "policy", "--mode", "enforce", "-f", fpFile)
-	if err != nil {
-		t.Fatalf("create policy: %v\n%s", err, stderr)
-	}
-	polFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polFile, []byte(pol), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	polFile := enforcePolicyFrom(t, out)
 
 	// The same behaviour: no deviation, exit 0, the connection made.
 	_, stderr, err = runCLI(t, "exec", "-f", polFile, "--", "/bin/sh", "-c", script)
@@ -287,19 +296,7 @@ func TestLearnServer(t *testing.T) {
 		t.Fatalf("ingress %+v, want from 127.0.0.1/32 to %d accepted by %s", in, port, srv.ID)
 	}
 
-	dir := t.TempDir()
-	fpFile := filepath.Join(dir, "fp.yaml")
-	if err := os.WriteFile(fpFile, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pol, stderr, err := runCLI(t, "create", "policy", "--mode", "enforce", "-f", fpFile)
-	if err != nil {
-		t.Fatalf("create policy: %v\n%s", err, stderr)
-	}
-	polFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polFile, []byte(pol), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	polFile := enforcePolicyFrom(t, out)
 	execArgs := append([]string{"exec", "-f", polFile}, server...)
 	_, stderr, served, err = serveWhileDialing(t, "127.0.0.1", port, execArgs...)
 	if err != nil || !served || len(deviations(t, stderr)) != 0 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,17 +11,11 @@ import (
 const goldenDir = "../../policy/testdata/merge"
 
 // run executes the bulwark command line in-process and returns its
-// standard output and error.
+// standard output and the error.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(""))
-	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), err
+	out, _, err := runCLI(t, args...)
+	return out, err
 }
 
 func readFile(t *testing.T, path string) string {
