@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/agent"
+	"github.com/bulwarkhq/bulwark/policy"
 )
 
 func newApplyCmd() *cobra.Command {
@@ -18,8 +19,12 @@ func newApplyCmd() *cobra.Command {
 		Short: "Validate policies and apply them through the agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, data, err := readInput(cmd.InOrStdin(), file)
+			name, data, err := readInput(cmd.InOrStdin(), file)
 			if err != nil {
+				return err
+			}
+			// The agent validates again; here the problems name the file.
+			if _, err := policy.Load(name, data); err != nil {
 				return err
 			}
 			names, err := agent.NewClient(socket).ApplyPolicy(bytes.NewReader(data))

@@ -97,3 +97,16 @@ func TestValidateCommandNeedsFiles(t *testing.T) {
 		t.Errorf("validate without files: %v", err)
 	}
 }
+
+// TestApplyNamesTheFileOfAProblem: bulwark apply reports an invalid policy
+// by its file and line before anything reaches the agent.
+func TestApplyNamesTheFileOfAProblem(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(file, []byte("apiVersion: bulwark/v1\nkind: WorkloadPolicy\nmetadata: {name: x, type: container}\nspec: {mode: sometimes}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runCLI(t, "apply", "-f", file, "--socket", filepath.Join(t.TempDir(), "no-agent.sock"))
+	if err == nil || !strings.Contains(err.Error(), file+":4:") {
+		t.Fatalf("apply of an invalid file: %v, want a problem at %s:4", err, file)
+	}
+}
