@@ -4,7 +4,7 @@
 GO      ?= go
 BIN     := bin/bulwark
 # Packages whose tests run on the host (as root: BPF, cgroups).
-UNIT_PKGS := ./policy/... ./cgroup/... ./bpf/... ./collector/... ./agent/... ./plugin/... ./cmd/...
+UNIT_PKGS := ./policy/... ./cgroup/... ./bpf/... ./collector/... ./agent/... ./plugin/... ./cmd/... ./internal/...
 
 .PHONY: build deps test unit lint generate generate-check fuzz vmtest e2e e2e-up e2e-down bench demo
 

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/bulwarkhq/bulwark/internal/unixapi"
 )
 
 // Defaults of ClientOptions.
@@ -66,7 +66,7 @@ type SpoolStats struct {
 type Client struct {
 	opts ClientOptions
 	log  *slog.Logger
-	http *http.Client
+	api  *unixapi.Client
 
 	mu     sync.Mutex
 	sp     *spool
@@ -104,7 +104,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	c := &Client{
 		opts: opts,
 		log:  opts.Logger,
-		http: unixHTTPClient(opts.Socket, 10*time.Second),
+		api:  unixapi.NewClient("collector", opts.Socket, 10*time.Second),
 		sp:   sp,
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
@@ -112,16 +112,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	go c.deliverLoop()
 	return c, nil
-}
-
-// unixHTTPClient returns an HTTP client that reaches a server on a unix
-// socket.
-func unixHTTPClient(socket string, timeout time.Duration) *http.Client {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}
-	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // Send spools a record of the given kind: doc is a policy.Fingerprint,
@@ -283,7 +273,7 @@ func (c *Client) deliverOnce() (int, error) {
 		return 0, fmt.Errorf("encode batch: %w", err)
 	}
 	var ack Ack
-	if err := doJSON(c.http, http.MethodPost, "/v1/records", bytes.NewReader(body), &ack); err != nil {
+	if err := c.api.Do(http.MethodPost, "/v1/records", bytes.NewReader(body), &ack); err != nil {
 		return 0, err
 	}
 	c.mu.Lock()
@@ -298,37 +288,9 @@ func (c *Client) deliverOnce() (int, error) {
 	return int(ack.Seq - before), nil
 }
 
-// doJSON sends a request to the collector and decodes its JSON reply.
-func doJSON(hc *http.Client, method, path string, body io.Reader, out any) error {
-	req, err := http.NewRequest(method, "http://collector"+path, body)
-	if err != nil {
-		return fmt.Errorf("collector API: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("collector API: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e apiError
-		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return fmt.Errorf("collector: %s", e.Error)
-		}
-		return fmt.Errorf("collector API: %s %s: %s", method, path, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("collector API: decode %s reply: %w", path, err)
-	}
-	return nil
-}
-
 // QueryClient reads what the collector stored; the CLI uses it.
 type QueryClient struct {
-	socket string
-	http   *http.Client
+	api *unixapi.Client
 }
 
 // NewQueryClient returns a query client for the collector on socket.
@@ -336,19 +298,14 @@ func NewQueryClient(socket string) *QueryClient {
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	return &QueryClient{socket: socket, http: unixHTTPClient(socket, 30*time.Second)}
+	return &QueryClient{api: unixapi.NewClient("collector", socket, 30*time.Second)}
 }
 
 func (q *QueryClient) get(path string, f Filter, out any) error {
 	if qs := f.values().Encode(); qs != "" {
 		path += "?" + qs
 	}
-	err := doJSON(q.http, http.MethodGet, path, nil, out)
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("no collector at %s (is \"bulwark collector\" running?): %w", q.socket, op.Err)
-	}
-	return err
+	return q.api.Do(http.MethodGet, path, nil, out)
 }
 
 // Workloads lists the workloads matching f.

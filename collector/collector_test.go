@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwarkhq/bulwark/internal/unixapi"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -159,7 +160,7 @@ func post(t *testing.T, socket string, b Batch) uint64 {
 		t.Fatal(err)
 	}
 	var ack Ack
-	if err := doJSON(unixHTTPClient(socket, 5*time.Second), http.MethodPost, "/v1/records", bytes.NewReader(body), &ack); err != nil {
+	if err := unixapi.NewClient("collector", socket, 5*time.Second).Do(http.MethodPost, "/v1/records", bytes.NewReader(body), &ack); err != nil {
 		t.Fatal(err)
 	}
 	return ack.Seq

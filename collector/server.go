@@ -3,16 +3,17 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/bulwarkhq/bulwark/internal/unixapi"
 )
 
 // Defaults of Options.
@@ -80,7 +81,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.store = st
 	s.prune()
-	if s.ln, err = listenUnix(opts.Socket); err != nil {
+	if s.ln, err = unixapi.Listen(opts.Socket); err != nil {
 		st.close()
 		return nil, err
 	}
@@ -94,34 +95,6 @@ func NewServer(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// listenUnix listens on a root-only unix socket, replacing a stale one.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen on %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen on %s: another collector is serving it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("restrict socket %s: %w", path, err)
-	}
-	return ln, nil
-}
-
 // MetricsAddr returns the address metrics are served on, or "".
 func (s *Server) MetricsAddr() string {
 	if s.mln == nil {
@@ -133,13 +106,12 @@ func (s *Server) MetricsAddr() string {
 // Serve serves until ctx is done, then stops the listeners, removes the
 // socket and closes the database.
 func (s *Server) Serve(ctx context.Context) error {
-	api := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
-	servers := []*http.Server{api}
+	servers := []*http.Server{unixapi.NewServer(s.handler())}
 	listeners := []net.Listener{s.ln}
 	if s.mln != nil {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /metrics", s.serveMetrics)
-		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, unixapi.NewServer(mux))
 		listeners = append(listeners, s.mln)
 	}
 	errc := make(chan error, len(servers))
@@ -195,17 +167,6 @@ func (s *Server) prune() {
 	}
 }
 
-// apiError is the body of an error reply.
-type apiError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 // handler routes the collector's API:
 //
 //	POST /v1/records        a Batch; replies with an Ack
@@ -225,15 +186,15 @@ func (s *Server) handler() http.Handler {
 		return func(w http.ResponseWriter, r *http.Request) {
 			f, err := parseFilter(r.URL.Query())
 			if err != nil {
-				writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+				unixapi.WriteError(w, http.StatusBadRequest, err)
 				return
 			}
 			out, err := list(f, time.Now())
 			if err != nil {
-				writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+				unixapi.WriteError(w, http.StatusBadRequest, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, out)
+			unixapi.WriteJSON(w, http.StatusOK, out)
 		}
 	}
 	mux.Handle("GET /v1/workloads", query(func(f Filter, now time.Time) (any, error) { return s.store.workloads(f, now) }))
@@ -244,10 +205,10 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/agents", func(w http.ResponseWriter, _ *http.Request) {
 		out, err := s.store.agents()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			unixapi.WriteError(w, http.StatusInternalServerError, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		unixapi.WriteJSON(w, http.StatusOK, out)
 	})
 	return mux
 }
@@ -256,24 +217,24 @@ func (s *Server) postRecords(w http.ResponseWriter, r *http.Request) {
 	var b Batch
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBatchBytes))
 	if err := dec.Decode(&b); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("decode batch: %v", err)})
+		unixapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("decode batch: %w", err))
 		return
 	}
 	if b.Agent == "" {
-		writeJSON(w, http.StatusBadRequest, apiError{"batch without agent name"})
+		unixapi.WriteError(w, http.StatusBadRequest, errors.New("batch without agent name"))
 		return
 	}
 	res, err := s.store.ingest(&b)
 	if err != nil {
 		s.log.Error("collector: ingest", "agent", b.Agent, "err", err)
-		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		unixapi.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
 	s.metrics.ingested(time.Now(), res)
 	if res.skipped > 0 {
 		s.log.Warn("collector: agent spool dropped records before delivery", "agent", b.Agent, "records", res.skipped)
 	}
-	writeJSON(w, http.StatusOK, Ack{Seq: res.ack})
+	unixapi.WriteJSON(w, http.StatusOK, Ack{Seq: res.ack})
 }
 
 // parseFilter reads a Filter from query parameters.
