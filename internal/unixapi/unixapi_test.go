@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,15 +30,6 @@ func TestListenIsRootOnlyAndRefusesALiveServer(t *testing.T) {
 			t.Errorf("%s: mode %o, want %o", p, got, want)
 		}
 	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	if l2, err := Listen(path); err == nil {
 		l2.Close()
 		t.Fatal("a second Listen took the socket of a live server")
@@ -79,9 +71,10 @@ func TestListenReplacesAStaleSocketOnly(t *testing.T) {
 	}
 }
 
-// serve runs h on a socket under the test's temp dir until the test ends
-// and returns the socket.
-func serve(t *testing.T, h http.Handler) string {
+// serve runs h on a socket under the test's temp dir and returns the
+// socket and a stop function that ends Serve's context and returns what
+// Serve returned; the test's cleanup stops it too.
+func serve(t *testing.T, h http.Handler) (string, func() error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "api.sock")
 	l, err := Listen(path)
@@ -91,13 +84,25 @@ func serve(t *testing.T, h http.Handler) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, l, h, time.Second) }()
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case serveErr = <-done:
+			case <-time.After(5 * time.Second):
+				serveErr = errors.New("Serve did not return after its context ended")
+			}
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return path
+	return path, stop
 }
 
 type reply struct {
@@ -119,7 +124,7 @@ func TestClientDecodesRepliesAndErrors(t *testing.T) {
 	mux.HandleFunc("GET /plain", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not json", http.StatusTeapot)
 	})
-	socket := serve(t, mux)
+	socket, _ := serve(t, mux)
 	c := NewClient("agent", socket, 5*time.Second)
 
 	var got reply
@@ -159,30 +164,17 @@ func TestClientNamesAMissingServer(t *testing.T) {
 }
 
 func TestServeStopsWithItsContextAndRemovesTheSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "api.sock")
-	l, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, reply{"up"})
 	})
-	go func() { done <- Serve(ctx, l, mux, time.Second) }()
+	path, stop := serve(t, mux)
 	var got reply
 	if err := NewClient("agent", path, 5*time.Second).Do(http.MethodGet, "/ok", nil, &got); err != nil || got.Name != "up" {
 		t.Fatalf("GET /ok: %+v, %v", got, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve after cancel: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
+	if err := stop(); err != nil {
+		t.Fatalf("Serve after its context ended: %v", err)
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket left behind after Serve: %v", err)
