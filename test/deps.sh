@@ -1,18 +1,45 @@
 #!/usr/bin/env bash
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
-# need: clang/llvm/libbpf-dev to regenerate the BPF objects, runc,
-# iptables and busybox-static for the e2e runtime and test images, qemu and
-# cpio for the LSM tests in a VM. Go modules come from the module proxy.
+# need; the one list of them. Usage: test/deps.sh [build|e2e|vm]... (all
+# groups when none is named):
+#   build  clang, llvm and libbpf-dev to regenerate the BPF objects
+#   e2e    runc, iptables and busybox-static for the e2e runtime and images
+#   vm     qemu, cpio and busybox-static for the LSM tests in a VM
+# Go modules come from the module proxy.
 set -euo pipefail
-pkgs=(clang llvm libbpf-dev runc iptables busybox-static qemu-system-x86 cpio)
+
+group_packages() {
+	case $1 in
+	build) echo clang llvm libbpf-dev ;;
+	e2e) echo runc iptables busybox-static ;;
+	vm) echo qemu-system-x86 cpio busybox-static ;;
+	*) return 1 ;;
+	esac
+}
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm)
+for g in "${groups[@]}"; do
+	group_packages "$g" >/dev/null || {
+		echo "deps: unknown group $g (want build, e2e or vm)" >&2
+		exit 2
+	}
+done
 missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+for g in "${groups[@]}"; do
+	for p in $(group_packages "$g"); do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+		[[ " ${missing[*]} " == *" $p "* ]] || missing+=("$p")
+	done
 done
 if [ ${#missing[@]} -gt 0 ]; then
-	echo "deps: installing ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing ${missing[*]}; run as root or apt-get install them" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps: ok"
+echo "deps: ${groups[*]}: ok" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the e2e runtime: containerd, ctr, the runc shim, crictl
 # and the CNI plugins from the Go module proxy into .cache/e2e, and installs
-# runc, iptables and busybox-static from apt when they are missing.
+# the e2e group of test/deps.sh (runc, iptables, busybox-static) when missing.
 # Idempotent: a binary already built at the pinned version is kept. Then
 # builds the offline images (images.sh; seconds when nothing changed).
 set -euo pipefail
@@ -34,16 +34,7 @@ go_install() {
 	GOBIN="$dir" GOFLAGS=-buildvcs=false go_cmd install "${missing[@]}"
 }
 
-apt_missing=()
-command -v runc >/dev/null || apt_missing+=(runc)
-command -v iptables >/dev/null || apt_missing+=(iptables)
-[ -x /bin/busybox ] && dpkg -s busybox-static >/dev/null 2>&1 || apt_missing+=(busybox-static)
-if [ ${#apt_missing[@]} -gt 0 ]; then
-	need_root
-	log "apt-get install ${apt_missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
-fi
+bash "$REPO_ROOT/test/deps.sh" e2e
 
 go_install "$E2E_BIN" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
 	github.com/containerd/containerd/v2/cmd/containerd \
