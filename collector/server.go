@@ -22,6 +22,9 @@ const (
 	DefaultPruneInterval = 10 * time.Minute
 	// maxBatchBytes bounds the body of one POST /v1/records.
 	maxBatchBytes = 64 << 20
+	// shutdownGrace is how long requests in flight may take to finish
+	// once Serve stops.
+	shutdownGrace = 5 * time.Second
 )
 
 // Options configure a Server.
@@ -106,53 +109,44 @@ func (s *Server) MetricsAddr() string {
 // Serve serves until ctx is done, then stops the listeners, removes the
 // socket and closes the database.
 func (s *Server) Serve(ctx context.Context) error {
-	servers := []*http.Server{unixapi.NewServer(s.handler())}
-	listeners := []net.Listener{s.ln}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	run := []func() error{
+		func() error { return unixapi.Serve(ctx, s.ln, s.handler(), shutdownGrace) },
+		func() error { s.pruneEvery(ctx); return nil },
+	}
 	if s.mln != nil {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /metrics", s.serveMetrics)
-		servers = append(servers, unixapi.NewServer(mux))
-		listeners = append(listeners, s.mln)
+		run = append(run, func() error { return unixapi.Serve(ctx, s.mln, mux, shutdownGrace) })
 	}
-	errc := make(chan error, len(servers))
-	for i := range servers {
-		go func() { errc <- servers[i].Serve(listeners[i]) }()
-	}
+	// The first to return, whether the context ended or a listener
+	// failed, stops the others.
+	errs := make([]error, len(run)+1)
 	var wg sync.WaitGroup
-	pruneCtx, stopPrune := context.WithCancel(ctx)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(s.opts.PruneInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-pruneCtx.Done():
-				return
-			case <-t.C:
-				s.prune()
-			}
-		}
-	}()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		err = fmt.Errorf("serve: %w", err)
+	for i, f := range run {
+		wg.Go(func() {
+			defer cancel()
+			errs[i] = f()
+		})
 	}
-	stopPrune()
 	wg.Wait()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, srv := range servers {
-		if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
-			err = fmt.Errorf("shut down: %w", serr)
+	errs[len(run)] = s.store.close()
+	return errors.Join(errs...)
+}
+
+// pruneEvery runs retention every PruneInterval until ctx is done.
+func (s *Server) pruneEvery(ctx context.Context) {
+	t := time.NewTicker(s.opts.PruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.prune()
 		}
 	}
-	if cerr := s.store.close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // prune runs retention and logs what it removed.

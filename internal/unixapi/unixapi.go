@@ -51,16 +51,10 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// NewServer returns an HTTP server for h with the read-header timeout all
-// Bulwark servers use.
-func NewServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
-}
-
 // Serve serves h on l until ctx ends, then shuts the server down, giving
 // requests in flight up to grace to finish, and closes l.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration) error {
-	srv := NewServer(h)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
