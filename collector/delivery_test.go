@@ -57,6 +57,7 @@ func TestKillCollectorMidStream(t *testing.T) {
 	const total = 3000
 	sent := make(chan int, total)
 	go func() {
+		defer close(sent)
 		for i := range total {
 			if err := c.Send(KindDeviation, deviation("web", "nginx_0", fmt.Sprintf("/bin/p%d", i))); err != nil {
 				t.Error(err)
@@ -67,7 +68,6 @@ func TestKillCollectorMidStream(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}
-		close(sent)
 	}()
 	// Kill once a third has been sent, while the stream is flowing.
 	for i := range sent {
