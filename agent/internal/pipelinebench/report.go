@@ -19,17 +19,6 @@ type tally struct {
 	complete bool
 }
 
-// storedTally counts what the collector holds against what cfg's load
-// makes. Query errors count as not complete yet (the collector may be busy
-// storing).
-func storedTally(q *collector.QueryClient, cfg config) (tally, error) {
-	groups, err := q.Fingerprints(collector.Filter{})
-	if err != nil {
-		return tally{}, nil
-	}
-	return countFingerprints(groups, cfg)
-}
-
 // countFingerprints counts the fingerprints of groups against cfg: each of
 // cfg.services services should have one process node for its worker plus
 // cfg.execs for its execs, and cfg.peers egress peers. More than that is an

@@ -152,8 +152,12 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	// the collector holds them, so idle means everything delivered.
 	baseline := config{services: cfg.services}
 	if err := waitUntil(ctx, setupTimeout, "the fingerprints of the idle workloads", daemons, func() (bool, error) {
-		t, terr := storedTally(query, baseline)
-		return terr == nil && t.complete, terr
+		groups, qerr := query.Fingerprints(collector.Filter{})
+		if qerr != nil {
+			return false, nil // not yet: the collector may be busy storing
+		}
+		t, terr := countFingerprints(groups, baseline)
+		return t.complete, terr
 	}); err != nil {
 		return nil, err
 	}
@@ -192,8 +196,12 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 		if qerr != nil || len(agents) != 1 || agents[0].Last == last {
 			return false, nil
 		}
+		groups, qerr := query.Fingerprints(collector.Filter{})
+		if qerr != nil {
+			return false, nil // read them again next poll
+		}
 		last = agents[0].Last
-		t, terr := storedTally(query, cfg)
+		t, terr := countFingerprints(groups, cfg)
 		if terr != nil {
 			return false, terr
 		}
