@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -69,21 +70,29 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			errc := make(chan error, 1)
+			// The plugin stops the agent when it fails for good.
+			runCtx, cancelRun := context.WithCancel(ctx)
+			defer cancelRun()
+			perrc := make(chan error, 1)
 			if !noNRI {
-				go func() { errc <- plugin.New(a, nriSocket, log).Run(ctx) }()
+				go func() {
+					perr := plugin.New(a, nriSocket, log).Run(runCtx)
+					cancelRun()
+					perrc <- perr
+				}()
+			} else {
+				perrc <- nil
 			}
-			err = a.Run(ctx)
-			stop()
-			if !noNRI {
-				if perr := <-errc; err == nil {
-					err = perr
-				}
+			err = a.Run(runCtx)
+			signalled := ctx.Err() != nil
+			cancelRun()
+			if perr := <-perrc; perr != nil {
+				return perr
 			}
-			if err != nil && ctx.Err() == nil {
-				return err
+			if signalled {
+				return nil
 			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
