@@ -56,14 +56,14 @@ func newAgentCmd() *cobra.Command {
 				cfg.CollectorSocket = ""
 			}
 			if services {
-				root, err := cgroup.Mountpoint()
-				if err != nil {
-					return err
-				}
-				cfg.ServicesRoot = filepath.Join(root, "system.slice")
-			}
-			if servicesRoot != "" {
 				cfg.ServicesRoot = servicesRoot
+				if cfg.ServicesRoot == "" {
+					root, err := cgroup.Mountpoint()
+					if err != nil {
+						return err
+					}
+					cfg.ServicesRoot = filepath.Join(root, "system.slice")
+				}
 			}
 			a, err := agent.New(cfg, engine)
 			if err != nil {
