@@ -120,12 +120,7 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	agentStopped := false
-	defer func() {
-		if !agentStopped {
-			err = errors.Join(err, ag.stop())
-		}
-	}()
+	defer func() { err = errors.Join(err, ag.stop()) }()
 	api := agent.NewClient(asock)
 	daemons := []*daemon{coll, ag}
 	if err := waitUntil(ctx, setupTimeout, fmt.Sprintf("the agent guarding %d services", cfg.services), daemons, func() (bool, error) {
@@ -233,8 +228,8 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 	res.collectorLoaded, merr = readMemory(coll.pid())
 	err = errors.Join(err, merr)
 
-	// A stopping agent sends its counters and flushes its spool.
-	agentStopped = true
+	// A stopping agent sends its counters and flushes its spool (stopping
+	// it again when returning does nothing).
 	err = errors.Join(err, ag.stop())
 	agents, qerr := query.Agents()
 	if qerr != nil || len(agents) != 1 {
@@ -345,7 +340,7 @@ func (d *daemon) exited() error {
 }
 
 // stop asks the daemon to stop (SIGTERM) and kills it when it does not
-// within stopTimeout.
+// within stopTimeout. Stopping it again (or once it exited) does nothing.
 func (d *daemon) stop() error {
 	select {
 	case <-d.done:
