@@ -11,6 +11,9 @@ UNIT_PKGS := ./policy/... ./cgroup/... ./bpf/... ./collector/... ./agent/... ./p
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
 
+# Every apt group of test/deps.sh. The targets below install only the group
+# they use: generate the build group, install.sh (e2e, demo, bench) the e2e
+# group, the VM harness (vmtest, vmbench) the vm group.
 deps:
 	bash test/deps.sh
 
@@ -20,6 +23,7 @@ lint:
 
 # Regenerates the bpf2go objects (clang, llvm-strip, libbpf-dev).
 generate:
+	bash test/deps.sh build
 	$(GO) generate ./bpf/...
 
 # Fails when the committed BPF objects differ from freshly generated ones.
@@ -62,7 +66,10 @@ e2e-down:
 # Benchmarks (not tests): overhead ratios measured side by side, with vs
 # without Bulwark, in one run each; then the collector's and the whole
 # observation pipeline's throughput and memory.
-bench: deps build
+# The bpf benchmark runs busybox (the e2e and vm groups), before the harnesses
+# below install their groups.
+bench: build
+	bash test/deps.sh e2e vm
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
 	bash test/e2e/install.sh >&2
@@ -70,7 +77,9 @@ bench: deps build
 	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)
 
+# deps: the unit tests run /bin/busybox (busybox-static), which no earlier
+# step installs; the later steps need the other groups anyway.
 test: deps lint generate-check unit fuzz vmtest e2e
 
-demo: deps build
+demo: build
 	bash test/e2e/demo.sh
