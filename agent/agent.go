@@ -214,15 +214,21 @@ func (a *Agent) watchPolicies(ctx context.Context) error {
 	}
 }
 
-// reconcilePolicies rereads the store and re-arms every workload whose
-// policy changed.
+// reconcilePolicies rereads the store after the policy directory changed
+// and, when the policies in force changed, re-arms every armed workload.
+// A rejected file is logged by the store and changes nothing.
 func (a *Agent) reconcilePolicies() error {
-	if _, err := a.store.Reload(); err != nil {
+	changed, err := a.store.Reload()
+	if err != nil || !changed {
 		return err
 	}
-	for file, problem := range a.store.Problems() {
-		a.log.Warn("policy file rejected; previous version stays in force", "file", file, "error", problem)
-	}
+	return a.rearmAll()
+}
+
+// rearmAll re-arms every armed workload with the policies now in force
+// (arming chooses the policy again, so a workload may change policy) and
+// reports changed policies to the collector.
+func (a *Agent) rearmAll() error {
 	a.sendPolicies()
 	a.mu.Lock()
 	ws := make([]*Workload, 0, len(a.workloads))
@@ -264,13 +270,14 @@ func (a *Agent) namespaceChanged(ns string) {
 
 // ApplyPolicy validates and stores policy documents, then applies them to
 // every workload they select. Nothing is stored when any document is
-// invalid.
+// invalid. The store has already read the new file, so the directory
+// watcher that sees it next finds nothing changed.
 func (a *Agent) ApplyPolicy(data []byte) ([]string, error) {
 	names, err := a.store.Put(data)
 	if err != nil {
 		return nil, err
 	}
-	return names, a.reconcilePolicies()
+	return names, a.rearmAll()
 }
 
 // DeletePolicy removes a policy and re-arms the workloads it guarded.
@@ -278,7 +285,7 @@ func (a *Agent) DeletePolicy(name string) error {
 	if err := a.store.Delete(name); err != nil {
 		return err
 	}
-	return a.reconcilePolicies()
+	return a.rearmAll()
 }
 
 // ContainerCreated records a container's identity before it starts.
