@@ -46,19 +46,6 @@ type ClientOptions struct {
 	Logger *slog.Logger
 }
 
-// SpoolStats describe a client's spool.
-type SpoolStats struct {
-	// Depth is the number of records not yet acknowledged.
-	Depth int
-	// Bytes is the size of the spool's segments.
-	Bytes int64
-	// Dropped counts the records dropped because the spool was full,
-	// since the spool was created.
-	Dropped uint64
-	// Acked is the highest sequence number the collector acknowledged.
-	Acked uint64
-}
-
 // Client is an agent's connection to the collector: Send spools a record
 // on disk and returns; a background loop delivers spooled records in
 // batches, resends what was not acknowledged and catches up when the
@@ -153,13 +140,6 @@ func (c *Client) Send(kind Kind, doc any) error {
 	default:
 	}
 	return nil
-}
-
-// Stats returns the spool's current state.
-func (c *Client) Stats() SpoolStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return SpoolStats{Depth: c.sp.depth(), Bytes: c.sp.total, Dropped: c.sp.meta.Dropped, Acked: c.sp.meta.Acked}
 }
 
 // Flush waits until every spooled record is acknowledged or ctx is done.

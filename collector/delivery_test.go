@@ -75,7 +75,7 @@ func TestKillCollectorMidStream(t *testing.T) {
 			break
 		}
 	}
-	ackedAtKill := c.Stats().Acked
+	ackedAtKill := spoolStats(c).Acked
 	srv.kill()
 	time.Sleep(100 * time.Millisecond)
 	srv = startChild(t, socket, db)
@@ -113,7 +113,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = newClient(t, socket, spool, 0)
-	if st := c.Stats(); st.Depth != 50 || st.Acked != 0 {
+	if st := spoolStats(c); st.Depth != 50 || st.Acked != 0 {
 		t.Fatalf("reopened spool = %+v, want 50 records waiting", st)
 	}
 	for i := range 25 {
@@ -127,7 +127,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	if n, occ := totalCount(t, q); n != 75 || occ != 75 {
 		t.Errorf("stored %d (%d occurrences), want 75", n, occ)
 	}
-	if st := c.Stats(); st.Depth != 0 || st.Acked != 75 || st.Bytes != 0 {
+	if st := spoolStats(c); st.Depth != 0 || st.Acked != 75 || st.Bytes != 0 {
 		t.Errorf("spool after catching up = %+v, want empty at 75", st)
 	}
 	segs, _ := filepath.Glob(filepath.Join(spool, "*"+segmentSuffix))
@@ -151,7 +151,7 @@ func TestSpoolBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st := c.Stats()
+	st := spoolStats(c)
 	if st.Dropped == 0 || st.Bytes > max || st.Depth+int(st.Dropped) != total {
 		t.Fatalf("spool = %+v: want drops, at most %d bytes, depth+dropped = %d", st, max, total)
 	}
@@ -188,7 +188,7 @@ func TestSpoolBound(t *testing.T) {
 	// The drop count survives a restart of the client.
 	c.Close()
 	c = newClient(t, socket, spool, max)
-	if got := c.Stats().Dropped; got != st.Dropped {
+	if got := spoolStats(c).Dropped; got != st.Dropped {
 		t.Errorf("dropped after reopening = %d, want %d", got, st.Dropped)
 	}
 	t.Logf("spool of %d bytes: kept %d records, dropped %d", max, st.Depth, st.Dropped)

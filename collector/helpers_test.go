@@ -89,6 +89,25 @@ func newClient(t *testing.T, socket, spool string, maxBytes int64) *Client {
 	return c
 }
 
+// spoolState is a client's spool as the tests check it.
+type spoolState struct {
+	// Depth is the number of records not yet acknowledged.
+	Depth int
+	// Bytes is the size of the spool's segments.
+	Bytes int64
+	// Dropped counts the records dropped because the spool was full.
+	Dropped uint64
+	// Acked is the highest sequence number the collector acknowledged.
+	Acked uint64
+}
+
+// spoolStats reads the state of c's spool.
+func spoolStats(c *Client) spoolState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return spoolState{Depth: c.sp.depth(), Bytes: c.sp.total, Dropped: c.sp.meta.Dropped, Acked: c.sp.meta.Acked}
+}
+
 func flush(t *testing.T, c *Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
