@@ -20,7 +20,7 @@ need_root
 "$E2E_SRC/install.sh" >&2
 
 was_up=
-if [ -f "$E2E_DIR/run/containerd.pid" ] && [ -d "/proc/$(cat "$E2E_DIR/run/containerd.pid")" ]; then
+if containerd_pid >/dev/null; then
 	was_up=1
 fi
 work="$(mktemp -d /tmp/bulwark-demo.XXXXXX)"

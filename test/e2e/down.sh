@@ -19,9 +19,7 @@ warn() {
 
 # 1. Pods, through CRI, so the CNI plugins tear down their own network
 #    state (veth, IPAM lease, portmap rules).
-pidfile="$E2E_DIR/run/containerd.pid"
-cpid="$(cat "$pidfile" 2>/dev/null || true)"
-if alive "$cpid" && [ -S "$CONTAINERD_SOCK" ] && crictl_cmd --timeout 5s info >/dev/null 2>&1; then
+if containerd_pid >/dev/null && [ -S "$CONTAINERD_SOCK" ] && crictl_cmd --timeout 5s info >/dev/null 2>&1; then
 	mapfile -t pods < <(crictl_cmd pods -q 2>/dev/null)
 	if [ ${#pods[@]} -gt 0 ]; then
 		log "removing ${#pods[@]} pod(s)"
@@ -35,7 +33,7 @@ fi
 
 # 3. containerd.
 stop_containerd || warn "containerd does not exit"
-rm -f "$pidfile"
+rm -f "$E2E_DIR/run/containerd.pid"
 
 # 4. Shims of this containerd (identified by the exact -address flag) and
 #    the containers runc still knows in our runc root.

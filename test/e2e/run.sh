@@ -11,7 +11,7 @@ need_root
 "$E2E_SRC/install.sh"
 
 was_up=
-if [ -f "$E2E_DIR/run/containerd.pid" ] && [ -d "/proc/$(cat "$E2E_DIR/run/containerd.pid")" ]; then
+if containerd_pid >/dev/null; then
 	was_up=1
 	log "runtime already up; leaving it up afterwards"
 fi

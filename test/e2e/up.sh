@@ -61,8 +61,7 @@ required_plugins_toml() {
 	printf "  [plugins.'io.containerd.nri.v1.nri'.default_validator]\n    enable = true\n    required_plugins = [%s]\n" "$list"
 }
 
-pidfile="$E2E_DIR/run/containerd.pid"
-if [ -f "$pidfile" ] && [ -d "/proc/$(cat "$pidfile")" ] && crictl_cmd info >/dev/null 2>&1; then
+if containerd_pid >/dev/null && crictl_cmd info >/dev/null 2>&1; then
 	log "runtime already up in $E2E_DIR"
 	"$E2E_SRC/collector.sh" start
 	"$E2E_SRC/agent.sh" start
