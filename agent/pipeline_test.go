@@ -66,12 +66,7 @@ func startPipeline(t *testing.T) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		entries, _ := os.ReadDir(slice)
-		for _, e := range entries {
-			if e.IsDir() {
-				cgroup.Remove(filepath.Join(slice, e.Name()))
-			}
-		}
+		// Removes the service cgroups first, killing what still runs.
 		if err := cgroup.Remove(slice); err != nil {
 			t.Error(err)
 		}
