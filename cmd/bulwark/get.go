@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -252,20 +253,11 @@ func listFingerprints(q *collector.QueryClient, f collector.Filter, wide bool, n
 		}
 		row := []string{what, orDash(g.Type), strconv.Itoa(len(g.Instances)), strconv.Itoa(procs), strconv.Itoa(in), strconv.Itoa(out), age(now, g.LastSeen)}
 		if wide {
-			row = append(row, age(now, g.FirstSeen), strings.Join(names, ","), strings.Join(sortedKeys(agents), ","))
+			row = append(row, age(now, g.FirstSeen), strings.Join(names, ","), strings.Join(slices.Sorted(maps.Keys(agents)), ","))
 		}
 		rows = append(rows, row)
 	}
 	return rows, docs, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // selectorText describes what a policy selects.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -19,8 +21,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the agent's backend, workloads, policies and event loss",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != policy.FormatJSON {
-				return fmt.Errorf("-o %q: want table or json", output)
+			if output != formatTable && output != policy.FormatJSON {
+				return fmt.Errorf("-o %q: want %s or %s", output, formatTable, policy.FormatJSON)
 			}
 			st, err := agent.NewClient(socket).Status()
 			if err != nil {
@@ -35,7 +37,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	agentSocketFlag(cmd, &socket)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table or json")
 	return cmd
 }
 
@@ -60,8 +62,8 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for file, problem := range st.Problems {
-		fmt.Fprintf(w, "\nrejected policy file %s (previous version in force):\n%s\n", file, problem)
+	for _, file := range slices.Sorted(maps.Keys(st.Problems)) {
+		fmt.Fprintf(w, "\nrejected policy file %s (previous version in force):\n%s\n", file, st.Problems[file])
 	}
 	return nil
 }
