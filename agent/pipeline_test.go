@@ -79,6 +79,12 @@ func startPipeline(t *testing.T) *pipeline {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
+	// Registered before the agent's cleanup, so it runs after it: the
+	// agent stops before the collector.
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
 
 	a, err := New(Config{
 		PolicyDir: filepath.Join(dir, "policies"), Socket: filepath.Join(dir, "agent.sock"), Hostname: "test-node",
@@ -96,7 +102,6 @@ func startPipeline(t *testing.T) *pipeline {
 			t.Errorf("agent: %v", err)
 		}
 		a.Close()
-		<-served
 	})
 
 	applets := t.TempDir()
