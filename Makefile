@@ -72,8 +72,7 @@ bench: build
 	bash test/deps.sh e2e vm
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
-	bash test/e2e/install.sh >&2
-	bash test/e2e/up.sh >/dev/null; bash test/e2e/bench.sh --compare; rc=$$?; bash test/e2e/down.sh; exit $$rc
+	bash test/e2e/bench.sh --compare
 	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): latency of `crictl create` + `crictl start` of a
-# container in a running pod, median of N runs (default 20), on the runtime
-# up.sh started.
+# container in a running pod, median of N runs (default 20), on the e2e
+# runtime: the one up.sh started, else one it installs and starts (install.sh,
+# up.sh) and tears down at the end (down.sh).
 #
 #   bench.sh [-n N]            measure as the runtime is now (agent or not)
 #   bench.sh [-n N] [-r R] --compare
@@ -30,15 +31,19 @@ done
 if [ "$n" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt "$n" ]; then
 	die "need 1 <= ROUNDS <= N"
 fi
-crictl_cmd info >/dev/null 2>&1 || die "runtime not up: run test/e2e/up.sh"
 
 work="$(mktemp -d /tmp/bulwark-e2e-bench.XXXXXX)"
 pod=
 cleanup() {
+	local rc=$?
 	[ -z "$pod" ] || crictl_cmd rmp -f "$pod" >/dev/null 2>&1 || true
 	rm -rf "$work"
+	runtime_release || rc=1
+	exit "$rc"
 }
 trap cleanup EXIT
+
+runtime_up
 
 # samples COUNT: runs one warm-up and COUNT timed create+start in a new
 # pod; prints each latency in microseconds.

@@ -17,19 +17,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 
-"$E2E_SRC/install.sh" >&2
-
-was_up=
-if containerd_pid >/dev/null; then
-	was_up=1
-fi
 work="$(mktemp -d /tmp/bulwark-demo.XXXXXX)"
 teardown() {
 	local rc=$?
 	rm -rf "$work"
-	if [ -z "$was_up" ]; then
-		"$E2E_SRC/down.sh" >&2 || rc=1
-	else
+	if [ -n "${runtime_started:-}" ]; then
+		runtime_release || rc=1
+	elif containerd_pid >/dev/null; then
+		# The runtime was up before: it keeps running without the demo's
+		# pods and policy.
 		for p in demo-web demo-api; do
 			id="$(crictl_cmd pods -q --name "$p" 2>/dev/null || true)"
 			[ -z "$id" ] || { crictl_cmd stopp "$id" >/dev/null 2>&1 || true; crictl_cmd rmp "$id" >/dev/null 2>&1 || true; }
@@ -40,7 +36,7 @@ teardown() {
 }
 trap teardown EXIT
 
-eval "$("$E2E_SRC/up.sh")"
+runtime_up
 bulwark() { "$BULWARK_BIN" "$@"; }
 step() { printf '\n==> %s\n' "$*"; }
 show() { printf '    $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }

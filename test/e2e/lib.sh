@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # the variables are used by the scripts sourcing this file
 # Shared settings for the e2e runtime scripts (install.sh, images.sh, up.sh,
-# down.sh, bench.sh, run.sh). Source it; it defines variables and functions only.
+# down.sh, bench.sh, run.sh, demo.sh). Source it; it defines variables and
+# functions only.
 
 # runc, iptables, ip, mount tools: make sure sbin is searched.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -119,4 +120,25 @@ stop_containerd() {
 	log "stopping containerd (pid $pid)"
 	kill -s TERM "$pid"
 	wait_gone "$pid" || { kill -s KILL "$pid"; wait_gone "$pid"; }
+}
+
+# runtime_up installs the runtime (install.sh) and starts it (up.sh) unless
+# it is already up, and exports its environment. Set the EXIT trap that
+# calls runtime_release first, so a failed up.sh is cleaned up too.
+runtime_up() {
+	"$E2E_SRC/install.sh" >&2
+	if containerd_pid >/dev/null; then
+		log "runtime already up; leaving it up afterwards"
+	else
+		runtime_started=1
+	fi
+	local env_lines
+	env_lines="$("$E2E_SRC/up.sh")"
+	eval "$env_lines"
+}
+
+# runtime_release tears the runtime down (down.sh) when runtime_up started
+# it; a runtime that was already up is left running.
+runtime_release() {
+	[ -z "${runtime_started:-}" ] || "$E2E_SRC/down.sh" >&2
 }

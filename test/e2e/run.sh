@@ -8,23 +8,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 
-"$E2E_SRC/install.sh"
-
-was_up=
-if containerd_pid >/dev/null; then
-	was_up=1
-	log "runtime already up; leaving it up afterwards"
-fi
 teardown() {
 	local rc=$?
-	if [ -z "$was_up" ]; then
-		"$E2E_SRC/down.sh" || rc=1
-	fi
+	runtime_release || rc=1
 	exit "$rc"
 }
 trap teardown EXIT
 
-env_lines="$("$E2E_SRC/up.sh")"
-eval "$env_lines"
+runtime_up
 cd "$REPO_ROOT"
 go test -count=1 -v "$@" ./test/e2e/
