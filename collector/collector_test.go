@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/bulwarkhq/bulwark/internal/unixapi"
 	"github.com/bulwarkhq/bulwark/policy"
@@ -255,5 +258,36 @@ func TestSecondCollectorRefused(t *testing.T) {
 	}
 	if err := st.close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQueryErrorStatus checks whom a failed query blames: a filter the
+// collector cannot apply is the asker's mistake (400), an entry it cannot
+// read its own (500).
+func TestQueryErrorStatus(t *testing.T) {
+	srv := startServer(t, t.TempDir(), Options{})
+	q := NewQueryClient(srv.socket)
+	status := func(err error) int {
+		var e *unixapi.Error
+		if errors.As(err, &e) {
+			return e.Status
+		}
+		return 0
+	}
+	if _, err := q.Flags(Filter{Image: "nginx"}); status(err) != http.StatusBadRequest {
+		t.Errorf("flags filtered by image: %v, want status 400", err)
+	}
+	api := unixapi.NewClient("collector", srv.socket, 5*time.Second)
+	if err := api.Do(http.MethodGet, "/v1/deviations?since=yesterday", nil, nil); status(err) != http.StatusBadRequest {
+		t.Errorf("since=yesterday: %v, want status 400", err)
+	}
+	err := srv.store.db.Update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketWorkloads).Put([]byte("corrupt"), []byte("{"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Workloads(Filter{}); status(err) != http.StatusInternalServerError {
+		t.Errorf("workloads with a corrupt entry stored: %v, want status 500", err)
 	}
 }

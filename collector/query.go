@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -242,11 +243,15 @@ func (s *store) deviations(f Filter, now time.Time) ([]StoredDeviation, error) {
 	return out, err
 }
 
+// errFlagsFilter refuses a filter flags cannot be matched against: the
+// asker's mistake, not the store's.
+var errFlagsFilter = errors.New("flags can be filtered by policy and age only")
+
 // flags lists the flags matching f, oldest first. Flags carry no workload
 // identity, so only the policy and since filters apply to them.
 func (s *store) flags(f Filter, now time.Time) ([]StoredFlag, error) {
 	if f.Image != "" || f.Service != "" || f.Namespace != "" {
-		return nil, fmt.Errorf("flags can be filtered by policy and age only")
+		return nil, errFlagsFilter
 	}
 	m := newMatcher(f, now)
 	out := []StoredFlag{}

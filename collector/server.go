@@ -184,8 +184,12 @@ func (s *Server) handler() http.Handler {
 				return
 			}
 			out, err := list(f, time.Now())
-			if err != nil {
+			if errors.Is(err, errFlagsFilter) {
 				unixapi.WriteError(w, http.StatusBadRequest, err)
+				return
+			}
+			if err != nil {
+				unixapi.WriteError(w, http.StatusInternalServerError, err)
 				return
 			}
 			unixapi.WriteJSON(w, http.StatusOK, out)
