@@ -263,7 +263,7 @@ func (a *Agent) namespaceChanged(ns string) {
 	a.mu.Unlock()
 	for _, w := range ws {
 		if err := a.arm(w); err != nil {
-			a.log.Error("re-arm after namespace labels changed", "workload", w.describe(), "error", err)
+			a.log.Error("re-arm after namespace labels changed", "namespace", ns, "error", err) // err names the workload
 		}
 	}
 }
@@ -342,7 +342,7 @@ func (a *Agent) forgetLocked(key string) {
 // attachment is removed.
 func (a *Agent) disarm(w *Workload) error {
 	a.mu.Lock()
-	cgid := w.CgroupID
+	cgid, name := w.CgroupID, w.describe()
 	a.mu.Unlock()
 	if cgid == 0 {
 		return nil
@@ -352,7 +352,7 @@ func (a *Agent) disarm(w *Workload) error {
 	}
 	a.sendWorkload(w, collector.WorkloadStopped)
 	if err := a.engine.Remove(cgid); err != nil {
-		return fmt.Errorf("disarm %s: %w", w.describe(), err)
+		return fmt.Errorf("disarm %s: %w", name, err)
 	}
 	return nil
 }

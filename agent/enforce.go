@@ -24,17 +24,17 @@ import (
 // policy.
 func (a *Agent) arm(w *Workload) error {
 	a.mu.Lock()
-	info, id, path := w.Info, w.Identity, w.CgroupPath
+	info, id, path, desc := w.Info, w.Identity, w.CgroupPath, w.describe()
 	a.mu.Unlock()
 
 	pol, others := choosePolicy(a.store.Policies(), id)
 	if len(others) > 0 {
 		a.log.Warn("several policies select one workload; using the first by name",
-			"workload", w.describe(), "using", pol.Metadata.Name, "ignoring", others)
+			"workload", desc, "using", pol.Metadata.Name, "ignoring", others)
 	}
 	enforce := pol != nil && pol.Spec.Mode == policy.ModeEnforce
 	fail := func(err error) error {
-		err = fmt.Errorf("arm %s: %w", w.describe(), err)
+		err = fmt.Errorf("arm %s: %w", desc, err)
 		if enforce {
 			return err
 		}
@@ -55,7 +55,7 @@ func (a *Agent) arm(w *Workload) error {
 	}
 	users, err := workloadUsers(info.PID, root)
 	if err != nil {
-		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", w.describe(), "error", err)
+		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", desc, "error", err)
 	}
 	mode := bpf.ModeObserve
 	var compiled *bpf.Compiled
@@ -94,7 +94,7 @@ func (a *Agent) arm(w *Workload) error {
 	}
 	w.fpMu.Unlock()
 	if changed {
-		a.log.Info("workload armed", "workload", w.describe(), "cgroup", cgid, "policy", name, "mode", modeName)
+		a.log.Info("workload armed", "workload", desc, "cgroup", cgid, "policy", name, "mode", modeName)
 		a.sendWorkload(w, collector.WorkloadStarted)
 	}
 	return nil
@@ -189,9 +189,11 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 func (a *Agent) handleDeviation(ev bpf.Event) {
 	a.mu.Lock()
 	w := a.byCgroup[ev.CgroupID]
+	var t target
 	var pol *policy.WorkloadPolicy
 	var users map[string]uint32
 	if w != nil {
+		t = targetOf(w)
 		pol, users = w.policy, w.Users
 	}
 	a.mu.Unlock()
@@ -201,15 +203,12 @@ func (a *Agent) handleDeviation(ev bpf.Event) {
 	}
 	uidName := UserNames(users)
 	d := BuildDeviation(ev, pol, uidName)
-	d.Metadata.Hostname = a.cfg.Hostname
-	d.Metadata.ContainerID, d.Metadata.ContainerName = w.Info.ID, w.Info.Name
-	d.Metadata.PodName, d.Metadata.Namespace, d.Metadata.Image = w.Info.PodName, w.Info.Namespace, w.Identity.Image
-	d.Metadata.Cgroup = w.Identity.ServiceCgroup
+	setIdentityMetadata(&d.Metadata, t.id)
 	isNew := a.records.addDeviation(d)
 	a.send(collector.KindDeviation, &d)
-	a.log.Warn("deviation", "workload", w.describe(), "policy", pol.Metadata.Name, "kind", ev.Kind,
+	a.log.Warn("deviation", "workload", t.name, "policy", pol.Metadata.Name, "kind", ev.Kind,
 		"exe", ev.Exe, "blocked", ev.Blocked, "dst", ev.Dst, "src", ev.Src)
 	if pol.Spec.Mode == policy.ModeEnforce {
-		a.respond(w, pol, d, deviant{PID: int(ev.PID), Comm: ev.Comm, Exe: ev.Exe, Euser: uidName(ev.EUID)}, isNew)
+		a.respond(t, pol, d, deviant{PID: int(ev.PID), Comm: ev.Comm, Exe: ev.Exe, Euser: uidName(ev.EUID)}, isNew)
 	}
 }

@@ -288,31 +288,28 @@ func (b *FingerprintBuilder) metadata() policy.Metadata {
 	if typ != policy.TypeLinuxService {
 		typ = policy.TypeContainer
 	}
-	m := policy.Metadata{
-		Name:          b.workloadName(),
-		Type:          typ,
-		UID:           b.uid(),
-		Version:       b.version,
-		Hostname:      id.Hostname,
-		Image:         id.Image,
-		ImageID:       id.ImageID,
-		ContainerName: id.ContainerName,
-		ContainerID:   id.ContainerID,
-		PodName:       id.PodName,
-		PodUID:        id.PodUID,
-		Namespace:     id.Namespace,
-		PodLabels:     maps.Clone(id.PodLabels),
-		ServiceName:   id.ServiceName,
-		Cgroup:        id.ServiceCgroup,
-	}
-	if id.Namespace != "" {
-		m.NamespaceLabels = policy.NamespaceLabels(id)
-	}
+	m := policy.Metadata{Name: b.workloadName(), Type: typ, UID: b.uid(), Version: b.version}
+	setIdentityMetadata(&m, id)
 	if !b.first.IsZero() {
 		m.FirstTimestamp = unixSeconds(b.first)
 		m.LatestTimestamp = unixSeconds(b.latest)
 	}
 	return m
+}
+
+// setIdentityMetadata writes workload identity id into the metadata of a
+// document about it (a fingerprint, a deviation): its node, image,
+// container, pod, namespace with its labels, and service.
+func setIdentityMetadata(m *policy.Metadata, id policy.Identity) {
+	m.Hostname = id.Hostname
+	m.Image, m.ImageID = id.Image, id.ImageID
+	m.ContainerName, m.ContainerID = id.ContainerName, id.ContainerID
+	m.PodName, m.PodUID, m.PodLabels = id.PodName, id.PodUID, maps.Clone(id.PodLabels)
+	m.Namespace = id.Namespace
+	if id.Namespace != "" {
+		m.NamespaceLabels = policy.NamespaceLabels(id)
+	}
+	m.ServiceName, m.Cgroup = id.ServiceName, id.ServiceCgroup
 }
 
 // uid identifies the workload instance: a hash of its identity, the same

@@ -105,32 +105,32 @@ func globsMatch(globs []string, value string) bool {
 // respond runs the response actions for a deviation in an enforce-mode
 // policy: processes and pods are killed, and flags recorded when the
 // deviation is new (a repeat only bumps its count).
-func (a *Agent) respond(w *Workload, pol *policy.WorkloadPolicy, d policy.Deviation, p deviant, isNew bool) {
-	for _, act := range actionsFor(pol.Spec.Response, w.Identity, p) {
+func (a *Agent) respond(t target, pol *policy.WorkloadPolicy, d policy.Deviation, p deviant, isNew bool) {
+	for _, act := range actionsFor(pol.Spec.Response, t.id, p) {
 		switch {
 		case act.MakeRedFlag != nil:
 			if isNew {
-				a.raiseFlag("redflag", act.MakeRedFlag, w, pol, d)
+				a.raiseFlag("redflag", act.MakeRedFlag, t, pol, d)
 			}
 		case act.MakeOpsFlag != nil:
 			if isNew {
-				a.raiseFlag("opsflag", act.MakeOpsFlag, w, pol, d)
+				a.raiseFlag("opsflag", act.MakeOpsFlag, t, pol, d)
 			}
 		case act.AgentKillProcess != nil:
-			a.kill(w, p.PID, false)
+			a.kill(t, p.PID, false)
 		case act.AgentKillProcessGroup != nil:
-			a.kill(w, p.PID, true)
+			a.kill(t, p.PID, true)
 		case act.AgentKillPod != nil:
-			if err := a.pods.stop(w.Info.PodSandboxID); err != nil {
-				a.log.Error("agentKillPod", "workload", w.describe(), "error", err)
+			if err := a.pods.stop(t.podSandbox); err != nil {
+				a.log.Error("agentKillPod", "workload", t.name, "error", err)
 			} else {
-				a.log.Info("agentKillPod: pod stopped", "workload", w.describe(), "pod", w.Info.PodSandboxID)
+				a.log.Info("agentKillPod: pod stopped", "workload", t.name, "pod", t.podSandbox)
 			}
 		}
 	}
 }
 
-func (a *Agent) raiseFlag(class string, f *policy.FlagAction, w *Workload, pol *policy.WorkloadPolicy, d policy.Deviation) {
+func (a *Agent) raiseFlag(class string, f *policy.FlagAction, t target, pol *policy.WorkloadPolicy, d policy.Deviation) {
 	if f.Enabled != nil && !*f.Enabled {
 		return
 	}
@@ -141,7 +141,7 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, w *Workload, pol *
 			UID: "flag:" + randomID(), Class: class, Severity: f.Severity,
 			Timestamp: float64(time.Now().UnixNano()) / 1e9,
 			PolicyUID: pol.Metadata.UID, PolicyName: pol.Metadata.Name, DeviationUID: d.Metadata.UID,
-			Workload: w.describe(), Hostname: a.cfg.Hostname,
+			Workload: t.name, Hostname: a.cfg.Hostname,
 			Impact: f.Impact, Content: f.Content, Description: f.Description,
 		},
 	}
@@ -151,21 +151,21 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, w *Workload, pol *
 
 // kill sends SIGKILL to the deviant process, or to its process group,
 // provided the process still belongs to the workload.
-func (a *Agent) kill(w *Workload, pid int, group bool) {
+func (a *Agent) kill(t target, pid int, group bool) {
 	if pid <= 0 {
 		return
 	}
-	target := pid
+	victim := pid
 	if group {
 		pgid, err := syscall.Getpgid(pid)
 		if err != nil {
 			a.log.Warn("agentKillProcessGroup", "pid", pid, "error", err)
 			return
 		}
-		target = -pgid
+		victim = -pgid
 	}
-	if err := syscall.Kill(target, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		a.log.Warn("kill deviant process", "pid", target, "workload", w.describe(), "error", err)
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		a.log.Warn("kill deviant process", "pid", victim, "workload", t.name, "error", err)
 	}
 }
 

@@ -29,7 +29,8 @@ type ContainerInfo struct {
 }
 
 // Workload is one container the agent tracks: its identity, where it runs
-// and which policy guards it.
+// and which policy guards it. The agent's lock guards its fields, except
+// the fingerprint's (fpMu).
 type Workload struct {
 	Info     ContainerInfo
 	Identity policy.Identity
@@ -112,8 +113,22 @@ func choosePolicy(pols []*policy.WorkloadPolicy, id policy.Identity) (*policy.Wo
 	return sel[0], others
 }
 
+// target is what responding to a deviation reads of its workload, copied
+// under the agent's lock (runtime events and namespace changes rewrite a
+// workload's information and identity).
+type target struct {
+	name       string // describe()
+	id         policy.Identity
+	podSandbox string
+}
+
+// targetOf copies what a response needs of w; a.mu is held.
+func targetOf(w *Workload) target {
+	return target{name: w.describe(), id: w.Identity, podSandbox: w.Info.PodSandboxID}
+}
+
 // describe names a workload for people: namespace/pod/container, or the
-// container id when it has no pod.
+// container id when it has no pod. The agent's lock is held.
 func (w *Workload) describe() string {
 	if w.Info.PodName != "" {
 		return fmt.Sprintf("%s/%s/%s", w.Info.Namespace, w.Info.PodName, w.Info.Name)
