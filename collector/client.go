@@ -115,16 +115,12 @@ func (c *Client) Send(kind Kind, doc any) error {
 	if kind == KindStats {
 		// Fill in the spool's figures; anything but Stats is left for
 		// encodeDoc to refuse, as for every other kind.
-		switch d := doc.(type) {
-		case Stats:
+		if d, ok := doc.(*Stats); ok && d != nil {
+			doc = *d
+		}
+		if d, ok := doc.(Stats); ok {
 			d.SpoolDepth, d.SpoolDropped = c.sp.depth(), c.sp.meta.Dropped
 			doc = d
-		case *Stats:
-			if d != nil {
-				s := *d
-				s.SpoolDepth, s.SpoolDropped = c.sp.depth(), c.sp.meta.Dropped
-				doc = s
-			}
 		}
 	}
 	raw, err := encodeDoc(kind, doc)

@@ -98,7 +98,6 @@ type ingestResult struct {
 func (s *store) ingest(b *Batch) (ingestResult, error) {
 	res := ingestResult{stored: map[Kind]int{}}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		res = ingestResult{stored: map[Kind]int{}}
 		w := &writer{tx: tx}
 		st, err := agentState(tx, b.Agent)
 		if err != nil {
@@ -588,7 +587,6 @@ func (w *writer) putWorkload(r *Record, ev *WorkloadEvent) error {
 func (s *store) prune(now time.Time, maxAge time.Duration, maxSize int64) (int, error) {
 	removed := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		removed = 0
 		w := &writer{tx: tx}
 		size := sizeOf(tx)
 		type victim struct {
