@@ -45,20 +45,15 @@ pick() {
 	out=$vm_cache/vmlinuz-$kver
 }
 
-pick
-if [ -z "$pkg" ]; then
-	vm_apt_update_once
+# fetch picks the package and extracts its kernel unless it is cached; it
+# fails when apt knows no matching package or cannot download it.
+fetch() {
 	pick
-fi
-[ -n "$pkg" ] || vm_die "apt knows no linux-image-${want:-*}$suffix package"
-if [ ! -s "$out" ]; then
-	if ! download "$pkg"; then
-		# Stale apt lists name packages the archive no longer has.
-		[ -z "${vm_apt_updated:-}" ] || vm_die "apt-get download $pkg failed"
-		vm_apt_update_once
-		pick
-		[ -n "$pkg" ] || vm_die "apt knows no linux-image-${want:-*}$suffix package"
-		[ -s "$out" ] || download "$pkg" || vm_die "apt-get download $pkg failed"
-	fi
-fi
+	[ -n "$pkg" ] || { vm_log "apt knows no linux-image-${want:-*}$suffix package"; return 1; }
+	[ -s "$out" ] || download "$pkg" || { vm_log "apt-get download $pkg failed"; return 1; }
+}
+
+# Missing or stale apt lists (naming packages the archive no longer has):
+# refresh them once and try again.
+fetch || { vm_apt_update_once; fetch; } || vm_die "no kernel image for ${want:-the newest version}"
 printf '%s\n' "$out"
