@@ -330,29 +330,25 @@ func TestMergeAndDiffWithDeviations(t *testing.T) {
 	)
 	sock := "--collector-socket=" + socket
 
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs([]string{"merge", "-f", base, "--with-deviations", sock})
-	if err := root.Execute(); err != nil {
+	out, errOut, err := runCLI(t, "merge", "-f", base, "--with-deviations", sock)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(errOut.String(), `1 deviations of policy "mongo" to merge from the collector (1 already covered)`) ||
-		!strings.Contains(errOut.String(), `left out collector deviation mongo/bin/ls`) {
-		t.Errorf("merge reported:\n%s", errOut.String())
+	if !strings.Contains(errOut, `1 deviations of policy "mongo" to merge from the collector (1 already covered)`) ||
+		!strings.Contains(errOut, `left out collector deviation mongo/bin/ls`) {
+		t.Errorf("merge reported:\n%s", errOut)
 	}
-	docs, err := policy.Load("merged", out.Bytes())
+	docs, err := policy.Load("merged", []byte(out))
 	if err != nil || len(docs) != 1 || docs[0].Policy == nil {
-		t.Fatalf("merge output does not load: %v\n%s", err, out.String())
+		t.Fatalf("merge output does not load: %v\n%s", err, out)
 	}
 	merged := docs[0].Policy
 	mongod := merged.Spec.ProcessPolicy[0]
 	if len(mongod.Children) != 1 || mongod.Children[0].Exe[0] != "/usr/bin/curl" {
 		t.Errorf("merged mongod node = %+v, want curl grafted under it", mongod)
 	}
-	if strings.Contains(out.String(), "/bin/ls") || strings.Contains(out.String(), "nginx") {
-		t.Errorf("merged policy holds another policy's or an unmergeable deviation:\n%s", out.String())
+	if strings.Contains(out, "/bin/ls") || strings.Contains(out, "nginx") {
+		t.Errorf("merged policy holds another policy's or an unmergeable deviation:\n%s", out)
 	}
 
 	diff, err := run(t, "diff", "-f", base, "--with-deviations", sock)
@@ -363,7 +359,7 @@ func TestMergeAndDiffWithDeviations(t *testing.T) {
 		t.Errorf("diff --with-deviations:\n%s", diff)
 	}
 	// Against the merged policy nothing is left.
-	mergedFile := writeFile(t, dir, "merged.yaml", out.String())
+	mergedFile := writeFile(t, dir, "merged.yaml", out)
 	if diff, err := run(t, "diff", "-f", mergedFile, "--with-deviations", sock); err != nil || diff != "no changes\n" {
 		t.Errorf("diff of the merged policy = %q, %v; want no changes", diff, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,15 +18,22 @@ import (
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
-// runCLI executes the bulwark command line in-process and returns its
-// standard output and error.
+// runCLI executes the bulwark command line in-process with nothing on
+// standard input and returns its standard output and error.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return runCLIWithInput(t, "", args...)
+}
+
+// runCLIWithInput executes the bulwark command line in-process with stdin
+// as its standard input and returns its standard output and error.
+func runCLIWithInput(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	root := newRootCmd()
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(""))
+	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	err = root.Execute()
 	return out.String(), errOut.String(), err
@@ -39,19 +45,12 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 func enforcePolicyFrom(t *testing.T, fingerprint string) string {
 	t.Helper()
 	dir := t.TempDir()
-	fpFile := filepath.Join(dir, "fp.yaml")
-	if err := os.WriteFile(fpFile, []byte(fingerprint), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fpFile := writeFile(t, dir, "fp.yaml", fingerprint)
 	pol, stderr, err := runCLI(t, "create", "policy", "--mode", "enforce", "-f", fpFile)
 	if err != nil {
 		t.Fatalf("create policy: %v\n%s", err, stderr)
 	}
-	polFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polFile, []byte(pol), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return polFile
+	return writeFile(t, dir, "policy.yaml", pol)
 }
 
 // needLearnTools skips unless the test can load BPF and has the programs

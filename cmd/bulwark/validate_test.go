@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,14 +15,7 @@ const loadFixtures = "../../policy/testdata/load"
 // standard input and returns what it printed and its error.
 func runValidate(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(append([]string{"validate"}, args...))
-	err = root.Execute()
-	return out.String(), errOut.String(), err
+	return runCLIWithInput(t, stdin, append([]string{"validate"}, args...)...)
 }
 
 func TestValidateCommandValidFiles(t *testing.T) {
@@ -101,10 +93,7 @@ func TestValidateCommandNeedsFiles(t *testing.T) {
 // TestApplyNamesTheFileOfAProblem: bulwark apply reports an invalid policy
 // by its file and line before anything reaches the agent.
 func TestApplyNamesTheFileOfAProblem(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(file, []byte("apiVersion: bulwark/v1\nkind: WorkloadPolicy\nmetadata: {name: x, type: container}\nspec: {mode: sometimes}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, t.TempDir(), "bad.yaml", "apiVersion: bulwark/v1\nkind: WorkloadPolicy\nmetadata: {name: x, type: container}\nspec: {mode: sometimes}\n")
 	_, _, err := runCLI(t, "apply", "-f", file, "--socket", filepath.Join(t.TempDir(), "no-agent.sock"))
 	if err == nil || !strings.Contains(err.Error(), file+":4:") {
 		t.Fatalf("apply of an invalid file: %v, want a problem at %s:4", err, file)
