@@ -90,17 +90,18 @@ step "Learning: web does its normal work (its spawner runs client, which calls a
 for _ in 1 2 3; do
 	echo "    $(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
 done
+# learned NAME: the fingerprints in $fps show a process NAME.
+learned() { grep -q "\"name\": *\"$1\"" <<<"$fps"; }
 printf '    waiting for both fingerprints in the collector'
 for _ in $(seq 100); do
 	fps="$(bulwark get fingerprints --image "$BULWARK_TEST_IMAGE" -o json 2>/dev/null || true)"
-	if grep -q '"name": *"client"' <<<"$fps" && grep -q '"name": *"httpserver"' <<<"$fps"; then
-		break
-	fi
+	learned client && learned httpserver && break
 	printf .
 	sleep 0.2
 done
 echo
-grep -q '"name": *"client"' <<<"$fps" || die "the fingerprints never showed web's client"
+learned client || die "the fingerprints never showed web's client"
+learned httpserver || die "the fingerprints never showed api's httpserver"
 show bulwark get fingerprints --image "$BULWARK_TEST_IMAGE"
 
 step "One command turns the fingerprints of every instance of the image into an enforce-mode policy"
@@ -112,8 +113,9 @@ sleep 0.5
 show bulwark status
 
 step "Allowed (learned): web's spawner runs client, which connects to api:8080"
-echo "    $(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
-
+out="$(spawn "cmd=/bin/client&arg=-http&arg=$api_ip:8080")"
+echo "    $out"
+case "$out" in *": exit 0: ok $api_ip:8080"*) ;; *) die "what was learned fails under the policy" ;; esac
 
 step "Blocked exec: web's spawner runs /bin/sh (never learned)"
 echo "    $(spawn "cmd=/bin/sh&arg=-c&arg=echo+this+never+prints")"
