@@ -339,8 +339,11 @@ func (a *Agent) forgetLocked(key string) {
 
 // disarm ends a departed workload (one the agent no longer tracks): its
 // last fingerprint and its stop go to the collector, and its kernel
-// attachment is removed.
+// attachment is removed. It waits for an arm of w under way, so that arm
+// cannot attach w again after it.
 func (a *Agent) disarm(w *Workload) error {
+	w.armMu.Lock()
+	defer w.armMu.Unlock()
 	a.mu.Lock()
 	cgid, name := w.CgroupID, w.describe()
 	a.mu.Unlock()

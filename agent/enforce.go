@@ -22,10 +22,21 @@ import (
 // atomically. Only a failure to arm an enforce-mode policy is an error:
 // anything else is logged and the workload runs unguarded by the failed
 // policy.
+//
+// Arming holds the workload's armMu throughout, so concurrent arms of one
+// workload (API, policy watcher, namespace watch, runtime) run one after
+// the other, each with the policies in force when it starts: the last one
+// applies the newest. A workload forgotten before its turn is not armed.
 func (a *Agent) arm(w *Workload) error {
+	w.armMu.Lock()
+	defer w.armMu.Unlock()
 	a.mu.Lock()
 	info, id, path, desc := w.Info, w.Identity, w.CgroupPath, w.describe()
+	forgotten := a.workloads[info.ID] != w
 	a.mu.Unlock()
+	if forgotten {
+		return nil
+	}
 
 	pol, others := choosePolicy(a.store.Policies(), id)
 	if len(others) > 0 {

@@ -46,6 +46,10 @@ type Workload struct {
 	Users   map[string]uint32
 	ArmedAt time.Time
 
+	// armMu serializes arming and disarming the workload; it is taken
+	// before the agent's lock, never while holding it.
+	armMu sync.Mutex
+
 	// policy and compiled are what the kernel enforces for the workload.
 	policy   *policy.WorkloadPolicy
 	compiled *bpf.Compiled
