@@ -1,9 +1,7 @@
 package collector
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"path"
 	"sort"
 	"strings"
@@ -76,17 +74,9 @@ func nameMatches(pattern, name string) bool {
 // workloads lists the workloads matching f, by namespace and name.
 func (s *store) workloads(f Filter, now time.Time) ([]Workload, error) {
 	m := newMatcher(f, now)
-	out := []Workload{}
-	err := s.scan(bucketWorkloads, func(_, v []byte) error {
-		var wl Workload
-		if err := json.Unmarshal(v, &wl); err != nil {
-			return fmt.Errorf("decode workload: %w", err)
-		}
-		if m.recent(wl.LastSeen) && m.identity(wl.Image, wl.ServiceCgroup, wl.Namespace) &&
-			(f.Policy == "" || nameMatches(f.Policy, wl.PolicyName)) {
-			out = append(out, wl)
-		}
-		return nil
+	out, err := scanJSON(s, bucketWorkloads, "workload", func(wl *Workload) bool {
+		return m.recent(wl.LastSeen) && m.identity(wl.Image, wl.ServiceCgroup, wl.Namespace) &&
+			(f.Policy == "" || nameMatches(f.Policy, wl.PolicyName))
 	})
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -112,21 +102,16 @@ func (s *store) fingerprintGroups(f Filter, now time.Time) ([]FingerprintGroup, 
 			return nil, err
 		}
 	}
-	out := []FingerprintGroup{}
-	err := s.scan(bucketFingerprints, func(_, v []byte) error {
-		var fi FingerprintInstance
-		if err := json.Unmarshal(v, &fi); err != nil {
-			return fmt.Errorf("decode fingerprint: %w", err)
-		}
+	instances, err := scanJSON(s, bucketFingerprints, "fingerprint", func(fi *FingerprintInstance) bool {
 		fp := &fi.Fingerprint
-		if !m.recent(fi.LastSeen) || !m.identity(fingerprintImage(fp), fingerprintCgroup(fp), fp.Metadata.Namespace) {
-			return nil
-		}
-		if f.Policy != "" && !selectedByAny(pols, fp) {
-			return nil
-		}
+		return m.recent(fi.LastSeen) && m.identity(fingerprintImage(fp), fingerprintCgroup(fp), fp.Metadata.Namespace) &&
+			(f.Policy == "" || selectedByAny(pols, fp))
+	})
+	// Keys start with the group, so a group's instances come together.
+	out := []FingerprintGroup{}
+	for _, fi := range instances {
 		if n := len(out); n == 0 || out[n-1].Key != fi.Group {
-			g := FingerprintGroup{Key: fi.Group, Type: fp.Metadata.Type, FirstSeen: fi.FirstSeen, LastSeen: fi.LastSeen}
+			g := FingerprintGroup{Key: fi.Group, Type: fi.Fingerprint.Metadata.Type, FirstSeen: fi.FirstSeen, LastSeen: fi.LastSeen}
 			if img, ok := strings.CutPrefix(fi.Group, "image:"); ok {
 				g.Image = img
 			} else if svc, ok := strings.CutPrefix(fi.Group, "service:"); ok {
@@ -142,8 +127,7 @@ func (s *store) fingerprintGroups(f Filter, now time.Time) ([]FingerprintGroup, 
 			g.LastSeen = fi.LastSeen
 		}
 		g.Instances = append(g.Instances, fi)
-		return nil
-	})
+	}
 	for i := range out {
 		sort.SliceStable(out[i].Instances, func(a, b int) bool {
 			return out[i].Instances[a].FirstSeen.Before(out[i].Instances[b].FirstSeen)
@@ -181,27 +165,21 @@ func selectedByAny(pols []StoredPolicy, fp *policy.Fingerprint) bool {
 // such a workload.
 func (s *store) policies(f Filter, now time.Time) ([]StoredPolicy, error) {
 	m := newMatcher(f, now)
-	out := []StoredPolicy{}
-	err := s.scan(bucketPolicies, func(_, v []byte) error {
-		var sp StoredPolicy
-		if err := json.Unmarshal(v, &sp); err != nil {
-			return fmt.Errorf("decode policy: %w", err)
-		}
+	out, err := scanJSON(s, bucketPolicies, "policy", func(sp *StoredPolicy) bool {
 		spec := &sp.Policy.Spec
 		switch {
 		case !m.recent(sp.LastSeen), f.Policy != "" && !nameMatches(f.Policy, sp.Policy.Metadata.Name):
-			return nil
+			return false
 		case f.Image != "" && (spec.ContainerSelector == nil || !selectorImageMatches(spec.ContainerSelector.Image, f.Image)):
-			return nil
+			return false
 		case f.Service != "" && (spec.ServiceSelector == nil ||
 			!(&policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: spec.ServiceSelector.Cgroup}}).Selects(policy.Identity{ServiceCgroup: f.Service})):
-			return nil
+			return false
 		case f.Namespace != "" && spec.NamespaceSelector != nil &&
 			!(&policy.Spec{NamespaceSelector: spec.NamespaceSelector}).Selects(policy.Identity{Namespace: f.Namespace}):
-			return nil
+			return false
 		}
-		out = append(out, sp)
-		return nil
+		return true
 	})
 	sort.SliceStable(out, func(i, j int) bool {
 		if a, b := out[i].Policy.Metadata.Name, out[j].Policy.Metadata.Name; a != b {
@@ -226,18 +204,10 @@ func selectorImageMatches(selector, filter string) bool {
 // deviations lists the deviations matching f, oldest first.
 func (s *store) deviations(f Filter, now time.Time) ([]StoredDeviation, error) {
 	m := newMatcher(f, now)
-	out := []StoredDeviation{}
-	err := s.scan(bucketDeviations, func(_, v []byte) error {
-		var sd StoredDeviation
-		if err := json.Unmarshal(v, &sd); err != nil {
-			return fmt.Errorf("decode deviation: %w", err)
-		}
+	out, err := scanJSON(s, bucketDeviations, "deviation", func(sd *StoredDeviation) bool {
 		md := &sd.Deviation.Metadata
-		if m.recent(sd.LastSeen) && m.identity(md.Image, md.Cgroup, md.Namespace) &&
-			(f.Policy == "" || nameMatches(f.Policy, md.PolicyName)) {
-			out = append(out, sd)
-		}
-		return nil
+		return m.recent(sd.LastSeen) && m.identity(md.Image, md.Cgroup, md.Namespace) &&
+			(f.Policy == "" || nameMatches(f.Policy, md.PolicyName))
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].FirstSeen.Before(out[j].FirstSeen) })
 	return out, err
@@ -254,16 +224,8 @@ func (s *store) flags(f Filter, now time.Time) ([]StoredFlag, error) {
 		return nil, errFlagsFilter
 	}
 	m := newMatcher(f, now)
-	out := []StoredFlag{}
-	err := s.scan(bucketFlags, func(_, v []byte) error {
-		var sf StoredFlag
-		if err := json.Unmarshal(v, &sf); err != nil {
-			return fmt.Errorf("decode flag: %w", err)
-		}
-		if m.recent(sf.LastSeen) && (f.Policy == "" || nameMatches(f.Policy, sf.Flag.Metadata.PolicyName)) {
-			out = append(out, sf)
-		}
-		return nil
+	out, err := scanJSON(s, bucketFlags, "flag", func(sf *StoredFlag) bool {
+		return m.recent(sf.LastSeen) && (f.Policy == "" || nameMatches(f.Policy, sf.Flag.Metadata.PolicyName))
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].LastSeen.Before(out[j].LastSeen) })
 	return out, err

@@ -641,15 +641,26 @@ func (s *store) size() int64 {
 	return n
 }
 
-// scan calls f with every value of bucket, in key order.
-func (s *store) scan(name string, f func(k, v []byte) error) error {
+// scanJSON decodes each value of bucket name, in key order, as a T (what
+// names one in errors) and returns those keep accepts.
+func scanJSON[T any](s *store, name, what string, keep func(*T) bool) ([]T, error) {
+	out := []T{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return bucket(tx, name).ForEach(f)
+		return bucket(tx, name).ForEach(func(_, v []byte) error {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("decode %s: %w", what, err)
+			}
+			if keep(&x) {
+				out = append(out, x)
+			}
+			return nil
+		})
 	})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return out, fmt.Errorf("read %s: %w", name, err)
 	}
-	return nil
+	return out, nil
 }
 
 // counts returns the number of entries of each data bucket.
@@ -669,14 +680,5 @@ func (s *store) counts() (map[string]int, error) {
 
 // agents returns the state of every agent, by name.
 func (s *store) agents() ([]AgentState, error) {
-	var out []AgentState
-	err := s.scan(bucketAgents, func(_, v []byte) error {
-		var st AgentState
-		if err := json.Unmarshal(v, &st); err != nil {
-			return fmt.Errorf("decode agent state: %w", err)
-		}
-		out = append(out, st)
-		return nil
-	})
-	return out, err
+	return scanJSON(s, bucketAgents, "agent state", func(*AgentState) bool { return true })
 }
