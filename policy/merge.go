@@ -262,13 +262,13 @@ func describeDoc(kind string, md Metadata) string {
 // Covers reports whether merging d into p would change nothing: everything
 // the deviation records is already allowed (Spyderbat calls such a
 // deviation irrelevant). A deviation that cannot be merged (its policyNode
-// names no node of p) is not covered.
-func Covers(p *WorkloadPolicy, d *Deviation) bool {
+// names no node of p) is not covered, and the error says why.
+func Covers(p *WorkloadPolicy, d *Deviation) (bool, error) {
 	merged, err := Merge(p, Document{Deviation: d})
 	if err != nil {
-		return false
+		return false, err
 	}
-	return DiffPolicies(p, merged).Empty()
+	return DiffPolicies(p, merged).Empty(), nil
 }
 
 // deepCopy returns an independent copy of v.

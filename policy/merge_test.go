@@ -415,6 +415,17 @@ func TestMergeErrors(t *testing.T) {
 	}
 }
 
+// mustCover reports whether p covers d; a d that does not merge into p is
+// a test error (and not covered).
+func mustCover(t testing.TB, p *WorkloadPolicy, d *Deviation) bool {
+	t.Helper()
+	covered, err := Covers(p, d)
+	if err != nil {
+		t.Errorf("deviation does not merge: %v", err)
+	}
+	return covered
+}
+
 func TestCovers(t *testing.T) {
 	p := mongoPolicy()
 	p.Spec.NetworkPolicy.Egress = []NetworkRule{rule([]string{"*.example.com", "10.0.0.0/8"}, nil, tcpRange(443, 444))}
@@ -422,36 +433,38 @@ func TestCovers(t *testing.T) {
 		return []ProcessNode{{PolicyNode: &PolicyNodeRef{ID: "mongod_0", Children: children}}}
 	}
 	tests := []struct {
-		name string
-		spec Spec
-		want bool
+		name        string
+		spec        Spec
+		want        bool
+		unmergeable bool
 	}{
-		{"empty", Spec{}, true},
+		{"empty", Spec{}, true, false},
 		{"known egress", Spec{NetworkPolicy: &NetworkPolicy{Egress: []NetworkRule{
-			rule([]string{"db.example.com", "10.1.2.3/32"}, []string{"mongod_0"}, tcp(443))}}}, true},
+			rule([]string{"db.example.com", "10.1.2.3/32"}, []string{"mongod_0"}, tcp(443))}}}, true, false},
 		{"new port", Spec{NetworkPolicy: &NetworkPolicy{Egress: []NetworkRule{
-			rule([]string{"db.example.com"}, nil, tcp(80))}}}, false},
+			rule([]string{"db.example.com"}, nil, tcp(80))}}}, false, false},
 		{"new peer", Spec{NetworkPolicy: &NetworkPolicy{Egress: []NetworkRule{
-			rule([]string{"example.org"}, nil, tcp(443))}}}, false},
-		{"known root", Spec{ProcessPolicy: []ProcessNode{{Name: "mongos", Exe: []string{"/usr/bin/mongos"}, Euser: []string{"mongodb"}, ID: "x_0"}}}, true},
-		{"new euser", Spec{ProcessPolicy: []ProcessNode{{Name: "mongod", Exe: []string{"/usr/bin/mongod"}, Euser: []string{"root"}, ID: "x_0"}}}, false},
-		{"new child", Spec{ProcessPolicy: graft(ProcessNode{Name: "sh", Exe: []string{"/bin/sh"}, ID: "sh_0"})}, false},
-		{"unknown graft", Spec{ProcessPolicy: []ProcessNode{{PolicyNode: &PolicyNodeRef{ID: "zz_0"}}}}, false},
+			rule([]string{"example.org"}, nil, tcp(443))}}}, false, false},
+		{"known root", Spec{ProcessPolicy: []ProcessNode{{Name: "mongos", Exe: []string{"/usr/bin/mongos"}, Euser: []string{"mongodb"}, ID: "x_0"}}}, true, false},
+		{"new euser", Spec{ProcessPolicy: []ProcessNode{{Name: "mongod", Exe: []string{"/usr/bin/mongod"}, Euser: []string{"root"}, ID: "x_0"}}}, false, false},
+		{"new child", Spec{ProcessPolicy: graft(ProcessNode{Name: "sh", Exe: []string{"/bin/sh"}, ID: "sh_0"})}, false, false},
+		{"unknown graft", Spec{ProcessPolicy: []ProcessNode{{PolicyNode: &PolicyNodeRef{ID: "zz_0"}}}}, false, true},
 	}
 	for _, tt := range tests {
 		d := &Deviation{Metadata: Metadata{Type: TypeContainer}, Spec: tt.spec}
-		if got := Covers(p, d); got != tt.want {
-			t.Errorf("%s: Covers = %v, want %v", tt.name, got, tt.want)
+		got, err := Covers(p, d)
+		if got != tt.want || (err != nil) != tt.unmergeable {
+			t.Errorf("%s: Covers = %v, %v; want %v (unmergeable %v)", tt.name, got, err, tt.want, tt.unmergeable)
 		}
-		if tt.want {
+		if tt.want || tt.unmergeable {
 			continue
 		}
 		// Once merged, the deviation is covered.
 		merged, err := Merge(p, Document{Deviation: d})
 		if err != nil {
-			continue // an unmergeable deviation stays uncovered
+			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if !Covers(merged, d) {
+		if !mustCover(t, merged, d) {
 			t.Errorf("%s: not covered after merging it", tt.name)
 		}
 	}
@@ -540,6 +553,8 @@ func BenchmarkCovers(b *testing.B) {
 	d := g.deviation(p)
 	b.ResetTimer()
 	for b.Loop() {
-		Covers(p, d)
+		if _, err := Covers(p, d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
