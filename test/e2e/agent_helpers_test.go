@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,13 +47,25 @@ func (rt *runtimeEnv) needAgent(t *testing.T) *agent.Client {
 	return agent.NewClient(rt.agentSocket)
 }
 
-// bulwarkBin is the bulwark binary the runtime's agent runs:
-// $BULWARK_BIN, else bin/bulwark of this repository (as agent.sh).
-func (rt *runtimeEnv) bulwarkBin() string {
-	if b := os.Getenv("BULWARK_BIN"); b != "" {
-		return b
+// bulwark runs the bulwark binary the runtime's agent runs with args,
+// pointed at the runtime's agent and collector, and returns its standard
+// output; the test fails when it fails.
+func (rt *runtimeEnv) bulwark(t *testing.T, args ...string) string {
+	t.Helper()
+	if rt.bulwarkBin == "" {
+		t.Fatal("e2e: BULWARK_BIN not set: start the runtime with test/e2e/up.sh")
 	}
-	return filepath.Join(rt.scripts, "..", "..", "bin", "bulwark")
+	cmd := exec.Command(rt.bulwarkBin, args...)
+	cmd.Env = append(os.Environ(), "BULWARK_COLLECTOR_SOCKET="+rt.collector, "BULWARK_AGENT_SOCKET="+rt.agentSocket)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("bulwark %s: %v: %s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return string(out)
 }
 
 // poll calls check every pollInterval until it reports done or timeout
@@ -366,8 +379,8 @@ func describeDeviations(devs []policy.Deviation) string {
 // EPERM.
 type denial struct{ backend string }
 
-// denial returns how denied execs end under the running agent.
-func (rt *runtimeEnv) denial(t *testing.T, cl *agent.Client) denial {
+// denialOf returns how denied execs end under the agent cl talks to.
+func denialOf(t *testing.T, cl *agent.Client) denial {
 	t.Helper()
 	st, err := cl.Status()
 	if err != nil {

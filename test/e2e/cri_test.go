@@ -35,6 +35,7 @@ type runtimeEnv struct {
 	policyDir    string       // the agent's watched policy directory
 	nsLabels     string       // the agent's namespace labels file
 	pinDir       string       // the agent's bpffs pin directory
+	bulwarkBin   string       // the bulwark binary the agent runs ($BULWARK_BIN)
 }
 
 // newRuntime returns the running e2e runtime, or skips the test with the
@@ -56,6 +57,7 @@ func newRuntime(t *testing.T) *runtimeEnv {
 		policyDir:    os.Getenv("BULWARK_POLICY_DIR"),
 		nsLabels:     os.Getenv("BULWARK_NAMESPACE_LABELS"),
 		pinDir:       os.Getenv("BULWARK_PIN_DIR"),
+		bulwarkBin:   os.Getenv("BULWARK_BIN"),
 	}
 	if rt.crictl == "" || rt.endpoint == "" || rt.dir == "" || rt.cgroupParent == "" || rt.image == "" {
 		t.Skip("e2e: runtime not up; run: eval \"$(test/e2e/up.sh)\" (or test/e2e/run.sh)")

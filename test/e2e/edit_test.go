@@ -28,7 +28,7 @@ func TestPolicyEditAppliesToRunningPod(t *testing.T) {
 	waitArmed(t, cl, app, "", agent.ModeObserve)
 	pid := app.PID(t)
 	base := fmt.Sprintf("http://%s:8080", p.IP(t))
-	deny := rt.denial(t, cl)
+	deny := denialOf(t, cl)
 	echoOK, echoKilled := "spawn /bin/echo: exit 0: hi", deny.spawned("/bin/echo")
 	catOK, catKilled := "spawn /bin/cat: exit 0: edit", deny.spawned("/bin/cat")
 

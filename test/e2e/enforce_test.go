@@ -58,7 +58,7 @@ func runExecScenario(t *testing.T, mode string) {
 	p := rt.runPod(t, podSpec{Name: "app", Namespace: ns, Labels: map[string]string{"app": label}})
 	app := p.Run(t, ctrSpec{Name: "app", Command: []string{"/bin/spawner", "-listen", ":8080", "/bin/echo", "hi"}})
 	waitArmed(t, cl, app, name, mode)
-	deny := rt.denial(t, cl)
+	deny := denialOf(t, cl)
 	pid := app.PID(t)
 	base := fmt.Sprintf("http://%s:8080", p.IP(t))
 

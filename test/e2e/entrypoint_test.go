@@ -25,7 +25,7 @@ func TestEntrypointOutsidePolicyNeverRuns(t *testing.T) {
 	rt.writePolicy(t, cl, rt.podPolicy(name, policy.ModeEnforce, label, node("httpserver_0", "httpserver", "/bin/httpserver")))
 	p := rt.runPod(t, podSpec{Name: "entry", Namespace: ns, Labels: map[string]string{"app": label}})
 
-	deny := rt.denial(t, cl)
+	deny := denialOf(t, cl)
 	const marker = "entrypoint-ran"
 	bad := p.Create(t, ctrSpec{Name: "sh", Command: []string{"/bin/sh", "-c", "echo " + marker + "; sleep 30"}})
 	if err := bad.Start(); err != nil {

@@ -42,7 +42,7 @@ func TestAgentKillPodStopsSandbox(t *testing.T) {
 	// the spawner answers.
 	if got, err := getOnce(spawnURL(base, "/bin/sh", "-c", "true"), 10*time.Second); err != nil {
 		t.Logf("disallowed child: no answer (the pod is being stopped): %v", err)
-	} else if want := rt.denial(t, cl).spawned("/bin/sh") + "\n"; got != want {
+	} else if want := denialOf(t, cl).spawned("/bin/sh") + "\n"; got != want {
 		t.Errorf("disallowed child: %q, want %q", got, want)
 	}
 	waitDeviations(t, cl, devMatch{Container: app.ID, Policy: name, Kind: "exec", Verdict: "blocked", Comm: "sh", ParentNode: "spawner_0"})

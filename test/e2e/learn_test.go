@@ -87,25 +87,10 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		return true, ""
 	})
 
-	bin := rt.bulwarkBin()
-	bulwark := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "BULWARK_COLLECTOR_SOCKET="+rt.collector, "BULWARK_AGENT_SOCKET="+rt.agentSocket)
-		out, err := cmd.Output()
-		if err != nil {
-			stderr := ""
-			if ee, ok := err.(*exec.ExitError); ok {
-				stderr = string(ee.Stderr)
-			}
-			t.Fatalf("bulwark %s: %v: %s%s", strings.Join(args, " "), err, out, stderr)
-		}
-		return string(out)
-	}
 	name := "learn-" + n
 	work := t.TempDir()
 	polFile := filepath.Join(work, "policy.yaml")
-	if err := os.WriteFile(polFile, []byte(bulwark("create", "policy", "--image", image, "--name", name, "--mode", "enforce")), 0o600); err != nil {
+	if err := os.WriteFile(polFile, []byte(rt.bulwark(t, "create", "policy", "--image", image, "--name", name, "--mode", "enforce")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	docs, err := policy.LoadFile(polFile)
@@ -125,7 +110,7 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { rt.removePolicy(t, cl, name) })
-	bulwark("apply", "-f", polFile)
+	rt.bulwark(t, "apply", "-f", polFile)
 	for _, c := range replicas {
 		waitArmed(t, cl, c, name, policy.ModeEnforce)
 	}
@@ -139,17 +124,17 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		t.Fatalf("replica 0 -> peer 0:9090 under the policy: %s, want EPERM", out)
 	}
 	poll(t, learnTimeout, "the blocked connect in bulwark get deviations", func() (bool, string) {
-		out := bulwark("get", "deviations", "--policy", name)
+		out := rt.bulwark(t, "get", "deviations", "--policy", name)
 		return strings.Contains(out, peers[0]+":9090") && strings.Contains(out, "blocked"), out
 	})
 
 	// Accepted: merged back and applied, the connection is Bulwark's to
 	// allow (the peer does not listen on 9090, so it is refused there).
 	merged := filepath.Join(work, "merged.yaml")
-	if err := os.WriteFile(merged, []byte(bulwark("merge", "-f", polFile, "--with-deviations")), 0o600); err != nil {
+	if err := os.WriteFile(merged, []byte(rt.bulwark(t, "merge", "-f", polFile, "--with-deviations")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bulwark("apply", "-f", merged)
+	rt.bulwark(t, "apply", "-f", merged)
 	poll(t, waitTimeout, "the merged policy in force", func() (bool, string) {
 		out := spawn(t, bases[0], "/bin/client", peers[0]+":9090")
 		return !strings.Contains(out, "not permitted"), out
@@ -175,11 +160,13 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		}
 	}
 	agentCount := func() int {
-		devs, err := cl.Deviations()
-		if err != nil {
-			t.Fatal(err)
+		n := 0
+		for _, d := range deviationsOf(t, cl, name) {
+			if e := d.Metadata.Event; e != nil && e.DstAddr == peers[1] {
+				n++
+			}
 		}
-		return countStreamed(devs, name, peers[1])
+		return n
 	}
 	poll(t, learnTimeout, "the agent's deviations", func() (bool, string) {
 		n := agentCount()
@@ -200,15 +187,4 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 		n := agentCount()
 		return stored == n && occurrences == count, fmt.Sprintf("collector %d deviations (%d occurrences), agent %d", stored, occurrences, n)
 	})
-}
-
-// countStreamed counts the agent's deviations of policy name to peer.
-func countStreamed(devs []policy.Deviation, name, peer string) int {
-	n := 0
-	for _, d := range devs {
-		if e := d.Metadata.Event; d.Metadata.PolicyName == name && e != nil && e.DstAddr == peer {
-			n++
-		}
-	}
-	return n
 }

@@ -14,7 +14,7 @@ import (
 func TestRuntimeRestartPluginReconnects(t *testing.T) {
 	rt := newRuntime(t)
 	cl := rt.needAgent(t)
-	deny := rt.denial(t, cl)
+	deny := denialOf(t, cl)
 	n := nonce()
 	app := "reconnect-" + n
 	name := "e2e-reconnect-" + n

@@ -39,7 +39,7 @@ func TestAgentKilledEnforcementHoldsAndAdopts(t *testing.T) {
 	p := rt.runPod(t, podSpec{Name: "restart", Namespace: "e2e-restart", Labels: map[string]string{"app": label}})
 	app := p.Run(t, ctrSpec{Name: "app", Command: []string{"/bin/spawner", "-listen", ":8080", "/bin/echo", "hi"}})
 	appCgroup := waitArmed(t, cl, app, name, policy.ModeEnforce).CgroupID
-	deny := rt.denial(t, cl)
+	deny := denialOf(t, cl)
 	base := fmt.Sprintf("http://%s:8080", p.IP(t))
 	rt.checkAttachedOnce(t, app, appCgroup)
 	pinsBefore := rt.pins(t)

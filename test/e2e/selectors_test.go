@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -77,12 +76,9 @@ func TestSelectorsPickExactPods(t *testing.T) {
 	}
 
 	// `bulwark status` shows the same.
-	out, err := exec.Command(rt.bulwarkBin(), "status", "--socket", rt.agentSocket).CombinedOutput()
-	if err != nil {
-		t.Fatalf("bulwark status: %v: %s", err, out)
-	}
+	out := rt.bulwark(t, "status")
 	rows := map[string][]string{}
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) == 7 {
 			rows[f[0]] = f
 		}
@@ -101,7 +97,7 @@ func TestSelectorsPickExactPods(t *testing.T) {
 		}
 	}
 
-	if err := rt.denial(t, cl).checkExec(a1.Exec(10*time.Second, "/bin/sh", "-c", "echo hi")); err != nil {
+	if err := denialOf(t, cl).checkExec(a1.Exec(10*time.Second, "/bin/sh", "-c", "echo hi")); err != nil {
 		t.Errorf("a1: %v", err)
 	}
 	for _, c := range []*container{a2, b1} {
