@@ -361,34 +361,43 @@ func (a *Agent) disarm(w *Workload) error {
 }
 
 // Synchronize adopts the containers a runtime reports as running: each is
-// (re)armed with its current policy, and kernel attachments of cgroups no
-// container uses any more are removed.
+// (re)armed with its current policy. Containers the agent tracks that the
+// runtime no longer reports (they ended while it was not connected) are
+// disarmed and forgotten, and kernel attachments of cgroups no workload
+// uses any more are removed.
 func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	if a.cfg.AwaitSynchronize {
 		defer a.syncOnce.Do(func() { close(a.synced) })
 	}
 	var errs []error
+	running := map[string]bool{}
 	live := map[uint64]bool{}
 	for _, info := range infos {
+		running[info.ID] = true
 		if info.PID == 0 {
 			continue
 		}
 		if err := a.ContainerStarted(info); err != nil {
 			errs = append(errs, err)
 		}
-		a.mu.Lock()
-		if w := a.workloads[info.ID]; w != nil && w.CgroupID != 0 {
-			live[w.CgroupID] = true
-		}
-		a.mu.Unlock()
 	}
+	var gone []*Workload
 	a.mu.Lock()
 	for key, w := range a.workloads {
-		if strings.HasPrefix(key, servicePrefix) && w.CgroupID != 0 {
-			live[w.CgroupID] = true // services are not the runtime's
+		// Services are not the runtime's: they stay.
+		if !running[key] && !strings.HasPrefix(key, servicePrefix) {
+			a.forgetLocked(key)
+			gone = append(gone, w)
+		} else if w.CgroupID != 0 {
+			live[w.CgroupID] = true
 		}
 	}
 	a.mu.Unlock()
+	for _, w := range gone {
+		if err := a.disarm(w); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	attached, err := a.engine.Attached()
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list armed cgroups: %w", err))...)

@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/cgroup"
+)
+
+// TestSynchronizeForgetsVanishedContainers: a container the runtime no
+// longer lists when it (re)connects ended meanwhile, so Synchronize
+// disarms and forgets it; a listed container and the services stay.
+func TestSynchronizeForgetsVanishedContainers(t *testing.T) {
+	p := startPipeline(t)
+	p.service(t, "svc")
+	// container runs a process in its own cgroup of the slice (not a
+	// *.service one) and reports it as started.
+	container := func(id string) (ContainerInfo, uint64) {
+		dir := filepath.Join(p.slice, id+".scope")
+		if _, err := cgroup.Create(dir); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(p.applets + "/cat") // blocks on its stdin pipe
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cgroup.StartIn(cmd, dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+		info := ContainerInfo{ID: id, Name: id, PID: cmd.Process.Pid}
+		if err := p.agent.ContainerStarted(info); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range p.agent.Status().Workloads {
+			if w.ID == id && w.CgroupID != 0 {
+				return info, w.CgroupID
+			}
+		}
+		t.Fatalf("container %s not armed", id)
+		return info, 0
+	}
+	keptInfo, kept := container("kept")
+	_, vanished := container("vanished")
+
+	if err := p.agent.Synchronize([]ContainerInfo{keptInfo}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, w := range p.agent.Status().Workloads {
+		ids = append(ids, w.ID)
+	}
+	if slices.Contains(ids, "vanished") || !slices.Contains(ids, "kept") || len(ids) != 2 {
+		t.Errorf("workloads after Synchronize: %v, want kept and the service", ids)
+	}
+	attached, err := p.agent.engine.Attached()
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed := func(cgid uint64) bool {
+		return slices.ContainsFunc(attached, func(at bpf.Attachment) bool { return at.CgroupID == cgid })
+	}
+	if armed(vanished) || !armed(kept) {
+		t.Errorf("attachments after Synchronize: %+v; want %d, not %d", attached, kept, vanished)
+	}
+}
