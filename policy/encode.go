@@ -77,11 +77,16 @@ func Encode(w io.Writer, format string, docs ...any) error {
 
 // plainFloats rewrites float scalars the YAML encoder put in exponent form
 // (timestamps: 1.7956580678436809e+09) as plain decimals, the way
-// Spyderbat documents write them; the value is unchanged.
+// Spyderbat documents write them; the value is unchanged. A whole number
+// keeps a ".0" so that it still reads as a float without a !!float tag;
+// magnitudes from 1e21 up keep their exponent, as in JSON.
 func plainFloats(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!float" && strings.ContainsAny(n.Value, "eE") {
-		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && math.Abs(f) < 1e21 {
 			n.Value = strconv.FormatFloat(f, 'f', -1, 64)
+			if !strings.Contains(n.Value, ".") {
+				n.Value += ".0"
+			}
 		}
 	}
 	for _, c := range n.Content {

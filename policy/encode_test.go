@@ -134,7 +134,8 @@ func TestEncodeTimestampsPlainDecimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if !strings.Contains(out, "firstTimestamp: 1795658067.8436809\n") || strings.Contains(out, "e+09") {
+	if !strings.Contains(out, "firstTimestamp: 1795658067.8436809\n") || !strings.Contains(out, "latestTimestamp: 1795658100.0\n") ||
+		strings.Contains(out, "e+09") || strings.Contains(out, "!!float") {
 		t.Fatalf("timestamps not plain decimals:\n%s", out)
 	}
 	var back Fingerprint
