@@ -55,9 +55,8 @@ func New(a Agent, socket string, log *slog.Logger) *Plugin {
 func (p *Plugin) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
-		closed := make(chan struct{})
 		s, err := stub.New(handlers{p}, stub.WithPluginName(Name), stub.WithPluginIdx(Index),
-			stub.WithSocketPath(p.socket), stub.WithOnClose(func() { close(closed) }))
+			stub.WithSocketPath(p.socket))
 		if err != nil {
 			return fmt.Errorf("NRI plugin: %w", err)
 		}
