@@ -184,8 +184,8 @@ func listWorkloads(q *collector.QueryClient, f collector.Filter, wide bool, now 
 	return rows, docs, nil
 }
 
-// ruleCount counts the distinct network rules of specs.
-func ruleCount(rules map[string]bool, nr []policy.NetworkRule) {
+// addRules adds each network rule of nr, encoded, to the set rules.
+func addRules(rules map[string]bool, nr []policy.NetworkRule) {
 	for _, r := range nr {
 		b, err := json.Marshal(r)
 		if err == nil {
@@ -214,8 +214,8 @@ func specSummary(specs ...*policy.Spec) (procs, ingress, egress int) {
 	for _, s := range specs {
 		walk(s.ProcessPolicy)
 		if s.NetworkPolicy != nil {
-			ruleCount(in, s.NetworkPolicy.Ingress)
-			ruleCount(out, s.NetworkPolicy.Egress)
+			addRules(in, s.NetworkPolicy.Ingress)
+			addRules(out, s.NetworkPolicy.Egress)
 		}
 	}
 	return len(exes), len(in), len(out)

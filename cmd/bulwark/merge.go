@@ -42,9 +42,10 @@ allows is removed. The merged policy is written to standard output.
 Arguments after the flags are further --with files; "-" reads standard input.
 
 --with-deviations merges the deviations the collector holds for this policy
-(by uid, else by name) that the policy does not cover yet, oldest first; a
-deviation that does not fit the policy (say, it names a process node the
-policy no longer has) is reported on standard error and left out.`,
+(by name, and by uid when both carry one) that the policy does not cover
+yet, oldest first; a deviation that does not fit the policy (say, it names
+a process node the policy no longer has) is reported on standard error and
+left out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src.with = append(src.with, args...)
 			_, merged, err := mergeSourcesInto(cmd, file, src)
@@ -124,12 +125,13 @@ func uncoveredDeviations(w io.Writer, socket string, p *policy.WorkloadPolicy, s
 }
 
 // concerns reports whether deviation d was raised against policy p: the
-// same uid when both have one, else the same name.
+// same name and, when both carry one, the same uid. (The collector is
+// asked for the policy's name, but matches it as a glob.)
 func concerns(p *policy.WorkloadPolicy, d *policy.Deviation) bool {
-	if p.Metadata.UID != "" && d.Metadata.PolicyUID != "" {
-		return p.Metadata.UID == d.Metadata.PolicyUID
+	if p.Metadata.Name != d.Metadata.PolicyName {
+		return false
 	}
-	return p.Metadata.Name == d.Metadata.PolicyName
+	return p.Metadata.UID == "" || d.Metadata.PolicyUID == "" || p.Metadata.UID == d.Metadata.PolicyUID
 }
 
 // loadPolicy loads the one policy in file.
