@@ -21,6 +21,11 @@ const (
 	// batchRecords and batchBytes bound one delivery.
 	batchRecords = 1000
 	batchBytes   = 4 << 20
+	// maxRecordBytes bounds one spooled record (so does an eighth of the
+	// spool). A batch holds less than batchBytes before its last record,
+	// so one that ends with the largest record still fits the collector's
+	// maxBatchBytes, with 1 MiB to spare for the batch's own fields.
+	maxRecordBytes = maxBatchBytes - batchBytes - 1<<20
 	// Delivery retries back off from minBackoff to maxBackoff while the
 	// collector is unreachable.
 	minBackoff = 50 * time.Millisecond
@@ -34,7 +39,9 @@ type ClientOptions struct {
 	// SpoolDir holds the on-disk queue; it survives restarts (required).
 	SpoolDir string
 	// MaxSpoolBytes bounds the spool (DefaultMaxSpoolBytes when zero).
-	// When full, the oldest records are dropped and counted.
+	// When full, the oldest records are dropped and counted. A record
+	// larger than an eighth of it, or than a batch to the collector
+	// allows (about 59 MiB), is refused and counted as dropped.
 	MaxSpoolBytes int64
 	// Agent names this agent (required, for example the node name). One
 	// client per agent name.

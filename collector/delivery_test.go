@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwarkhq/bulwark/policy"
 )
 
 // child is a collector running as a separate process.
@@ -285,4 +288,53 @@ func TestSpoolAckPositions(t *testing.T) {
 	if err := sp.append(&rec); err != nil || rec.Seq != 11 {
 		t.Errorf("next record got seq %d, %v; want 11", rec.Seq, err)
 	}
+}
+
+// TestLargestRecordIsDelivered spools, in a spool big enough that an
+// eighth of it does not bound a record, records up to just under a
+// batch's byte bound and then the largest record the spool takes: the
+// batch that ends with it reaches the collector (one it refused would
+// block delivery for good). A record over the bound is refused.
+func TestLargestRecordIsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "run", "collector.sock")
+	c := newClient(t, socket, filepath.Join(dir, "spool"), 1<<30)
+	padded := func(i, pad int) *policy.Deviation {
+		d := deviation("web", "nginx_0", fmt.Sprintf("/bin/big%d", i))
+		d.Metadata.Event.Comm = strings.Repeat("x", pad)
+		return d
+	}
+	if err := c.Send(KindDeviation, padded(0, maxRecordBytes)); err == nil {
+		t.Fatal("the spool took a record over the bound a batch allows")
+	}
+	sent := 0
+	for spoolStats(c).Bytes < batchBytes-128<<10 {
+		sent++
+		if err := c.Send(KindDeviation, padded(sent, 60<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := spoolStats(c).Bytes
+	sent++
+	if err := c.Send(KindDeviation, padded(sent, maxRecordBytes-2<<10)); err != nil {
+		t.Fatalf("the largest record: %v", err)
+	}
+	st := spoolStats(c)
+	if big := st.Bytes - before; big > maxRecordBytes || big < maxRecordBytes-4<<10 {
+		t.Fatalf("the largest record spooled as %d bytes, want just under %d", big, maxRecordBytes)
+	}
+	if st.Dropped != 1 || st.Depth != sent {
+		t.Fatalf("spool = %+v, want %d records and the refused one dropped", st, sent)
+	}
+	srv := startServer(t, dir, Options{})
+	flush(t, c)
+	agents, err := NewQueryClient(srv.socket).Agents()
+	if err != nil || len(agents) != 1 || agents[0].Last != uint64(sent) || agents[0].Rejected != 0 {
+		t.Fatalf("agents = %+v, %v; want all %d records stored", agents, err, sent)
+	}
+	counts, err := srv.store.counts()
+	if err != nil || counts[bucketDeviations] != sent {
+		t.Errorf("stored deviations = %v, %v; want %d", counts, err, sent)
+	}
+	t.Logf("delivered one batch of %d records, %d bytes spooled, the last record %d bytes (bound %d)", sent, st.Bytes, st.Bytes-before, maxRecordBytes)
 }

@@ -48,7 +48,8 @@ type segment struct {
 type spool struct {
 	dir    string
 	max    int64
-	segMax int64
+	segMax int64 // size of a segment
+	recMax int64 // size of a record
 	meta   spoolMeta
 	next   uint64    // sequence number of the next record
 	segs   []segment // oldest first
@@ -68,7 +69,8 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create spool %s: %w", dir, err)
 	}
-	sp := &spool{dir: dir, max: maxBytes, segMax: max(maxBytes/segmentsPerSpool, 1)}
+	segMax := max(maxBytes/segmentsPerSpool, 1)
+	sp := &spool{dir: dir, max: maxBytes, segMax: segMax, recMax: min(segMax, maxRecordBytes)}
 	data, err := os.ReadFile(filepath.Join(dir, spoolMetaFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -206,12 +208,12 @@ func (sp *spool) append(rec *Record) error {
 		return fmt.Errorf("encode record: %w", err)
 	}
 	line = append(line, '\n')
-	if int64(len(line)) > sp.segMax {
+	if int64(len(line)) > sp.recMax {
 		sp.meta.Dropped++
 		if err := sp.saveMeta(); err != nil {
 			return err
 		}
-		return fmt.Errorf("a %s record of %d bytes does not fit the spool (at most %d bytes per record)", rec.Kind, len(line), sp.segMax)
+		return fmt.Errorf("a %s record of %d bytes does not fit the spool (at most %d bytes per record)", rec.Kind, len(line), sp.recMax)
 	}
 	if sp.cur == nil || sp.segs[len(sp.segs)-1].size+int64(len(line)) > sp.segMax {
 		if err := sp.rotate(); err != nil {
