@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -91,12 +93,19 @@ func (s *Store) Reload() (bool, error) {
 // not clash with another file's, makes it the file's version in force.
 func (s *Store) reloadFile(name string) (bool, error) {
 	path := filepath.Join(s.dir, name)
-	pols, err := loadPolicies(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		err = fmt.Errorf("read policy file: %w", err)
+	}
+	var pols []*policy.WorkloadPolicy
 	if err == nil {
-		err = s.checkNames(name, pols)
+		pols, err = parsePolicies(path, data)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err == nil {
+		err = s.checkNames(name, pols)
+	}
 	if err != nil {
 		s.problems[name] = err.Error()
 		return false, err
@@ -107,16 +116,17 @@ func (s *Store) reloadFile(name string) (bool, error) {
 	return !had || !samePolicies(old, pols), nil
 }
 
-// loadPolicies loads a file that must hold only workload policies.
-func loadPolicies(path string) ([]*policy.WorkloadPolicy, error) {
-	docs, err := policy.LoadFile(path)
+// parsePolicies parses data (the file or request called name), which must
+// hold only workload policies.
+func parsePolicies(name string, data []byte) ([]*policy.WorkloadPolicy, error) {
+	docs, err := policy.Load(name, data)
 	if err != nil {
 		return nil, err
 	}
 	var pols []*policy.WorkloadPolicy
 	for _, d := range docs {
 		if d.Policy == nil {
-			return nil, fmt.Errorf("%s:%d:%d: a policy directory holds only policies, found %s", d.Pos.File, d.Pos.Line, d.Pos.Column, d.Kind)
+			return nil, fmt.Errorf("%s:%d:%d: expected a workload policy, found %s", d.Pos.File, d.Pos.Line, d.Pos.Column, d.Kind)
 		}
 		pols = append(pols, d.Policy)
 	}
@@ -124,10 +134,8 @@ func loadPolicies(path string) ([]*policy.WorkloadPolicy, error) {
 }
 
 // checkNames rejects policies whose names another file already uses or
-// that repeat within the file.
+// that repeat within the file. s.mu is held.
 func (s *Store) checkNames(file string, pols []*policy.WorkloadPolicy) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	mine := map[string]bool{}
 	for _, p := range pols {
 		n := p.Metadata.Name
@@ -135,18 +143,35 @@ func (s *Store) checkNames(file string, pols []*policy.WorkloadPolicy) error {
 			return fmt.Errorf("%s: policy %q is defined twice", filepath.Join(s.dir, file), n)
 		}
 		mine[n] = true
-		for other, ops := range s.files {
-			if other == file {
-				continue
-			}
-			for _, op := range ops {
-				if op.Metadata.Name == n {
-					return fmt.Errorf("%s: policy %q is already defined in %s", filepath.Join(s.dir, file), n, filepath.Join(s.dir, other))
-				}
-			}
+		if other := s.fileOf(n); other != "" && other != file {
+			return fmt.Errorf("%s: policy %q is already defined in %s", filepath.Join(s.dir, file), n, filepath.Join(s.dir, other))
 		}
 	}
 	return nil
+}
+
+// fileOf returns the file holding the policy called name, "" when none
+// does. s.mu is held.
+func (s *Store) fileOf(name string) string {
+	for f, ps := range s.files {
+		for _, p := range ps {
+			if p.Metadata.Name == name {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// othersIn returns the policies of file not named in names. s.mu is held.
+func (s *Store) othersIn(file string, names ...string) []*policy.WorkloadPolicy {
+	var out []*policy.WorkloadPolicy
+	for _, p := range s.files[file] {
+		if !slices.Contains(names, p.Metadata.Name) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // samePolicies compares two policy lists by their encoded form.
@@ -197,35 +222,51 @@ func (s *Store) Problems() map[string]string {
 var errInvalidPolicy = errors.New("invalid policy")
 
 // Put validates data (one or more policies) and, only when all of it is
-// valid, writes it atomically as the file NAME.yaml, NAME being the first
-// policy's name, and reloads that file. It returns the names it stored.
+// valid, stores it and puts it in force. It returns the names it stored.
+//
+// A policy already in force is replaced in the file that holds it, so the
+// policies of one request must not be spread over several files; new
+// policies go to the file NAME.yaml, NAME being the first policy's name.
+// The file is written atomically: as data when the request holds all of
+// its policies, else re-encoded with the file's other policies kept.
 func (s *Store) Put(data []byte) ([]string, error) {
-	docs, err := policy.Load("request", data)
+	pols, err := parsePolicies("request", data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidPolicy, err)
 	}
-	var names []string
-	var pols []*policy.WorkloadPolicy
-	for _, d := range docs {
-		if d.Policy == nil {
-			return nil, fmt.Errorf("%w: request:%d:%d: expected a policy, found %s", errInvalidPolicy, d.Pos.Line, d.Pos.Column, d.Kind)
-		}
-		names = append(names, d.Policy.Metadata.Name)
-		pols = append(pols, d.Policy)
-	}
-	if len(names) == 0 {
+	if len(pols) == 0 {
 		return nil, fmt.Errorf("%w: no policy in request", errInvalidPolicy)
 	}
-	file := safeFileName(names[0]) + ".yaml"
+	names := make([]string, len(pols))
+	for i, p := range pols {
+		names[i] = p.Metadata.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	file := ""
+	for _, n := range names {
+		if file = s.fileOf(n); file != "" {
+			break
+		}
+	}
+	if file == "" {
+		file = safeFileName(names[0]) + ".yaml"
+	}
 	if err := s.checkNames(file, pols); err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidPolicy, err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, file), data); err != nil {
+	path := filepath.Join(s.dir, file)
+	if others := s.othersIn(file, names...); len(others) > 0 {
+		pols = append(pols, others...)
+		if data, err = encodePolicies(pols); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", path, err)
+		}
+	}
+	if err := writeFileAtomic(path, data); err != nil {
 		return nil, err
 	}
-	if _, err := s.reloadFile(file); err != nil {
-		return nil, err
-	}
+	s.files[file] = pols
+	delete(s.problems, file)
 	return names, nil
 }
 
@@ -233,23 +274,8 @@ func (s *Store) Put(data []byte) ([]string, error) {
 // is removed; a file holding others is rewritten without it.
 func (s *Store) Delete(name string) error {
 	s.mu.Lock()
-	var file string
-	var rest []*policy.WorkloadPolicy
-	for f, ps := range s.files {
-		for _, p := range ps {
-			if p.Metadata.Name == name {
-				file = f
-			}
-		}
-		if file != "" {
-			for _, p := range ps {
-				if p.Metadata.Name != name {
-					rest = append(rest, p)
-				}
-			}
-			break
-		}
-	}
+	file := s.fileOf(name)
+	rest := s.othersIn(file, name)
 	s.mu.Unlock()
 	if file == "" {
 		return fmt.Errorf("policy %q: %w", name, os.ErrNotExist)
@@ -260,20 +286,29 @@ func (s *Store) Delete(name string) error {
 			return fmt.Errorf("remove %s: %w", path, err)
 		}
 	} else {
-		var sb strings.Builder
-		docs := make([]any, len(rest))
-		for i, p := range rest {
-			docs[i] = p
-		}
-		if err := policy.Encode(&sb, "yaml", docs...); err != nil {
+		data, err := encodePolicies(rest)
+		if err != nil {
 			return fmt.Errorf("encode %s: %w", path, err)
 		}
-		if err := writeFileAtomic(path, []byte(sb.String())); err != nil {
+		if err := writeFileAtomic(path, data); err != nil {
 			return err
 		}
 	}
 	_, err := s.Reload()
 	return err
+}
+
+// encodePolicies encodes policies as one YAML stream.
+func encodePolicies(pols []*policy.WorkloadPolicy) ([]byte, error) {
+	var buf bytes.Buffer
+	docs := make([]any, len(pols))
+	for i, p := range pols {
+		docs[i] = p
+	}
+	if err := policy.Encode(&buf, "yaml", docs...); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // safeFileName keeps the characters of a policy name that are safe in a

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,47 @@ func TestStoreIgnoresNonPolicyFiles(t *testing.T) {
 	}
 	if len(s.Problems()) != 0 || len(s.Policies()) != 0 {
 		t.Errorf("non-policy files were read: %v %v", s.Problems(), s.Policies())
+	}
+}
+
+// TestStorePutReplacesPoliciesWhereTheyAre: a policy applied again,
+// alone or with others, replaces its version in the file that holds it;
+// the file's other policies stay in force.
+func TestStorePutReplacesPoliciesWhereTheyAre(t *testing.T) {
+	s := newTestStore(t)
+	db := strings.NewReplacer("name: web", "name: db", "nginx:latest", "postgres:16").Replace(validPolicy)
+	if _, err := s.Put([]byte(validPolicy + "---\n" + db)); err != nil {
+		t.Fatal(err)
+	}
+	modes := func() map[string]string {
+		out := map[string]string{}
+		for _, p := range s.Policies() {
+			out[p.Metadata.Name] = p.Spec.Mode
+		}
+		return out
+	}
+	for _, step := range []struct {
+		apply string
+		want  map[string]string
+	}{
+		{strings.Replace(validPolicy, "mode: enforce", "mode: audit", 1), map[string]string{"web": "audit", "db": "enforce"}},
+		{strings.Replace(db, "mode: enforce", "mode: audit", 1), map[string]string{"web": "audit", "db": "audit"}},
+	} {
+		if _, err := s.Put([]byte(step.apply)); err != nil {
+			t.Fatalf("Put:\n%s\n%v", step.apply, err)
+		}
+		if got := modes(); !maps.Equal(got, step.want) {
+			t.Errorf("after Put: policies %v, want %v", got, step.want)
+		}
+		// What is on disk is what is in force.
+		if changed, err := s.Reload(); err != nil || changed || len(s.Problems()) != 0 {
+			t.Errorf("Reload after Put = %v, %v, problems %v; want unchanged", changed, err, s.Problems())
+		}
+		if got := modes(); !maps.Equal(got, step.want) {
+			t.Errorf("after Reload: policies %v, want %v", got, step.want)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(s.Dir(), "*.yaml")); len(files) != 1 {
+		t.Errorf("policy files %v, want web.yaml alone", files)
 	}
 }
