@@ -72,7 +72,9 @@ func (e *Engine) cgroupPrograms() []struct {
 // with: the new generation's tables are written first, then one update of
 // the workload's entry switches every check over at once, then the old
 // generation's tables are deleted. Processes keep their node across the
-// switch when the new policy has a node with the same id.
+// switch when the new policy has a node with the same id; other running
+// processes are placed on c's nodes (placeRunning), also before the switch
+// when no policy checked their nodes until then (not armed, or observed).
 func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error) {
 	if c == nil && mode != ModeObserve {
 		return 0, fmt.Errorf("arm %s in %s mode: no compiled policy", cgroupPath, mode)
@@ -108,6 +110,27 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 		e.deleteGen(gen)
 		return 0, err
 	}
+	// Running processes take their nodes under c (placeRunning): before
+	// the switch too when no policy checks their nodes until then, so that
+	// none of them runs under c with the node it had. Each time twice: the
+	// second pass places the processes forked during the first from a
+	// parent it had not placed yet, which inherited the parent's old node.
+	earlier := map[int]uint64{}
+	place := func() {
+		for range 2 {
+			if err := e.placeRunning(id, cgroupPath, c, earlier); err != nil {
+				e.log.Warn("place running processes", "cgroup", cgroupPath, "err", err)
+			}
+		}
+	}
+	if mode != ModeObserve {
+		switch checked, err := e.nodesChecked(cgroupPath, level); {
+		case err != nil:
+			e.log.Warn("place running processes before the switch", "cgroup", cgroupPath, "err", err)
+		case !checked:
+			place()
+		}
+	}
 	w := networkWorkload{Gen: gen, Mode: uint32(mode), Flags: c.flags, Level: uint32(level)}
 	if err := e.net.Workloads.Put(id, &w); err != nil {
 		e.deleteGen(gen)
@@ -118,9 +141,7 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 		return id, err
 	}
 	if mode != ModeObserve {
-		if err := e.placeRunning(id, cgroupPath, c); err != nil {
-			e.log.Warn("place running processes", "cgroup", cgroupPath, "err", err)
-		}
+		place()
 	}
 	if armed {
 		if err := e.deleteGen(old.Gen); err != nil {
@@ -165,6 +186,28 @@ func (e *Engine) Attached() ([]Attachment, error) {
 		return nil, fmt.Errorf("list workloads: %w", err)
 	}
 	return out, nil
+}
+
+// nodesChecked reports whether a policy checks the nodes of the processes
+// in cgroupPath (at level) now: whether the workload that governs them, as
+// the kernel finds it (the cgroup's own, else its nearest armed ancestor's),
+// is in audit or enforce mode. Observe mode only reports nodes.
+func (e *Engine) nodesChecked(cgroupPath string, level int) (bool, error) {
+	for dir := cgroupPath; level >= 1; dir, level = filepath.Dir(dir), level-1 {
+		id, err := cgroup.ID(dir)
+		if err != nil {
+			return true, err
+		}
+		var w networkWorkload
+		err = e.net.Workloads.Lookup(id, &w)
+		if err == nil {
+			return Mode(w.Mode) != ModeObserve, nil
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return true, fmt.Errorf("read workload entry of %s: %w", dir, err)
+		}
+	}
+	return false, nil
 }
 
 // nextGen hands out a policy generation, kept in the pinned config so a

@@ -31,7 +31,12 @@ type runningProcess struct {
 // exe and effective user match, if any. Listening sockets bound by a re-placed
 // process follow it. Without this, a policy applied to a running workload
 // would see every running process as outside it.
-func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
+//
+// earlier holds each process's node before the earlier passes of this
+// Apply placed it, and gains this pass's: a process whose node is its
+// parent's earlier one was forked from it before the parent was placed, so
+// it shares the parent's new node too.
+func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier map[int]uint64) error {
 	procs, err := runningIn(cgroupPath)
 	if err != nil {
 		return err
@@ -45,6 +50,10 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
 			e.log.Warn("read process node", "pid", pid, "err", err)
 		}
 		before[pid] = cur
+	}
+	forkedEarlier := func(ppid int, cur uint64) bool {
+		n, ok := earlier[ppid]
+		return ok && n == cur
 	}
 	placed := map[int]uint64{} // pid → node under c
 	moved := map[uint64]uint64{}
@@ -63,7 +72,7 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
 				parent = place(p.ppid)
 			}
 			switch {
-			case parentIn && cur != 0 && before[p.ppid] == cur:
+			case parentIn && cur != 0 && (before[p.ppid] == cur || forkedEarlier(p.ppid, cur)):
 				// Forked, not executed since: the kernel gives a child
 				// its parent's node (an exec always gives another).
 				node = parent
@@ -85,6 +94,11 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled) error {
 	}
 	for pid := range procs {
 		place(pid)
+	}
+	for pid, cur := range before {
+		if _, ok := earlier[pid]; !ok {
+			earlier[pid] = cur
+		}
 	}
 	if len(moved) == 0 {
 		return nil

@@ -136,3 +136,109 @@ func TestMatchChildMirrorsKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyAppliedToForkingWorkload: shells looping over an allowed child,
+// started while the workload is only observed, never run a child with their
+// observe-mode node once the policy is in force, whether the child forked
+// before, during or after the running processes were placed: no exec is
+// denied, no deviation reported.
+func TestPolicyAppliedToForkingWorkload(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	bin := applets(t, "sh", "touch")
+	f := filepath.Join(t.TempDir(), "f")
+	ev := collect(t, e)
+	c := mustCompile(t, treeSpec())
+	for round := range 10 {
+		if _, err := e.Apply(cg, nil, ModeObserve); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan string, 2)
+		var loops []*exec.Cmd
+		for range cap(exited) {
+			sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf("while %s/touch %s; do :; done; echo $?", bin, f))
+			var out strings.Builder
+			sh.Stdout, sh.Stderr = &out, &out
+			if err := cgroup.StartIn(sh, cg); err != nil {
+				t.Fatal(err)
+			}
+			loops = append(loops, sh)
+			go func() { sh.Wait(); exited <- out.String() }()
+		}
+		time.Sleep(20 * time.Millisecond) // looping under observation
+		if _, err := e.Apply(cg, c, ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case out := <-exited:
+			t.Fatalf("round %d: a loop stopped under the policy: %q", round, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+		for _, sh := range loops {
+			sh.Process.Kill()
+		}
+		for range loops {
+			<-exited
+		}
+	}
+	for _, x := range ev.drain(200 * time.Millisecond) {
+		if x.Deviation {
+			t.Fatalf("deviation: %+v", x)
+		}
+	}
+}
+
+// TestPlaceRunningForkedBeforeParentPlaced: a process forked from its
+// parent before an earlier pass placed the parent still has the parent's
+// old node; the next pass gives it the parent's new one.
+func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	bin := applets(t, "sh")
+	id, err := e.Apply(cg, nil, ModeObserve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf("( : > %s; read l ); read l", ready))
+	if _, err := sh.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(sh, cg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); !exists(ready); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the subshell did not start")
+		}
+	}
+	pids, err := cgroup.Procs(cg)
+	if err != nil || len(pids) != 2 {
+		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
+	}
+	sub := pids[0]
+	if sub == sh.Process.Pid {
+		sub = pids[1]
+	}
+	var old, subOld uint64
+	if err := e.net.TaskNodes.Lookup(uint32(sh.Process.Pid), &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.net.TaskNodes.Lookup(uint32(sub), &subOld); err != nil || subOld != old {
+		t.Fatalf("subshell node %x, %v; want the shell's %x", subOld, err, old)
+	}
+	// An earlier pass placed the shell only.
+	shNode := nodeHash("sh_0")
+	if err := e.net.TaskNodes.Put(uint32(sh.Process.Pid), shNode); err != nil {
+		t.Fatal(err)
+	}
+	earlier := map[int]uint64{sh.Process.Pid: old}
+	if err := e.placeRunning(id, cg, mustCompile(t, treeSpec()), earlier); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	if err := e.net.TaskNodes.Lookup(uint32(sub), &got); err != nil || got != shNode {
+		t.Fatalf("subshell node %x, %v; want the shell's new node %x", got, err, shNode)
+	}
+}
