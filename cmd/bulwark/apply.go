@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -41,41 +39,4 @@ func newApplyCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file (- for standard input)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
-}
-
-func newDeleteCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "delete", Short: "Delete objects"}
-	var socket string
-	pol := &cobra.Command{
-		Use:   "policy NAME...",
-		Short: "Delete policies through the agent",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := agent.NewClient(socket)
-			for _, n := range args {
-				if err := c.DeletePolicy(n); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "policy/%s deleted\n", n)
-			}
-			return nil
-		},
-	}
-	agentSocketFlag(pol, &socket)
-	cmd.AddCommand(pol)
-	return cmd
-}
-
-// readInput reads file, or standard input for "-"; name is what messages
-// call it ("<stdin>" for standard input).
-func readInput(stdin io.Reader, file string) (name string, data []byte, err error) {
-	if file == "-" {
-		data, err = io.ReadAll(stdin)
-		if err != nil {
-			err = fmt.Errorf("read standard input: %w", err)
-		}
-		return "<stdin>", data, err
-	}
-	data, err = os.ReadFile(file)
-	return file, data, err
 }

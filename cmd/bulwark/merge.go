@@ -174,21 +174,3 @@ func mergeDocs(base *policy.WorkloadPolicy, file string, docs []policy.Document)
 	}
 	return merged, nil
 }
-
-// loadFiles loads every document of the files in order; "-" is standard
-// input. Errors name the file (and the line, for problems in it).
-func loadFiles(stdin io.Reader, files []string) ([]policy.Document, error) {
-	var out []policy.Document
-	for _, file := range files {
-		name, data, err := readInput(stdin, file)
-		if err != nil {
-			return nil, err
-		}
-		docs, err := policy.Load(name, data)
-		if err != nil {
-			return nil, err // names the file: problems start with file:line:column
-		}
-		out = append(out, docs...)
-	}
-	return out, nil
-}
