@@ -3,7 +3,8 @@
 # need; the one list of them. Usage: test/deps.sh [build|e2e|vm]... (all
 # groups when none is named):
 #   build  clang, llvm and libbpf-dev to regenerate the BPF objects
-#   e2e    runc, iptables and busybox-static for the e2e runtime and images
+#   e2e    runc, iptables and busybox-static for the e2e runtime and images,
+#          wget for the demo's requests to its pods
 #   vm     qemu, cpio and busybox-static for the LSM tests in a VM
 # Go modules come from the module proxy.
 set -euo pipefail
@@ -11,7 +12,7 @@ set -euo pipefail
 group_packages() {
 	case $1 in
 	build) echo clang llvm libbpf-dev ;;
-	e2e) echo runc iptables busybox-static ;;
+	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
 	*) return 1 ;;
 	esac

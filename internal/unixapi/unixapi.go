@@ -52,7 +52,8 @@ func Listen(path string) (net.Listener, error) {
 }
 
 // Serve serves h on l until ctx ends, then shuts the server down, giving
-// requests in flight up to grace to finish, and closes l.
+// requests in flight up to grace to finish (then closing what is still
+// open), and closes l.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
 	errc := make(chan error, 1)
@@ -66,6 +67,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Durat
 	shut, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(shut); err != nil {
+		srv.Close() // the grace ran out: drop the connections still open
 		return fmt.Errorf("shut down %s: %w", l.Addr(), err)
 	}
 	return nil
