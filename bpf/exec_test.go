@@ -155,28 +155,19 @@ func startWait(t *testing.T, cmd *exec.Cmd, path string) (string, error) {
 	return out.String(), err
 }
 
-// printEuidEnv turns a run of the test binary into TestExecSetuidEuser's
-// workload: with it set, that test prints the process's effective uid and
-// returns at once.
-const printEuidEnv = "BULWARK_BPF_TEST_PRINT_EUID"
-
 // TestExecSetuidEuser: a setuid-root binary run by nobody executes with
 // euid 0, and the euser check must see that euid, not the caller's. The
-// workload is a setuid-root copy of this test binary that prints its euid.
+// workload is a setuid-root copy of this test binary that prints its euid
+// (runHelper's print-euid).
 func TestExecSetuidEuser(t *testing.T) {
-	if os.Getenv(printEuidEnv) != "" {
-		fmt.Printf("euid=%d\n", os.Geteuid())
-		return
-	}
 	e, _ := openTestEngine(t)
 	cg := testCgroup(t)
 	bin := applets(t, "sh")
 	dir := t.TempDir()
-	// Reachable by nobody, the user the shell runs as.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	// Reachable by nobody, the user the shell runs as (applets made the
+	// test's temporary directories, dir's parent, reachable).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
@@ -201,7 +192,7 @@ func TestExecSetuidEuser(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := collect(t, e)
-	script := `"$0" -test.run='^TestExecSetuidEuser$'; echo $?`
+	script := `"$0"; echo $?`
 	for _, tc := range []struct {
 		euser string
 		allow bool
@@ -215,7 +206,7 @@ func TestExecSetuidEuser(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin+"/sh", "-c", script, suid)
-		cmd.Env = append(os.Environ(), printEuidEnv+"=1")
+		cmd.Env = append(os.Environ(), helperEnv+"=print-euid")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		out, err := startWait(t, cmd, cg)
 		if err != nil {

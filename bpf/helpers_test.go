@@ -23,7 +23,7 @@ import (
 )
 
 // The test binary doubles as a workload: run with helperEnv set it performs
-// one network action and exits (see runHelper), so tests need nothing but
+// one action and exits (see runHelper), so tests need nothing but
 // the test binary and busybox, also inside the qemu VM.
 const helperEnv = "BULWARK_BPF_TEST_HELPER"
 
@@ -56,11 +56,14 @@ const (
 )
 
 // runHelper performs one action: "connect tcp|udp|tcp6 ADDR",
-// "serve ADDR N" (accept N connections, answer "hi"), or
-// "arm PINDIR CGROUP MODE" (arm CGROUP with the policy in
-// BULWARK_BPF_TEST_POLICY... see TestPinsSurviveLoaderExit).
+// "connect-mapped IP PORT", "sendto ADDR", "serve ADDR" (answer "hi" to
+// every connection), "serve-udp ADDR" (echo), "arm PINDIR CGROUP" (see
+// TestPinsSurviveLoaderExit) or "print-euid" (see TestExecSetuidEuser).
 func runHelper(args []string) int {
 	switch args[0] {
+	case "print-euid":
+		fmt.Printf("euid=%d\n", os.Geteuid())
+		return helperOK
 	case "connect":
 		network, addr := args[1], args[2]
 		var err error
