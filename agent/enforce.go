@@ -70,7 +70,7 @@ func (a *Agent) arm(w *Workload) error {
 	}
 	mode := bpf.ModeObserve
 	var compiled *bpf.Compiled
-	name, modeName := "", ModeObserve
+	name := ""
 	if pol != nil {
 		compiled, err = bpf.Compile(&pol.Spec, users)
 		if err != nil {
@@ -79,15 +79,16 @@ func (a *Agent) arm(w *Workload) error {
 		for _, warn := range compiled.Warnings {
 			a.log.Warn("policy not fully enforceable", "policy", pol.Metadata.Name, "warning", warn)
 		}
-		mode, name, modeName = bpf.ModeAudit, pol.Metadata.Name, policy.ModeAudit
+		mode, name = bpf.ModeAudit, pol.Metadata.Name
 		if enforce {
-			mode, modeName = bpf.ModeEnforce, policy.ModeEnforce
+			mode = bpf.ModeEnforce
 		}
 	}
 	cgid, err := a.engine.Apply(path, compiled, mode)
 	if err != nil {
 		return fail(err)
 	}
+	modeName := mode.String() // ModeObserve, policy.ModeAudit or policy.ModeEnforce
 	a.mu.Lock()
 	changed := w.CgroupID != cgid || w.Policy != name || w.Mode != modeName
 	if a.byCgroup[w.CgroupID] == w {
@@ -97,7 +98,7 @@ func (a *Agent) arm(w *Workload) error {
 		a.byCgroup[cgid] = w
 	}
 	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
-	w.Policy, w.Mode, w.ArmedAt, w.compiled, w.policy = name, modeName, time.Now(), compiled, pol
+	w.Policy, w.Mode, w.policy = name, modeName, pol
 	a.mu.Unlock()
 	w.fpMu.Lock()
 	if w.fingerprint == nil {
@@ -181,9 +182,14 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 		}
 	}()
 	for ev := range queue {
-		a.observe(ev)
+		a.mu.Lock()
+		w := a.byCgroup[ev.CgroupID]
+		a.mu.Unlock()
+		if w != nil {
+			w.observe(ev)
+		}
 		if ev.Deviation {
-			a.handleDeviation(ev)
+			a.handleDeviation(w, ev)
 		}
 	}
 	select {
@@ -194,20 +200,20 @@ func (a *Agent) consumeEvents(ctx context.Context) error {
 	}
 }
 
-// handleDeviation records a deviation of the workload owning the event's
-// cgroup and, for enforce-mode policies, runs the response actions: kills on
-// every occurrence, flags only for a deviation not seen before.
-func (a *Agent) handleDeviation(ev bpf.Event) {
-	a.mu.Lock()
-	w := a.byCgroup[ev.CgroupID]
+// handleDeviation records a deviation of w, the workload owning the event's
+// cgroup (nil when none does), and, for enforce-mode policies, runs the
+// response actions: kills on every occurrence, flags only for a deviation
+// not seen before.
+func (a *Agent) handleDeviation(w *Workload, ev bpf.Event) {
 	var t target
 	var pol *policy.WorkloadPolicy
 	var users map[string]uint32
 	if w != nil {
+		a.mu.Lock()
 		t = targetOf(w)
 		pol, users = w.policy, w.Users
+		a.mu.Unlock()
 	}
-	a.mu.Unlock()
 	if w == nil || pol == nil {
 		a.log.Warn("deviation from an unknown workload", "cgroup", ev.CgroupID, "exe", ev.Exe)
 		return

@@ -16,7 +16,8 @@ const namespaceFileInterval = time.Second
 
 // namespaceLabels holds the labels of Kubernetes namespaces, read from a
 // local YAML file mapping namespace name to labels. The
-// kubernetes.io/metadata.name label is always implied by identityOf.
+// kubernetes.io/metadata.name label is always implied
+// (policy.NamespaceLabels).
 type namespaceLabels struct {
 	file string
 

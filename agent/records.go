@@ -7,19 +7,19 @@ import (
 )
 
 // records keeps the latest deviations and flags in memory, bounded, with
-// deviations de-duplicated by (policy, checksum): a repeated deviation
-// bumps its count instead of being stored again.
+// deviations de-duplicated by (policy, checksum): a repeated deviation is
+// not stored again.
 type records struct {
 	max int
 
 	mu         sync.Mutex
 	deviations []policy.Deviation
-	seen       map[string]int // policy + checksum → times seen
+	seen       map[string]bool // policy + checksum of the stored deviations
 	flags      []policy.Flag
 }
 
 func newRecords(max int) *records {
-	return &records{max: max, seen: map[string]int{}}
+	return &records{max: max, seen: map[string]bool{}}
 }
 
 // addDeviation stores d unless the same deviation of the same policy was
@@ -28,10 +28,10 @@ func (r *records) addDeviation(d policy.Deviation) bool {
 	key := d.Metadata.PolicyName + "\x00" + d.Metadata.Checksum
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.seen[key]++
-	if r.seen[key] > 1 {
+	if r.seen[key] {
 		return false
 	}
+	r.seen[key] = true
 	r.deviations = append(r.deviations, d)
 	if len(r.deviations) > r.max {
 		old := r.deviations[0]

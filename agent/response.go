@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"path"
 	"syscall"
@@ -32,7 +30,8 @@ type deviant struct {
 
 // actionsFor returns the response actions that apply to a deviation of
 // workload id by process p: every default action, and every entry of
-// actions whose selectors all match.
+// actions whose selectors all match (validation requires a selector on
+// each entry; one without any applies nowhere).
 func actionsFor(r *policy.Response, id policy.Identity, p deviant) []policy.Action {
 	if r == nil {
 		d := defaultResponse()
@@ -40,7 +39,7 @@ func actionsFor(r *policy.Response, id policy.Identity, p deviant) []policy.Acti
 	}
 	out := append([]policy.Action(nil), r.Default...)
 	for _, a := range r.Actions {
-		if sel := actionSelectors(a); sel != nil && hasSelector(sel) && selectorsMatch(sel, id, p) {
+		if sel := actionSelectors(a); sel != nil && *sel != (policy.ActionSelectors{}) && selectorsMatch(sel, id, p) {
 			out = append(out, a)
 		}
 	}
@@ -62,13 +61,6 @@ func actionSelectors(a policy.Action) *policy.ActionSelectors {
 		return &a.AgentKillPod.ActionSelectors
 	}
 	return nil
-}
-
-// hasSelector reports whether s sets any selector; validation requires one
-// on every entry of actions, and an entry without one applies nowhere.
-func hasSelector(s *policy.ActionSelectors) bool {
-	return s.ContainerSelector != nil || s.PodSelector != nil || s.NamespaceSelector != nil ||
-		s.MachineSelector != nil || s.ServiceSelector != nil || s.ProcessSelector != nil
 }
 
 // selectorsMatch reports whether every selector of s matches the workload
@@ -104,7 +96,7 @@ func globsMatch(globs []string, value string) bool {
 
 // respond runs the response actions for a deviation in an enforce-mode
 // policy: processes and pods are killed, and flags recorded when the
-// deviation is new (a repeat only bumps its count).
+// deviation is new (a repeat raises none).
 func (a *Agent) respond(t target, pol *policy.WorkloadPolicy, d policy.Deviation, p deviant, isNew bool) {
 	for _, act := range actionsFor(pol.Spec.Response, t.id, p) {
 		switch {
@@ -138,7 +130,7 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, t target, pol *pol
 		APIVersion: policy.APIVersionBulwark,
 		Kind:       policy.KindFlag,
 		Metadata: policy.FlagMetadata{
-			UID: "flag:" + randomID(), Class: class, Severity: f.Severity,
+			UID: "flag:" + randomHex(8), Class: class, Severity: f.Severity,
 			Timestamp: float64(time.Now().UnixNano()) / 1e9,
 			PolicyUID: pol.Metadata.UID, PolicyName: pol.Metadata.Name, DeviationUID: d.Metadata.UID,
 			Workload: t.name, Hostname: a.cfg.Hostname,
@@ -194,11 +186,4 @@ func (k podKiller) stop(id string) error {
 		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 	}
 	return nil
-}
-
-// randomID returns 16 random hex characters.
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -29,14 +29,8 @@ func (a *Agent) send(kind collector.Kind, doc any) {
 	}
 }
 
-// observe feeds an event to its workload's fingerprint builder.
-func (a *Agent) observe(ev bpf.Event) {
-	a.mu.Lock()
-	w := a.byCgroup[ev.CgroupID]
-	a.mu.Unlock()
-	if w == nil {
-		return
-	}
+// observe feeds an event of the workload to its fingerprint builder.
+func (w *Workload) observe(ev bpf.Event) {
 	w.fpMu.Lock()
 	defer w.fpMu.Unlock()
 	if w.fingerprint != nil && w.fingerprint.Observe(ev) {

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"fmt"
-	"sort"
 	"sync"
-	"time"
 
-	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -43,16 +40,14 @@ type Workload struct {
 	Policy string
 	Mode   string
 	// Users maps the workload's own user names to uids (its /etc/passwd).
-	Users   map[string]uint32
-	ArmedAt time.Time
+	Users map[string]uint32
 
 	// armMu serializes arming and disarming the workload; it is taken
 	// before the agent's lock, never while holding it.
 	armMu sync.Mutex
 
-	// policy and compiled are what the kernel enforces for the workload.
-	policy   *policy.WorkloadPolicy
-	compiled *bpf.Compiled
+	// policy is what the kernel enforces for the workload.
+	policy *policy.WorkloadPolicy
 	// fingerprint builds the workload's fingerprint from what the kernel
 	// reports; fingerprintDirty says it changed since it was last sent.
 	// fpMu guards both (not the agent's lock: building is slow).
@@ -89,11 +84,7 @@ func containerIdentity(info ContainerInfo, hostname string, nsLabels map[string]
 		Hostname:      hostname,
 	}
 	if info.Namespace != "" {
-		labels := map[string]string{policy.NamespaceNameLabel: info.Namespace}
-		for k, v := range nsLabels {
-			labels[k] = v
-		}
-		id.NamespaceLabels = labels
+		id.NamespaceLabels = nsLabels // the name label is implied (policy.NamespaceLabels)
 	}
 	if n, err := policy.NormalizeImage(info.Image); err == nil {
 		id.Image = n
@@ -105,11 +96,10 @@ func containerIdentity(info ContainerInfo, hostname string, nsLabels map[string]
 // policies selecting it. When several select it, the first by name wins and
 // the others are returned so the conflict can be reported.
 func choosePolicy(pols []*policy.WorkloadPolicy, id policy.Identity) (*policy.WorkloadPolicy, []string) {
-	sel := policy.Select(pols, id)
+	sel := policy.Select(pols, id) // ordered by name
 	if len(sel) == 0 {
 		return nil, nil
 	}
-	sort.Slice(sel, func(i, j int) bool { return sel[i].Metadata.Name < sel[j].Metadata.Name })
 	var others []string
 	for _, p := range sel[1:] {
 		others = append(others, p.Metadata.Name)
