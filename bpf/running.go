@@ -37,19 +37,36 @@ type runningProcess struct {
 // parent's earlier one was forked from it before the parent was placed, so
 // it shares the parent's new node too.
 func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier map[int]uint64) error {
-	procs, err := runningIn(cgroupPath)
+	pids, err := cgroup.Procs(cgroupPath)
 	if err != nil {
 		return err
 	}
 	// Each process's node before placement: a forked process that has not
 	// executed anything since has its parent's.
-	before := make(map[int]uint64, len(procs))
-	for pid := range procs {
+	before := make(map[int]uint64, len(pids))
+	for _, pid := range pids {
 		var cur uint64
 		if err := e.net.TaskNodes.Lookup(uint32(pid), &cur); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			e.log.Warn("read process node", "pid", pid, "err", err)
 		}
 		before[pid] = cur
+	}
+	// /proc is read only for the processes to place (and their parents):
+	// a process with a node c has keeps it.
+	type facts struct {
+		p  runningProcess
+		ok bool // listed, and still running
+	}
+	read := map[int]facts{}
+	running := func(pid int) (runningProcess, bool) {
+		f, done := read[pid]
+		if !done {
+			if _, listed := before[pid]; listed {
+				f.p, f.ok = readProcess(pid)
+			}
+			read[pid] = f
+		}
+		return f.p, f.ok
 	}
 	forkedEarlier := func(ppid int, cur uint64) bool {
 		n, ok := earlier[ppid]
@@ -62,24 +79,29 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		if n, ok := placed[pid]; ok {
 			return n
 		}
-		p, cur := procs[pid], before[pid]
+		cur := before[pid]
 		placed[pid] = cur // until decided (parent links cannot loop, but stay safe)
+		if _, ok := c.ids[cur]; ok {
+			return cur
+		}
+		p, ok := running(pid)
+		if !ok {
+			return cur
+		}
 		node := cur
-		if _, ok := c.ids[cur]; !ok {
-			_, parentIn := procs[p.ppid]
-			var parent uint64
-			if parentIn {
-				parent = place(p.ppid)
-			}
-			switch {
-			case parentIn && cur != 0 && (before[p.ppid] == cur || forkedEarlier(p.ppid, cur)):
-				// Forked, not executed since: the kernel gives a child
-				// its parent's node (an exec always gives another).
-				node = parent
-			default:
-				if n := c.matchChild(parent, p); n != 0 {
-					node = n
-				}
+		_, parentIn := running(p.ppid)
+		var parent uint64
+		if parentIn {
+			parent = place(p.ppid)
+		}
+		switch {
+		case parentIn && cur != 0 && (before[p.ppid] == cur || forkedEarlier(p.ppid, cur)):
+			// Forked, not executed since: the kernel gives a child
+			// its parent's node (an exec always gives another).
+			node = parent
+		default:
+			if n := c.matchChild(parent, p); n != 0 {
+				node = n
 			}
 		}
 		placed[pid] = node
@@ -92,7 +114,7 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		}
 		return node
 	}
-	for pid := range procs {
+	for _, pid := range pids {
 		place(pid)
 	}
 	for pid, cur := range before {
@@ -175,22 +197,6 @@ func (p networkPattern) matches(s string, max int) bool {
 			fnvHash(reverse(s[len(s)-sl:])) == p.SuffixHash
 	}
 	return false
-}
-
-// runningIn reads the processes of cgroup directory dir and its
-// descendants. Processes that exit meanwhile are left out.
-func runningIn(dir string) (map[int]runningProcess, error) {
-	pids, err := cgroup.Procs(dir)
-	if err != nil {
-		return nil, err
-	}
-	procs := make(map[int]runningProcess, len(pids))
-	for _, pid := range pids {
-		if p, ok := readProcess(pid); ok {
-			procs[pid] = p
-		}
-	}
-	return procs, nil
 }
 
 // readProcess reads pid's parent, name, exe (inside its own root) and
