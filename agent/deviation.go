@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"strconv"
-	"strings"
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/policy"
@@ -16,7 +15,8 @@ import (
 //   - exec: the new process as a child of its parent's policy node
 //     (`policyNode: {id, children: [...]}`), or as a new root node when the
 //     process had no policy node (it entered the workload from outside, or
-//     its parent was itself outside the policy);
+//     its parent was itself outside the policy); its name and exe are
+//     written as fingerprints write them (execPatterns);
 //   - connect: an egress rule to the destination address (/32 or /128) and
 //     port, for the process node when it has one;
 //   - accept: an ingress rule from the source address to the local port.
@@ -35,11 +35,12 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 	}
 	switch ev.Kind {
 	case bpf.KindExec:
+		name, exe := execPatterns(ev)
 		node := policy.ProcessNode{
-			Name:  ev.Comm,
-			Exe:   []string{ev.Exe},
+			Name:  name,
+			Exe:   []string{exe},
 			Euser: []string{uidName(ev.EUID)},
-			ID:    nodeIDFor(ev.Comm),
+			ID:    idBase(name) + "_0", // merging renames it on a clash
 		}
 		if ev.ParentNode != "" {
 			d.Spec.ProcessPolicy = []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: ev.ParentNode, Children: []policy.ProcessNode{node}}}}
@@ -63,7 +64,7 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 	}
 	d.Metadata.Checksum = d.Spec.Checksum()
 	d.Metadata.UID = "deviation:" + randomHex(8)
-	ts := float64(ev.Time.UnixNano()) / 1e9
+	ts := unixSeconds(ev.Time)
 	d.Metadata.FirstTimestamp, d.Metadata.LatestTimestamp = ts, ts
 	verdict := "allowed"
 	if ev.Blocked {
@@ -116,7 +117,7 @@ func UserNames(users map[string]uint32) func(uid uint32) string {
 // connRule is a rule allowing exactly one peer address on one port, for
 // the event's process node when it has one.
 func connRule(peer netip.Addr, port uint16, ev bpf.Event, egress bool) policy.NetworkRule {
-	peers := []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(peer, peer.BitLen()).String()}}}
+	peers := []policy.Peer{hostPeer(peer)}
 	r := policy.NetworkRule{Ports: []policy.Port{{Port: int(port), Protocol: ev.Protocol}}}
 	if egress {
 		r.To = peers
@@ -127,23 +128,6 @@ func connRule(peer netip.Addr, port uint16, ev bpf.Event, egress bool) policy.Ne
 		r.Processes = []string{ev.Node}
 	}
 	return r
-}
-
-// nodeIDFor makes the id of a new process node from its name, in the
-// NAME_0 style of Spyderbat policies (merging renames it on a clash).
-func nodeIDFor(name string) string {
-	var b strings.Builder
-	for _, r := range name {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 {
-		b.WriteString("process")
-	}
-	return b.String() + "_0"
 }
 
 func randomHex(n int) string {

@@ -46,6 +46,13 @@ func TestBuildDeviation(t *testing.T) {
 			{Name: "curl", Exe: []string{"/usr/bin/curl"}, Euser: []string{"1000"}, ID: "curl_0"}}},
 		verdict: "allowed",
 	}, {
+		name: "exec of a name with glob characters",
+		ev:   bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "/opt/a[1]", Comm: "a[1]", EUID: 0, Time: at},
+		pol:  pol,
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{
+			{Name: "a*1*", Exe: []string{"/opt/a*1*"}, Euser: []string{"root"}, ID: "a_1__0"}}},
+		verdict: "allowed",
+	}, {
 		name: "connect",
 		ev: bpf.Event{Kind: bpf.KindConnect, Deviation: true, Blocked: true, Protocol: "TCP", Node: "nginx_0",
 			Dst: netip.MustParseAddrPort("1.2.3.4:443"), Time: at},

@@ -135,13 +135,8 @@ func (b *FingerprintBuilder) Observe(ev bpf.Event) (changed bool) {
 }
 
 func (b *FingerprintBuilder) observeExec(ev bpf.Event) bool {
-	ident := fpIdent{key: ev.NodeKey, name: globSafe(ev.Comm), exe: globSafe(ev.Exe)}
-	if ident.name == "" {
-		ident.name = "*"
-	}
-	if ident.exe == "" {
-		ident.exe = "*"
-	}
+	ident := fpIdent{key: ev.NodeKey}
+	ident.name, ident.exe = execPatterns(ev)
 	euser := b.euser(ev.EUID)
 	if n := b.byIdent[ident]; n != nil {
 		if slices.Contains(n.eusers, euser) {
@@ -235,6 +230,20 @@ func idBase(name string) string {
 		return "process"
 	}
 	return sb.String()
+}
+
+// execPatterns returns the name and exe patterns of a process node that
+// match an exec event's process: its comm and exe made glob-safe, "*" for
+// one the kernel did not report.
+func execPatterns(ev bpf.Event) (name, exe string) {
+	name, exe = globSafe(ev.Comm), globSafe(ev.Exe)
+	if name == "" {
+		name = "*"
+	}
+	if exe == "" {
+		exe = "*"
+	}
+	return name, exe
 }
 
 // globSafe makes a name or path usable as a policy pattern that matches
@@ -459,7 +468,7 @@ func (b *FingerprintBuilder) rules(ingress bool) []policy.NetworkRule {
 			r.Processes = strings.Split(g.procs, ",")
 		}
 		for _, a := range addrs {
-			peer := policy.Peer{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(a, a.BitLen()).String()}}
+			peer := hostPeer(a)
 			if ingress {
 				r.From = append(r.From, peer)
 			} else {
@@ -475,6 +484,12 @@ func comparePorts(x, y policy.Port) int {
 	return cmp.Or(cmp.Compare(x.Port, y.Port), cmp.Compare(x.Protocol, y.Protocol))
 }
 
+// hostPeer is the peer of exactly one address (a /32 or /128).
+func hostPeer(a netip.Addr) policy.Peer {
+	return policy.Peer{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(a, a.BitLen()).String()}}
+}
+
+// unixSeconds is t in seconds since the epoch, as documents write time.
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }

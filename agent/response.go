@@ -131,7 +131,7 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, t target, pol *pol
 		Kind:       policy.KindFlag,
 		Metadata: policy.FlagMetadata{
 			UID: "flag:" + randomHex(8), Class: class, Severity: f.Severity,
-			Timestamp: float64(time.Now().UnixNano()) / 1e9,
+			Timestamp: unixSeconds(time.Now()),
 			PolicyUID: pol.Metadata.UID, PolicyName: pol.Metadata.Name, DeviationUID: d.Metadata.UID,
 			Workload: t.name, Hostname: a.cfg.Hostname,
 			Impact: f.Impact, Content: f.Content, Description: f.Description,
