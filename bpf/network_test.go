@@ -215,8 +215,18 @@ func dialFrom(src, dst string) error {
 	return nil
 }
 
+// freePort returns a port of addr (port 0) that is free for network (tcp*
+// or udp*); the test is skipped when it cannot listen there.
 func freePort(t *testing.T, network, addr string) int {
 	t.Helper()
+	if strings.HasPrefix(network, "udp") {
+		c, err := net.ListenPacket(network, addr)
+		if err != nil {
+			t.Skipf("listen %s: %v", addr, err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
 	l, err := net.Listen(network, addr)
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
@@ -284,12 +294,7 @@ func udpEcho(t *testing.T, src, dst string) bool {
 func TestIngressUDP(t *testing.T) {
 	e, _ := openTestEngine(t)
 	cg := testCgroup(t)
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
+	port := freePort(t, "udp", "127.0.0.1:0")
 	spec := helperSpec(t)
 	spec.NetworkPolicy = &policy.NetworkPolicy{
 		Ingress: []policy.NetworkRule{{From: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},

@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,12 +31,7 @@ func TestNetworkObservations(t *testing.T) {
 		t.Fatalf("sendto: status %d", st)
 	}
 	tcp := freePort(t, "tcp4", "127.0.0.1:0")
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
+	udp := freePort(t, "udp4", "127.0.0.1:0")
 	serve(t, cg, fmt.Sprintf("127.0.0.1:%d", tcp))
 	serveWith(t, cg, "serve-udp", fmt.Sprintf("127.0.0.1:%d", udp))
 	for _, src := range []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.2:0"} {

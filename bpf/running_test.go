@@ -44,11 +44,7 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); !exists(ready); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the subshell did not start")
-		}
-	}
+	waitForFile(t, ready, "the subshell did not start")
 
 	spec := treeSpec()
 	spec.ProcessPolicy = append(spec.ProcessPolicy, helperSpec(t).ProcessPolicy...)
@@ -74,11 +70,7 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !exists(substatus); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the subshell did not finish")
-		}
-	}
+	waitForFile(t, substatus, "the subshell did not finish")
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +200,7 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); !exists(ready); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the subshell did not start")
-		}
-	}
+	waitForFile(t, ready, "the subshell did not start")
 	pids, err := cgroup.Procs(cg)
 	if err != nil || len(pids) != 2 {
 		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
@@ -240,5 +228,16 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 	var got uint64
 	if err := e.net.TaskNodes.Lookup(uint32(sub), &got); err != nil || got != shNode {
 		t.Fatalf("subshell node %x, %v; want the shell's new node %x", got, err, shNode)
+	}
+}
+
+// waitForFile waits up to 10 s for path to exist; the test fails with
+// message if it does not.
+func waitForFile(t *testing.T, path, message string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !exists(path); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(message)
+		}
 	}
 }
