@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"path"
 	"syscall"
 	"time"
 
@@ -73,25 +72,7 @@ func selectorsMatch(s *policy.ActionSelectors, id policy.Identity, p deviant) bo
 	if !spec.Selects(id) {
 		return false
 	}
-	ps := s.ProcessSelector
-	if ps == nil {
-		return true
-	}
-	return globsMatch(ps.Name, p.Comm) && globsMatch(ps.Exe, p.Exe) && globsMatch(ps.Euser, p.Euser)
-}
-
-// globsMatch reports whether value matches one of globs; no globs match
-// everything.
-func globsMatch(globs []string, value string) bool {
-	if len(globs) == 0 {
-		return true
-	}
-	for _, g := range globs {
-		if ok, _ := path.Match(g, value); ok {
-			return true
-		}
-	}
-	return false
+	return s.ProcessSelector == nil || s.ProcessSelector.Matches(p.Comm, p.Exe, p.Euser)
 }
 
 // respond runs the response actions for a deviation in an enforce-mode

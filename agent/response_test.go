@@ -28,6 +28,8 @@ func TestActionsFor(t *testing.T) {
 			PodSelector: &policy.LabelSelector{MatchLabels: map[string]string{"app": "db"}}})}}, nil},
 		{"matching process selector", &policy.Response{Actions: []policy.Action{kill(policy.ActionSelectors{
 			ProcessSelector: &policy.ProcessSelector{Exe: policy.StringList{"/bin/*"}}})}}, []string{"agentKillPod"}},
+		{"process selector globs as every selector's ('*' crosses '/')", &policy.Response{Actions: []policy.Action{kill(policy.ActionSelectors{
+			ProcessSelector: &policy.ProcessSelector{Exe: policy.StringList{"/*"}}})}}, []string{"agentKillPod"}},
 		{"non-matching process selector", &policy.Response{Actions: []policy.Action{kill(policy.ActionSelectors{
 			ProcessSelector: &policy.ProcessSelector{Euser: policy.StringList{"www-data"}}})}}, nil},
 		{"action without selector never applies", &policy.Response{Actions: []policy.Action{kill(policy.ActionSelectors{})}}, nil},

@@ -170,6 +170,33 @@ func (m *MachineSelector) matches(id Identity) bool {
 	})
 }
 
+// Matches reports whether a process matches the selector: its name
+// (comm), executable path and effective user name each match one of the
+// selector's globs for that field (none: any), and matchFields and
+// matchFieldsExpressions hold over the fields "name", "exe" and "euser".
+// The globs are those of every selector ('*' crosses '/').
+func (s *ProcessSelector) Matches(name, exe, euser string) bool {
+	for _, f := range []struct {
+		globs StringList
+		value string
+	}{{s.Name, name}, {s.Exe, exe}, {s.Euser, euser}} {
+		if len(f.globs) > 0 && !anyGlobMatches(f.globs, f.value) {
+			return false
+		}
+	}
+	return fieldsMatch(s.MatchFields, s.MatchFieldsExpressions, func(field string) []string {
+		switch field {
+		case "name":
+			return []string{name}
+		case "exe":
+			return []string{exe}
+		case "euser":
+			return []string{euser}
+		}
+		return nil
+	})
+}
+
 // matches applies Kubernetes label selector semantics: every matchLabels
 // pair and every matchExpressions requirement must hold. Values may be
 // globs.

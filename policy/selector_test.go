@@ -204,3 +204,28 @@ func TestSelect(t *testing.T) {
 		t.Errorf("Select(service) = %v, want [service]", got)
 	}
 }
+
+func TestProcessSelectorMatches(t *testing.T) {
+	tests := []struct {
+		name             string
+		sel              ProcessSelector
+		comm, exe, euser string
+		want             bool
+	}{
+		{"empty selects any process", ProcessSelector{}, "sh", "/bin/sh", "root", true},
+		{"'*' crosses '/'", ProcessSelector{Exe: StringList{"/usr/*"}}, "curl", "/usr/local/bin/curl", "root", true},
+		{"one glob of the list", ProcessSelector{Name: StringList{"wget", "cu?l"}}, "curl", "/usr/bin/curl", "root", true},
+		{"every field must match", ProcessSelector{Name: StringList{"curl"}, Euser: StringList{"www-data"}}, "curl", "/usr/bin/curl", "root", false},
+		{"no glob matches", ProcessSelector{Exe: StringList{"/bin/*"}}, "curl", "/usr/bin/curl", "root", false},
+		{"matchFields", ProcessSelector{MatchFields: map[string]string{"euser": "www-*"}}, "sh", "/bin/sh", "www-data", true},
+		{"matchFields mismatch", ProcessSelector{MatchFields: map[string]string{"exe": "/usr/*"}}, "sh", "/bin/sh", "root", false},
+		{"unknown field never matches", ProcessSelector{MatchFields: map[string]string{"pid": "*"}}, "sh", "/bin/sh", "root", false},
+		{"matchFieldsExpressions", ProcessSelector{MatchFieldsExpressions: []Requirement{{Key: "name", Operator: "NotIn", Values: []string{"sh"}}}},
+			"sh", "/bin/sh", "root", false},
+	}
+	for _, tc := range tests {
+		if got := tc.sel.Matches(tc.comm, tc.exe, tc.euser); got != tc.want {
+			t.Errorf("%s: Matches(%q, %q, %q) = %v, want %v", tc.name, tc.comm, tc.exe, tc.euser, got, tc.want)
+		}
+	}
+}
