@@ -63,17 +63,7 @@ func ID(path string) (uint64, error) {
 func Path(root string, id uint64) (string, error) {
 	var found string
 	errFound := errors.New("found")
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			// A cgroup removed during the walk is not an error.
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
+	err := walk(root, func(p string) error {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
 			return nil
@@ -208,16 +198,7 @@ func Level(root, path string) (int, error) {
 // Cgroups removed meanwhile are skipped.
 func Procs(dir string) ([]int, error) {
 	var pids []int
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
+	err := walk(dir, func(p string) error {
 		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -233,4 +214,21 @@ func Procs(dir string) ([]int, error) {
 		return nil
 	})
 	return pids, err
+}
+
+// walk calls fn for the cgroup directory dir and every cgroup below it.
+// A cgroup removed during the walk is not an error.
+func walk(dir string, fn func(path string) error) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		return fn(p)
+	})
 }
