@@ -157,9 +157,10 @@ func (nw *namespaceWatch) list(ctx context.Context) (string, error) {
 }
 
 // watch applies namespace events from resource version rv until the
-// stream ends or fails.
+// stream ends or fails. Every end is followed by a list, so the watch asks
+// for no bookmarks (their resource version would go unused).
 func (nw *namespaceWatch) watch(ctx context.Context, rv string) error {
-	resp, err := nw.get(ctx, "/api/v1/namespaces?watch=1&allowWatchBookmarks=true&resourceVersion="+rv)
+	resp, err := nw.get(ctx, "/api/v1/namespaces?watch=1&resourceVersion="+rv)
 	if err != nil {
 		return fmt.Errorf("watch namespaces: %w", err)
 	}
