@@ -30,14 +30,20 @@ type runningProcess struct {
 // node; otherwise it takes the child of its parent's node that its name,
 // exe and effective user match, if any. Listening sockets bound by a re-placed
 // process follow it. Without this, a policy applied to a running workload
-// would see every running process as outside it.
+// would see every running process as outside it. The processes of a cgroup
+// below that is armed as a workload of its own are left on its nodes.
 //
 // earlier holds each process's node before the earlier passes of this
 // Apply placed it, and gains this pass's: a process whose node is its
 // parent's earlier one was forked from it before the parent was placed, so
 // it shares the parent's new node too.
 func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier map[int]uint64) error {
-	pids, err := cgroup.Procs(cgroupPath)
+	ownWorkload := func(dir string) bool {
+		id, err := cgroup.ID(dir)
+		var w networkWorkload
+		return err == nil && e.net.Workloads.Lookup(id, &w) == nil
+	}
+	pids, err := cgroup.Procs(cgroupPath, ownWorkload)
 	if err != nil {
 		return err
 	}

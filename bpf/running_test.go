@@ -201,7 +201,7 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 	}
 	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
 	waitForFile(t, ready, "the subshell did not start")
-	pids, err := cgroup.Procs(cg)
+	pids, err := cgroup.Procs(cg, nil)
 	if err != nil || len(pids) != 2 {
 		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
 	}
@@ -239,5 +239,54 @@ func waitForFile(t *testing.T, path, message string) {
 		if time.Now().After(deadline) {
 			t.Fatal(message)
 		}
+	}
+}
+
+// TestPolicyAppliedAboveNestedWorkload: a policy applied to a cgroup does
+// not place the processes of a cgroup below it that is armed as a workload
+// of its own: they keep that workload's nodes, and its policy still allows
+// their children.
+func TestPolicyAppliedAboveNestedWorkload(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	inner := filepath.Join(cg, "inner")
+	if _, err := cgroup.Create(inner); err != nil {
+		t.Fatal(err)
+	}
+	bin := applets(t, "sh", "touch")
+	if _, err := e.Apply(inner, mustCompile(t, treeSpec()), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	ready, a, status := filepath.Join(work, "ready"), filepath.Join(work, "a"), filepath.Join(work, "status")
+	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf(": > %s; read l; %s/touch %s; echo $? > %s", ready, bin, a, status))
+	stdin, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(sh, inner); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	waitForFile(t, ready, "the shell did not start")
+
+	// The outer workload's policy has the same tree under other ids.
+	outer := treeSpec()
+	outer.ProcessPolicy[0].ID = "outer_sh"
+	for i := range outer.ProcessPolicy[0].Children {
+		outer.ProcessPolicy[0].Children[i].ID = "outer_" + outer.ProcessPolicy[0].Children[i].ID
+	}
+	if _, err := e.Apply(cg, mustCompile(t, outer), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	got, err := os.ReadFile(status)
+	if err != nil || strings.TrimSpace(string(got)) != "0" || !exists(a) {
+		t.Fatalf("touch under the inner workload: status %q, %v, ran %v; want 0", got, err, exists(a))
 	}
 }

@@ -194,11 +194,15 @@ func Level(root, path string) (int, error) {
 	return len(strings.Split(rel, string(filepath.Separator))), nil
 }
 
-// Procs lists the processes in cgroup directory dir and its descendants.
-// Cgroups removed meanwhile are skipped.
-func Procs(dir string) ([]int, error) {
+// Procs lists the processes in cgroup directory dir and its descendants,
+// leaving out the descendants for which skip (unless nil) is true and the
+// cgroups below them. Cgroups removed meanwhile are skipped.
+func Procs(dir string, skip func(path string) bool) ([]int, error) {
 	var pids []int
 	err := walk(dir, func(p string) error {
+		if p != dir && skip != nil && skip(p) {
+			return fs.SkipDir
+		}
 		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -216,7 +220,8 @@ func Procs(dir string) ([]int, error) {
 	return pids, err
 }
 
-// walk calls fn for the cgroup directory dir and every cgroup below it.
+// walk calls fn for the cgroup directory dir and every cgroup below it
+// (fn returns fs.SkipDir to leave out those below the one it is given).
 // A cgroup removed during the walk is not an error.
 func walk(dir string, fn func(path string) error) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -88,12 +88,28 @@ func TestStartInRunsInsideAndRemoveKillsLeftovers(t *testing.T) {
 		t.Fatalf("OfPID = %s, want %s", got, path)
 	}
 	// Procs lists it (and maybe the exiting cat), with a nested cgroup
-	// below.
+	// below, and a process in a nested cgroup unless that one is skipped.
 	if _, err := Create(filepath.Join(path, "empty")); err != nil {
 		t.Fatal(err)
 	}
-	if pids, err := Procs(path); err != nil || !slices.Contains(pids, cmd.Process.Pid) {
+	if pids, err := Procs(path, nil); err != nil || !slices.Contains(pids, cmd.Process.Pid) {
 		t.Fatalf("Procs = %v, %v; want it to hold %d", pids, err, cmd.Process.Pid)
+	}
+	nested := filepath.Join(path, "nested")
+	if _, err := Create(nested); err != nil {
+		t.Fatal(err)
+	}
+	inner := exec.Command("/bin/sh", "-c", "exec sleep 60")
+	if err := StartIn(inner, nested); err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Wait()
+	if pids, err := Procs(path, nil); err != nil || !slices.Contains(pids, inner.Process.Pid) {
+		t.Fatalf("Procs = %v, %v; want it to hold the nested %d", pids, err, inner.Process.Pid)
+	}
+	skipNested := func(p string) bool { return p == nested }
+	if pids, err := Procs(path, skipNested); err != nil || slices.Contains(pids, inner.Process.Pid) || !slices.Contains(pids, cmd.Process.Pid) {
+		t.Fatalf("Procs skipping %s = %v, %v; want %d and not %d", nested, pids, err, cmd.Process.Pid, inner.Process.Pid)
 	}
 	// Remove must kill the sleeping child to empty the cgroup.
 	if err := Remove(path); err != nil {
