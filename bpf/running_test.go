@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,18 +34,9 @@ func TestPolicyAppliedToRunningWorkload(t *testing.T) {
 	serve(t, cg, fmt.Sprintf("127.0.0.1:%d", port))
 	a, status := filepath.Join(work, "a"), filepath.Join(work, "status")
 	b, substatus, ready := filepath.Join(work, "b"), filepath.Join(work, "substatus"), filepath.Join(work, "ready")
-	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf(
+	sh, stdin := startReader(t, bin, cg, fmt.Sprintf(
 		"( : > %[4]s; read l; %[1]s/touch %[5]s; %[1]s/cat /dev/null; echo $? > %[6]s ); read l; %[1]s/touch %[2]s; %[1]s/cat /dev/null; echo $? > %[3]s",
-		bin, a, status, ready, b, substatus))
-	stdin, err := sh.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cgroup.StartIn(sh, cg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	waitForFile(t, ready, "the subshell did not start")
+		bin, a, status, ready, b, substatus), ready)
 
 	spec := treeSpec()
 	spec.ProcessPolicy = append(spec.ProcessPolicy, helperSpec(t).ProcessPolicy...)
@@ -192,15 +184,7 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(t.TempDir(), "ready")
-	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf("( : > %s; read l ); read l", ready))
-	if _, err := sh.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cgroup.StartIn(sh, cg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	waitForFile(t, ready, "the subshell did not start")
+	sh, _ := startReader(t, bin, cg, fmt.Sprintf("( : > %s; read l ); read l", ready), ready)
 	pids, err := cgroup.Procs(cg, nil)
 	if err != nil || len(pids) != 2 {
 		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
@@ -231,6 +215,24 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 	}
 }
 
+// startReader starts busybox sh (in bin) running script in cgroup cg with
+// a pipe to its stdin, for the script to read lines from; it is killed when
+// the test ends. It returns once the script has created the file ready.
+func startReader(t *testing.T, bin, cg, script, ready string) (*exec.Cmd, io.Writer) {
+	t.Helper()
+	sh := exec.Command(bin+"/sh", "-c", script)
+	stdin, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(sh, cg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	waitForFile(t, ready, "the shell did not create "+ready)
+	return sh, stdin
+}
+
 // waitForFile waits up to 10 s for path to exist; the test fails with
 // message if it does not.
 func waitForFile(t *testing.T, path, message string) {
@@ -259,16 +261,7 @@ func TestPolicyAppliedAboveNestedWorkload(t *testing.T) {
 	}
 	work := t.TempDir()
 	ready, a, status := filepath.Join(work, "ready"), filepath.Join(work, "a"), filepath.Join(work, "status")
-	sh := exec.Command(bin+"/sh", "-c", fmt.Sprintf(": > %s; read l; %s/touch %s; echo $? > %s", ready, bin, a, status))
-	stdin, err := sh.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cgroup.StartIn(sh, inner); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	waitForFile(t, ready, "the shell did not start")
+	sh, stdin := startReader(t, bin, inner, fmt.Sprintf(": > %s; read l; %s/touch %s; echo $? > %s", ready, bin, a, status), ready)
 
 	// The outer workload's policy has the same tree under other ids.
 	outer := treeSpec()
