@@ -52,6 +52,11 @@ type Event struct {
 	// PID and PPID are process (thread-group) ids; UID and EUID the
 	// credentials. Accept events run without the listener's task: 0.
 	PID, PPID, UID, EUID uint32
+	// ProcessStart is when process PID started, as time since boot
+	// (CLOCK_BOOTTIME, what /proc/PID/stat's starttime counts in clock
+	// ticks): with PID it names the process across pid reuse. 0 when the
+	// event has no task (accept events).
+	ProcessStart time.Duration
 	// Exe is the resolved executable path (exec events), Comm the name.
 	Exe, Comm string
 	// Node is the policy node id the process runs as (exec: the node
@@ -84,20 +89,21 @@ func decodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode event (%d bytes): %w", len(raw), err)
 	}
 	ev := Event{
-		Kind:      Kind(r.Kind),
-		Deviation: r.Flags&evDeviation != 0,
-		Blocked:   r.Flags&evBlocked != 0,
-		Truncated: r.Flags&evTruncated != 0,
-		CgroupID:  r.Cgid,
-		PID:       r.Pid,
-		PPID:      r.Ppid,
-		UID:       r.Uid,
-		EUID:      r.Euid,
-		Exe:       cString(r.Exe[:]),
-		Comm:      cString(r.Comm[:]),
-		NodeKey:   r.Node,
-		ParentKey: r.ParentNode,
-		Time:      monoToTime(r.TimeNs),
+		Kind:         Kind(r.Kind),
+		Deviation:    r.Flags&evDeviation != 0,
+		Blocked:      r.Flags&evBlocked != 0,
+		Truncated:    r.Flags&evTruncated != 0,
+		CgroupID:     r.Cgid,
+		PID:          r.Pid,
+		PPID:         r.Ppid,
+		UID:          r.Uid,
+		EUID:         r.Euid,
+		ProcessStart: time.Duration(r.StartNs),
+		Exe:          cString(r.Exe[:]),
+		Comm:         cString(r.Comm[:]),
+		NodeKey:      r.Node,
+		ParentKey:    r.ParentNode,
+		Time:         monoToTime(r.TimeNs),
 	}
 	switch r.Proto {
 	case protoTCP:

@@ -171,6 +171,8 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 	e->flags = flags;
 	if (has_task) {
 		__u64 ug = bpf_get_current_uid_gid();
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		e->pid = bpf_get_current_pid_tgid() >> 32;
 		e->uid = (__u32)ug;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));

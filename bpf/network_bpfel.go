@@ -22,6 +22,7 @@ type networkEngineConfig struct {
 type networkEvent struct {
 	_          structs.HostLayout
 	TimeNs     uint64
+	StartNs    uint64
 	Cgid       uint64
 	Node       uint64
 	ParentNode uint64

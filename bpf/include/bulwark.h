@@ -158,6 +158,7 @@ struct seen_key {
 
 struct event {
 	__u64 time_ns; /* CLOCK_MONOTONIC */
+	__u64 start_ns; /* the process's start (leader's start_boottime); 0 without a task */
 	__u64 cgid;
 	__u64 node;
 	__u64 parent_node;

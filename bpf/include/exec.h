@@ -336,6 +336,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 		return;
 	}
 	e->time_ns = bpf_ktime_get_ns();
+	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	e->cgid = cgid;
 	e->node = node;
 	e->parent_node = parent;

@@ -122,6 +122,8 @@ struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	__u64 start_boottime;
 	const struct cred *cred;
 	struct fs_struct *fs;
 } __attribute__((preserve_access_index));
