@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -60,11 +57,7 @@ func (a *Agent) arm(w *Workload) error {
 		}
 		path = p
 	}
-	root := "/" // services share the host's users
-	if id.Type != policy.TypeLinuxService {
-		root = "/proc/" + strconv.Itoa(info.PID) + "/root"
-	}
-	users, err := workloadUsers(info.PID, root)
+	users, err := workloadUsers(info.PID, id.Type)
 	if err != nil {
 		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", desc, "error", err)
 	}
@@ -121,26 +114,16 @@ func containerCgroup(info ContainerInfo) (string, error) {
 	return cgroup.OfPID(info.PID)
 }
 
-// workloadUsers reads the user table under the workload's root file system
-// (a container's, through its process pid; "/" for services). "root" is
-// always uid 0.
-func workloadUsers(pid int, root string) (map[string]uint32, error) {
-	users := map[string]uint32{"root": 0}
-	if pid <= 0 && root != "/" {
-		return users, errors.New("no process")
+// workloadUsers reads the user table of a workload: a container's own
+// (under its process's root), the host's for services.
+func workloadUsers(pid int, typ string) (map[string]uint32, error) {
+	if typ == policy.TypeLinuxService {
+		return ReadUsers("/")
 	}
-	data, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
-	if err != nil {
-		return users, err
+	if pid <= 0 {
+		return map[string]uint32{"root": 0}, errors.New("no process")
 	}
-	parsed, err := bpf.ParsePasswd(bytes.NewReader(data))
-	if err != nil {
-		return users, err
-	}
-	for k, v := range parsed {
-		users[k] = v
-	}
-	return users, nil
+	return ReadUsers("/proc/" + strconv.Itoa(pid) + "/root")
 }
 
 // eventQueue is how many kernel events may wait between the ring buffer

@@ -76,7 +76,7 @@ const execQuiet = 100 * time.Millisecond
 // link and the cgroup when argv ends, leaving nothing behind.
 func runExec(ctx context.Context, pol *policy.WorkloadPolicy, mode bpf.Mode, argv []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	users, err := readPasswd("/etc/passwd")
+	users, err := agent.ReadUsers("/")
 	if err != nil {
 		return err
 	}
@@ -113,14 +113,4 @@ func printDeviations(pol *policy.WorkloadPolicy, users map[string]uint32, w io.W
 		fmt.Fprintln(w, "---")
 		policy.Encode(w, policy.FormatYAML, &d)
 	}
-}
-
-// readPasswd reads the user table policies' euser names resolve against.
-func readPasswd(path string) (map[string]uint32, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read users: %w", err)
-	}
-	defer f.Close()
-	return bpf.ParsePasswd(f)
 }

@@ -58,7 +58,7 @@ const learnQuiet = 250 * time.Millisecond
 // directory and cgroup and removes both.
 func runLearn(ctx context.Context, name string, argv []string, stdout, stderr io.Writer, format string) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	users, err := readPasswd("/etc/passwd")
+	users, err := agent.ReadUsers("/")
 	if err != nil {
 		return err
 	}
