@@ -209,6 +209,6 @@ func (a *Agent) handleDeviation(w *Workload, ev bpf.Event) {
 	a.log.Warn("deviation", "workload", t.name, "policy", pol.Metadata.Name, "kind", ev.Kind,
 		"exe", ev.Exe, "blocked", ev.Blocked, "dst", ev.Dst, "src", ev.Src)
 	if pol.Spec.Mode == policy.ModeEnforce {
-		a.respond(t, pol, d, deviant{PID: int(ev.PID), Comm: ev.Comm, Exe: ev.Exe, Euser: uidName(ev.EUID)}, isNew)
+		a.respond(t, pol, d, deviant{PID: int(ev.PID), Start: ev.ProcessStart, Comm: ev.Comm, Exe: ev.Exe, Euser: uidName(ev.EUID)}, isNew)
 	}
 }

@@ -34,43 +34,9 @@ type pipeline struct {
 
 func startPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (BPF, cgroups)")
-	}
-	if _, err := os.Stat(busybox); err != nil {
-		t.Skipf("needs %s: %v", busybox, err)
-	}
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	pins := filepath.Join(dir, "bpf")
-	if err := os.Mkdir(pins, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("bpffs", pins, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(pins, unix.MNT_DETACH) })
-	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join(pins, "bulwark"), Logger: log})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	t.Cleanup(func() { engine.Unpin(); engine.Close() })
-
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		t.Skipf("no cgroup v2: %v", err)
-	}
-	slice := filepath.Join(root, fmt.Sprintf("bulwark-agent-test-%d.slice", os.Getpid()))
-	if _, err := cgroup.Create(slice); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Removes the service cgroups first, killing what still runs.
-		if err := cgroup.Remove(slice); err != nil {
-			t.Error(err)
-		}
-	})
+	engine, slice := testEngine(t, dir, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := collector.NewServer(collector.Options{Socket: filepath.Join(dir, "collector.sock"), DB: filepath.Join(dir, "collector.db"), Logger: log})
@@ -111,6 +77,48 @@ func startPipeline(t *testing.T) *pipeline {
 		}
 	}
 	return &pipeline{agent: a, query: collector.NewQueryClient(filepath.Join(dir, "collector.sock")), slice: slice, applets: applets}
+}
+
+// testEngine opens a real kernel engine pinned on a private bpffs under
+// dir and creates a test-owned cgroup slice for services; both are removed
+// at the end of the test. It skips unless root with busybox and cgroup v2.
+func testEngine(t *testing.T, dir string, log *slog.Logger) (*bpf.Engine, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (BPF, cgroups)")
+	}
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skipf("needs %s: %v", busybox, err)
+	}
+	pins := filepath.Join(dir, "bpf")
+	if err := os.Mkdir(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpffs", pins, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(pins, unix.MNT_DETACH) })
+	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join(pins, "bulwark"), Logger: log})
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	t.Cleanup(func() { engine.Unpin(); engine.Close() })
+
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		t.Skipf("no cgroup v2: %v", err)
+	}
+	slice := filepath.Join(root, fmt.Sprintf("bulwark-agent-test-%d.slice", os.Getpid()))
+	if _, err := cgroup.Create(slice); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Removes the service cgroups first, killing what still runs.
+		if err := cgroup.Remove(slice); err != nil {
+			t.Error(err)
+		}
+	})
+	return engine, slice
 }
 
 // service creates the service cgroup NAME.service in the slice and waits

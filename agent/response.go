@@ -2,10 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -21,7 +22,10 @@ func defaultResponse() policy.Response {
 
 // deviant is the process behind a deviation, as response actions see it.
 type deviant struct {
-	PID   int
+	PID int
+	// Start is when the process started (since boot): with PID it names
+	// the process across pid reuse.
+	Start time.Duration
 	Comm  string
 	Exe   string
 	Euser string
@@ -90,9 +94,9 @@ func (a *Agent) respond(t target, pol *policy.WorkloadPolicy, d policy.Deviation
 				a.raiseFlag("opsflag", act.MakeOpsFlag, t, pol, d)
 			}
 		case act.AgentKillProcess != nil:
-			a.kill(t, p.PID, false)
+			a.kill(t, p, false)
 		case act.AgentKillProcessGroup != nil:
-			a.kill(t, p.PID, true)
+			a.kill(t, p, true)
 		case act.AgentKillPod != nil:
 			if err := a.pods.stop(t.podSandbox); err != nil {
 				a.log.Error("agentKillPod", "workload", t.name, "error", err)
@@ -122,24 +126,83 @@ func (a *Agent) raiseFlag(class string, f *policy.FlagAction, t target, pol *pol
 	a.send(collector.KindFlag, &flag)
 }
 
-// kill sends SIGKILL to the deviant process, or to its process group,
-// provided the process still belongs to the workload.
-func (a *Agent) kill(t target, pid int, group bool) {
-	if pid <= 0 {
+// kill sends SIGKILL to the deviant process, or to the members of its
+// process group, through pidfds: only to the process that deviated (its
+// pid and start time) and to group members inside the workload's cgroup,
+// never to what reused a pid meanwhile or to a process outside the
+// workload.
+func (a *Agent) kill(t target, p deviant, group bool) {
+	if p.PID <= 0 {
 		return
 	}
-	victim := pid
+	fd, st, err := openProcess(p.PID, p.Start, t.cgroupID)
+	if errors.Is(err, unix.ESRCH) {
+		return // gone already
+	}
+	if err != nil {
+		a.log.Warn("not killing: the pid is no longer the deviant process", "pid", p.PID, "workload", t.name, "error", err)
+		return
+	}
+	defer unix.Close(fd)
+	if err := sigkill(fd); err != nil {
+		a.log.Warn("kill deviant process", "pid", p.PID, "workload", t.name, "error", err)
+	}
 	if group {
-		pgid, err := syscall.Getpgid(pid)
-		if err != nil {
-			a.log.Warn("agentKillProcessGroup", "pid", pid, "error", err)
-			return
+		if err := killGroup(st.pgrp, t.cgroupID); err != nil {
+			a.log.Warn("agentKillProcessGroup", "pid", p.PID, "pgid", st.pgrp, "workload", t.name, "error", err)
 		}
-		victim = -pgid
 	}
-	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		a.log.Warn("kill deviant process", "pid", victim, "workload", t.name, "error", err)
+}
+
+// groupPasses bounds how often killGroup looks for members again: a
+// member may fork until its SIGKILL lands.
+const groupPasses = 8
+
+// killGroup sends SIGKILL to every member of process group pgrp that runs
+// in cgroup cgid or below it, looking again until a pass finds no member
+// it has not seen.
+func killGroup(pgrp int, cgid uint64) error {
+	type key struct {
+		pid   int
+		start time.Duration
 	}
+	seen := map[key]bool{}
+	for range groupPasses {
+		pids, err := procPIDs()
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, pid := range pids {
+			st, err := readProcStat(pid)
+			if err != nil || st.pgrp != pgrp || seen[key{pid, st.start}] {
+				continue
+			}
+			seen[key{pid, st.start}] = true
+			found = true
+			fd, now, err := openProcess(pid, st.start, cgid)
+			if err != nil {
+				continue // gone, or outside the workload
+			}
+			if now.pgrp == pgrp {
+				sigkill(fd)
+			}
+			unix.Close(fd)
+		}
+		if !found {
+			return nil
+		}
+	}
+	return fmt.Errorf("process group %d still gaining members after %d passes", pgrp, groupPasses)
+}
+
+// sigkill sends SIGKILL through pidfd fd; a process gone already is no
+// error.
+func sigkill(fd int) error {
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
 }
 
 // podKiller stops pod sandboxes through the CRI runtime service.

@@ -114,11 +114,12 @@ type target struct {
 	name       string // describe()
 	id         policy.Identity
 	podSandbox string
+	cgroupID   uint64 // the workload's cgroup, which kills stay inside
 }
 
 // targetOf copies what a response needs of w; a.mu is held.
 func targetOf(w *Workload) target {
-	return target{name: w.describe(), id: w.Identity, podSandbox: w.Info.PodSandboxID}
+	return target{name: w.describe(), id: w.Identity, podSandbox: w.Info.PodSandboxID, cgroupID: w.CgroupID}
 }
 
 // describe names a workload for people: namespace/pod/container, or the
