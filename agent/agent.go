@@ -62,10 +62,13 @@ type Config struct {
 
 // Agent is the running daemon. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg      Config
-	log      *slog.Logger
-	store    *Store
-	engine   *bpf.Engine
+	cfg    Config
+	log    *slog.Logger
+	store  *Store
+	engine *bpf.Engine
+	// compile turns a policy into kernel tables (bpf.Compile; tests
+	// slow it down to overrun a start's deadline).
+	compile  func(*policy.Spec, map[string]uint32) (*bpf.Compiled, error)
 	nsLabels namespaceLabels
 	pods     podKiller
 	out      *collector.Client // nil without a collector
@@ -103,6 +106,7 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		log:          cfg.Log,
 		store:        NewStore(cfg.PolicyDir, cfg.Log),
 		engine:       engine,
+		compile:      bpf.Compile,
 		nsLabels:     namespaceLabels{file: cfg.NamespaceLabelsFile},
 		pods:         podKiller{endpoint: cfg.RuntimeEndpoint},
 		workloads:    map[string]*Workload{},
@@ -240,7 +244,7 @@ func (a *Agent) rearmAll() error {
 	a.mu.Unlock()
 	var errs []error
 	for _, w := range ws {
-		if err := a.arm(w); err != nil {
+		if err := a.arm(context.Background(), w); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -262,7 +266,7 @@ func (a *Agent) namespaceChanged(ns string) {
 	}
 	a.mu.Unlock()
 	for _, w := range ws {
-		if err := a.arm(w); err != nil {
+		if err := a.arm(context.Background(), w); err != nil {
 			a.log.Error("re-arm after namespace labels changed", "namespace", ns, "error", err) // err names the workload
 		}
 	}
@@ -298,10 +302,12 @@ func (a *Agent) ContainerCreated(info ContainerInfo) {
 	}
 }
 
-// ContainerStarted arms a container before its entrypoint runs. It fails
-// when an enforce-mode policy selects the container but cannot be armed,
-// so the runtime can refuse to start it.
-func (a *Agent) ContainerStarted(info ContainerInfo) error {
+// ContainerStarted arms a container before its entrypoint runs, by the
+// end of ctx (the runtime's deadline for the start). It fails when an
+// enforce-mode policy selects the container but cannot be armed, or is not
+// armed when ctx ends, so the runtime refuses to start it. A policy that
+// does not enforce goes on arming after ctx ends and the start goes ahead.
+func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error {
 	a.mu.Lock()
 	w, ok := a.workloads[info.ID]
 	if !ok {
@@ -310,8 +316,32 @@ func (a *Agent) ContainerStarted(info ContainerInfo) error {
 	}
 	w.Info = info
 	w.Identity = a.identityOf(info)
+	id, desc := w.Identity, w.describe()
 	a.mu.Unlock()
-	return a.arm(w)
+	pol, _ := choosePolicy(a.store.Policies(), id)
+	enforce := pol != nil && pol.Spec.Mode == policy.ModeEnforce
+	armCtx := ctx
+	if !enforce {
+		armCtx = context.WithoutCancel(ctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.arm(armCtx, w) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done: // finished as ctx ended
+		return err
+	default:
+	}
+	if enforce {
+		return fmt.Errorf("arm %s: enforce-mode policy %s not armed in time (%w): refusing the start",
+			desc, pol.Metadata.Name, context.Cause(ctx))
+	}
+	a.log.Warn("arming goes on after the container started", "workload", desc, "error", context.Cause(ctx))
+	return nil
 }
 
 // ContainerRemoved disarms a container and forgets it.
@@ -377,7 +407,7 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 		if info.PID == 0 {
 			continue
 		}
-		if err := a.ContainerStarted(info); err != nil {
+		if err := a.ContainerStarted(context.Background(), info); err != nil {
 			errs = append(errs, err)
 		}
 	}

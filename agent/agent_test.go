@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"os/exec"
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -23,17 +23,8 @@ func TestSynchronizeForgetsVanishedContainers(t *testing.T) {
 		if _, err := cgroup.Create(dir); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(p.applets + "/cat") // blocks on its stdin pipe
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cgroup.StartIn(cmd, dir); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-		info := ContainerInfo{ID: id, Name: id, PID: cmd.Process.Pid}
-		if err := p.agent.ContainerStarted(info); err != nil {
+		info := ContainerInfo{ID: id, Name: id, PID: waitingProcess(t, dir)}
+		if err := p.agent.ContainerStarted(context.Background(), info); err != nil {
 			t.Fatal(err)
 		}
 		for _, w := range p.agent.Status().Workloads {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/bulwarkhq/bulwark/bpf"
@@ -24,8 +25,13 @@ import (
 // workload (API, policy watcher, namespace watch, runtime) run one after
 // the other, each with the policies in force when it starts: the last one
 // applies the newest. A workload forgotten before its turn is not armed.
-func (a *Agent) arm(w *Workload) error {
-	w.armMu.Lock()
+//
+// When ctx ends first (waiting for armMu or between steps), arming stops
+// before it attaches anything, which fails an enforce-mode policy.
+func (a *Agent) arm(ctx context.Context, w *Workload) error {
+	if err := lockContext(ctx, &w.armMu); err != nil {
+		return fmt.Errorf("arm: %w", err)
+	}
 	defer w.armMu.Unlock()
 	a.mu.Lock()
 	info, id, path, desc := w.Info, w.Identity, w.CgroupPath, w.describe()
@@ -61,11 +67,14 @@ func (a *Agent) arm(w *Workload) error {
 	if err != nil {
 		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", desc, "error", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
 	mode := bpf.ModeObserve
 	var compiled *bpf.Compiled
 	name := ""
 	if pol != nil {
-		compiled, err = bpf.Compile(&pol.Spec, users)
+		compiled, err = a.compile(&pol.Spec, users)
 		if err != nil {
 			return fail(fmt.Errorf("compile policy %s: %w", pol.Metadata.Name, err))
 		}
@@ -76,6 +85,9 @@ func (a *Agent) arm(w *Workload) error {
 		if enforce {
 			mode = bpf.ModeEnforce
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
 	}
 	cgid, err := a.engine.Apply(path, compiled, mode)
 	if err != nil {
@@ -101,6 +113,18 @@ func (a *Agent) arm(w *Workload) error {
 	if changed {
 		a.log.Info("workload armed", "workload", desc, "cgroup", cgid, "policy", name, "mode", modeName)
 		a.sendWorkload(w, collector.WorkloadStarted)
+	}
+	return nil
+}
+
+// lockContext locks mu unless ctx ends first.
+func lockContext(ctx context.Context, mu *sync.Mutex) error {
+	for !mu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 	return nil
 }

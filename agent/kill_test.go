@@ -53,15 +53,8 @@ type killEnv struct {
 
 func newKillEnv(t *testing.T) *killEnv {
 	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	engine, slice := testEngine(t, dir, log)
 	exe, err := os.Executable()
 	if err != nil {
-		t.Fatal(err)
-	}
-	policies := filepath.Join(dir, "policies")
-	if err := os.Mkdir(policies, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	var docs []string
@@ -80,13 +73,7 @@ spec:
     actions: []
 `, p.name, filepath.Base(exe), exe, p.action))
 	}
-	if err := os.WriteFile(filepath.Join(policies, "kill.yaml"), []byte(strings.Join(docs, "---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(Config{PolicyDir: policies, Hostname: "test-node", ServicesRoot: slice, Log: log}, engine)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, engine, slice := testAgent(t, strings.Join(docs, "---\n"))
 	k := &killEnv{a: a, engine: engine, exe: exe,
 		victim: filepath.Join(slice, "victim.service"), group: filepath.Join(slice, "group.service"), other: filepath.Join(slice, "other")}
 	for _, cg := range []string{k.victim, k.group, k.other} {
@@ -107,6 +94,28 @@ spec:
 		}
 	}
 	return k
+}
+
+// testAgent returns a real agent on a real engine, with policies (YAML
+// documents) in its policy directory and the services of slice (a
+// test-owned cgroup) to guard. Its loops do not run: tests drive it.
+func testAgent(t *testing.T, policies string) (*Agent, *bpf.Engine, string) {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	engine, slice := testEngine(t, dir, log)
+	pdir := filepath.Join(dir, "policies")
+	if err := os.Mkdir(pdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pdir, "test.yaml"), []byte(policies), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{PolicyDir: pdir, Hostname: "test-node", ServicesRoot: slice, Log: log}, engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, engine, slice
 }
 
 // helper is a started TestKillHelper process.

@@ -159,6 +159,22 @@ func (p *pipeline) run(t *testing.T, dir, script string) int {
 	return 0
 }
 
+// waitingProcess starts a process in cgroup dir that waits until the end
+// of the test (busybox cat on a pipe) and returns its pid.
+func waitingProcess(t *testing.T, dir string) int {
+	t.Helper()
+	cmd := exec.Command(busybox, "cat")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(cmd, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)

@@ -72,7 +72,7 @@ func (a *Agent) scanServices(cgroupRoot string) error {
 	a.mu.Unlock()
 	var errs []error
 	for _, w := range added {
-		if err := a.arm(w); err != nil {
+		if err := a.arm(context.Background(), w); err != nil {
 			errs = append(errs, err)
 		}
 	}

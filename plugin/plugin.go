@@ -30,7 +30,7 @@ const (
 // Agent is what the plugin needs of the agent.
 type Agent interface {
 	ContainerCreated(agent.ContainerInfo)
-	ContainerStarted(agent.ContainerInfo) error
+	ContainerStarted(context.Context, agent.ContainerInfo) error
 	ContainerRemoved(id string) error
 	Synchronize([]agent.ContainerInfo) error
 }
@@ -108,8 +108,8 @@ func (h handlers) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api
 
 // StartContainer arms the container before its entrypoint runs; an error
 // makes containerd fail the start.
-func (h handlers) StartContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
-	err := h.p.agent.ContainerStarted(ContainerInfo(pod, c))
+func (h handlers) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	err := h.p.agent.ContainerStarted(ctx, ContainerInfo(pod, c))
 	if err != nil {
 		h.p.log.Error("refusing container start", "container", c.GetId(), "error", err)
 	}
