@@ -56,7 +56,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		s, err := stub.New(handlers{p}, stub.WithPluginName(Name), stub.WithPluginIdx(Index),
-			stub.WithSocketPath(p.socket))
+			stub.WithSocketPath(p.socket), stub.WithFailurePolicy(failurePolicy))
 		if err != nil {
 			return fmt.Errorf("NRI plugin: %w", err)
 		}
@@ -78,11 +78,51 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 }
 
+// failurePolicy asks the runtime to fail a request the plugin does not
+// answer in time (a start could otherwise go ahead unarmed) and to drop
+// the plugin then, so a hung agent delays one request, not every one; Run
+// registers again. Runtimes whose NRI predates failure policies (v0.12.4;
+// containerd 2.4.2 embeds v0.12.3) ignore it and proceed without the
+// plugin: their fail-closed option is NRI's required-plugins validator.
+var failurePolicy = &api.FailurePolicy{FailRequest: true}
+
+// maxHandlerTime bounds every handler, well under NRI's request timeout
+// (plugin_request_timeout, 2 s by default), past which the runtime drops
+// the plugin.
+const maxHandlerTime = time.Second
+
+// handlerContext bounds a handler's ctx to maxHandlerTime, or to half of
+// what is left before the runtime's deadline when that comes sooner.
+func handlerContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	budget := maxHandlerTime
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)/2)
+	}
+	return context.WithTimeout(ctx, budget)
+}
+
+// finishedWithin runs fn and waits for it until ctx ends, reporting
+// whether it finished; if not, fn goes on alone.
+func finishedWithin(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // handlers implements the NRI stub interfaces for p.
 type handlers struct{ p *Plugin }
 
-// Synchronize adopts every container the runtime already runs.
-func (h handlers) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+// Synchronize adopts every container the runtime already runs; adoption
+// goes on in the background when it outlasts the handler's budget.
+func (h handlers) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
 	byID := make(map[string]*api.PodSandbox, len(pods))
 	for _, pod := range pods {
 		byID[pod.GetId()] = pod
@@ -94,8 +134,14 @@ func (h handlers) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []
 		}
 	}
 	h.p.log.Info("NRI synchronize", "pods", len(pods), "running", len(infos))
-	if err := h.p.agent.Synchronize(infos); err != nil {
-		h.p.log.Error("synchronize", "error", err)
+	ctx, cancel := handlerContext(ctx)
+	defer cancel()
+	if !finishedWithin(ctx, func() {
+		if err := h.p.agent.Synchronize(infos); err != nil {
+			h.p.log.Error("synchronize", "error", err)
+		}
+	}) {
+		h.p.log.Warn("adopting running containers goes on after the runtime's synchronize", "running", len(infos))
 	}
 	return nil, nil
 }
@@ -106,9 +152,12 @@ func (h handlers) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api
 	return nil, nil, nil
 }
 
-// StartContainer arms the container before its entrypoint runs; an error
-// makes containerd fail the start.
+// StartContainer arms the container before its entrypoint runs, within
+// the handler's budget; an error (an enforce-mode policy that could not be
+// armed, or not in time) makes the runtime fail the start.
 func (h handlers) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	ctx, cancel := handlerContext(ctx)
+	defer cancel()
 	err := h.p.agent.ContainerStarted(ctx, ContainerInfo(pod, c))
 	if err != nil {
 		h.p.log.Error("refusing container start", "container", c.GetId(), "error", err)
@@ -116,11 +165,16 @@ func (h handlers) StartContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 	return err
 }
 
-// RemoveContainer disarms the container.
-func (h handlers) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
-	if err := h.p.agent.ContainerRemoved(c.GetId()); err != nil && !errors.Is(err, context.Canceled) {
-		h.p.log.Warn("remove container", "container", c.GetId(), "error", err)
-	}
+// RemoveContainer disarms the container, in the background once it
+// outlasts the handler's budget (disarming waits for an arm under way).
+func (h handlers) RemoveContainer(ctx context.Context, _ *api.PodSandbox, c *api.Container) error {
+	ctx, cancel := handlerContext(ctx)
+	defer cancel()
+	finishedWithin(ctx, func() {
+		if err := h.p.agent.ContainerRemoved(c.GetId()); err != nil && !errors.Is(err, context.Canceled) {
+			h.p.log.Warn("remove container", "container", c.GetId(), "error", err)
+		}
+	})
 	return nil
 }
 
