@@ -62,19 +62,20 @@ type Config struct {
 
 // Agent is the running daemon. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *Store
-	engine *bpf.Engine
-	// compile turns a policy into kernel tables (bpf.Compile; tests
-	// slow it down to overrun a start's deadline).
-	compile  func(*policy.Spec, map[string]uint32) (*bpf.Compiled, error)
+	cfg      Config
+	log      *slog.Logger
+	store    *Store
+	engine   *bpf.Engine
 	nsLabels namespaceLabels
 	pods     podKiller
 	out      *collector.Client // nil without a collector
 	events   atomic.Uint64     // kernel events read
 	synced   chan struct{}     // closed by the first Synchronize
 	syncOnce sync.Once
+
+	// compile turns a policy into kernel tables (bpf.Compile; tests
+	// slow it down to overrun a start's deadline).
+	compile func(*policy.Spec, map[string]uint32) (*bpf.Compiled, error)
 
 	mu           sync.Mutex
 	workloads    map[string]*Workload // by container id or service cgroup

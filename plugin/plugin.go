@@ -86,17 +86,17 @@ func (p *Plugin) Run(ctx context.Context) error {
 // plugin: their fail-closed option is NRI's required-plugins validator.
 var failurePolicy = &api.FailurePolicy{FailRequest: true}
 
-// maxHandlerTime bounds every handler, well under NRI's request timeout
-// (plugin_request_timeout, 2 s by default), past which the runtime drops
-// the plugin.
-const maxHandlerTime = time.Second
+// handlerTime bounds a handler the runtime gave no deadline. With one,
+// a handler takes at most half of what is left of it: 1 s under NRI's
+// default request timeout (plugin_request_timeout, 2 s), past which the
+// runtime drops the plugin. Raising that timeout gives arming more time.
+const handlerTime = time.Second
 
-// handlerContext bounds a handler's ctx to maxHandlerTime, or to half of
-// what is left before the runtime's deadline when that comes sooner.
+// handlerContext bounds a handler's ctx to its budget (handlerTime).
 func handlerContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	budget := maxHandlerTime
+	budget := handlerTime
 	if dl, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(dl)/2)
+		budget = time.Until(dl) / 2
 	}
 	return context.WithTimeout(ctx, budget)
 }
