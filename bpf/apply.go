@@ -153,7 +153,8 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 }
 
 // Remove disarms the workload with cgroup id: its entry goes first (checks
-// stop at once), then its links, tables and listener and seen entries.
+// stop at once), then its links, tables, listener and seen entries, its
+// undrained deviation counts and its loss counters.
 func (e *Engine) Remove(cgroupID uint64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -169,6 +170,10 @@ func (e *Engine) Remove(cgroupID uint64) error {
 	errs = append(errs, unpinLinks(e.cgroupPinDir(cgroupID)), e.deleteGen(w.Gen), e.updateLevels())
 	errs = append(errs, deleteWhere(e.net.Listeners, func(k *networkListenerKey) bool { return k.Cgid == cgroupID }))
 	errs = append(errs, deleteWhere(e.net.Seen, func(k *networkSeenKey) bool { return k.Cgid == cgroupID }))
+	errs = append(errs, deleteWhere(e.net.Deviations, func(k *networkDevKey) bool { return k.Cgid == cgroupID }))
+	if err := e.net.WorkloadLosses.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("remove workload %d: losses: %w", cgroupID, err))
+	}
 	return errors.Join(errs...)
 }
 
