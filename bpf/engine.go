@@ -72,6 +72,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	compiled map[uint64]*Compiled // policies this Engine applied, by cgroup id
+	links    map[string]*heldLink // every link attached or adopted, by pin path
 }
 
 // Names of the pins under PinDir besides the maps (pinned by their names).
@@ -103,7 +104,7 @@ func Open(opts Options) (*Engine, error) {
 	if err := ensurePinDir(opts.PinDir); err != nil {
 		return nil, err
 	}
-	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, poll: -1, compiled: map[uint64]*Compiled{}}
+	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, poll: -1, compiled: map[uint64]*Compiled{}, links: map[string]*heldLink{}}
 
 	backend, err := e.chooseBackend(opts.Backend)
 	if err != nil {
@@ -117,10 +118,14 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if err := e.openExec(backend); err != nil {
-		e.net.Close()
+		e.Close()
 		return nil, err
 	}
 	e.backend = backend
+	if err := e.adoptCgroupLinks(); err != nil {
+		e.Close()
+		return nil, err
+	}
 	if err := e.openReaders(); err != nil {
 		e.Close()
 		return nil, err
@@ -223,8 +228,12 @@ func (e *Engine) openExec(backend string) error {
 	}
 	for _, a := range attach {
 		path := filepath.Join(e.pinDir, a.pin)
-		if _, err := os.Stat(path); err == nil {
-			continue // adopted: the pinned link keeps the old program running
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			// Adopted: the pinned link keeps the old program running.
+			e.hold(l, path, 0, "")
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("adopt %s: %w", path, err)
 		}
 		var l link.Link
 		var err error
@@ -234,15 +243,13 @@ func (e *Engine) openExec(backend string) error {
 			l, err = link.AttachTracing(link.TracingOptions{Program: a.prog})
 		}
 		if err != nil {
-			e.exec.Close()
 			return fmt.Errorf("attach %s: %w", a.pin, err)
 		}
 		if err := l.Pin(path); err != nil {
 			l.Close()
-			e.exec.Close()
 			return fmt.Errorf("pin %s: %w", path, err)
 		}
-		l.Close()
+		e.hold(l, path, 0, "")
 	}
 	return nil
 }
@@ -250,20 +257,25 @@ func (e *Engine) openExec(backend string) error {
 // Backend returns the exec backend in use: "lsm" or "tracing".
 func (e *Engine) Backend() string { return e.backend }
 
-// Close releases the engine's file descriptors. Pins stay, so the kernel
-// keeps enforcing every armed workload.
+// Close releases the engine's file descriptors, the links' included. Pins
+// stay, so the kernel keeps enforcing every armed workload.
 func (e *Engine) Close() error {
-	var errs []error
-	for _, r := range e.readers {
+	e.mu.Lock()
+	errs := []error{e.release(e.pinDir)}
+	e.mu.Unlock()
+	for i, r := range e.readers {
 		if r != nil {
 			errs = append(errs, r.Close())
+			e.readers[i] = nil
 		}
 	}
 	if e.poll >= 0 {
 		errs = append(errs, unix.Close(e.poll))
+		e.poll = -1
 	}
 	if e.exec != nil {
 		errs = append(errs, e.exec.Close())
+		e.exec = nil
 	}
 	errs = append(errs, e.net.Close())
 	return errors.Join(errs...)
@@ -278,7 +290,8 @@ func (e *Engine) Unpin() error {
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
 	}
-	var errs []error
+	// Held descriptors would keep the links attached.
+	errs := []error{e.release(e.pinDir)}
 	for _, ent := range entries {
 		path := filepath.Join(e.pinDir, ent.Name())
 		if ent.IsDir() && strings.HasPrefix(ent.Name(), pinCgroupDir) {
