@@ -127,7 +127,7 @@ func runExec(ctx context.Context, pol *policy.WorkloadPolicy, mode bpf.Mode, arg
 }
 
 // execPoll is how often exec takes the kernel's counts of repeated
-// deviations and checks for lost events.
+// deviations, checks for lost events and checks its links.
 const execPoll = time.Second
 
 // execReport prints what the kernel reports about one exec run: each
@@ -176,16 +176,23 @@ func (r *execReport) observe(ev bpf.Event) {
 	policy.Encode(r.w, policy.FormatYAML, &dev)
 }
 
-// poll takes the kernel's counts of repeats and warns about new losses of
-// the sandbox's workload id.
+// poll takes the kernel's counts of repeats, warns about new losses of the
+// sandbox's workload id, and restores the sandbox's links if someone
+// removed their pins or detached them.
 func (r *execReport) poll(e *bpf.Engine, id uint64) {
+	repairs, cerr := e.CheckLinks()
 	repeats, err := e.DrainRepeats()
 	_, byCgroup, lerr := e.Losses()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err = errors.Join(err, lerr); err != nil {
+	if err = errors.Join(cerr, err, lerr); err != nil {
 		if r.pollErrs++; r.pollErrs == 1 {
-			fmt.Fprintf(r.w, "# warning: reading the kernel's counts: %v\n", err)
+			fmt.Fprintf(r.w, "# warning: checking the kernel's links and counts: %v\n", err)
+		}
+	}
+	for _, rp := range repairs {
+		if rp.Reattached {
+			fmt.Fprintf(r.w, "# warning: %s was detached out of band and is attached again (unguarded meanwhile)\n", rp.Pin)
 		}
 	}
 	for _, rp := range repeats {
