@@ -73,6 +73,9 @@ type Engine struct {
 	mu       sync.Mutex
 	compiled map[uint64]*Compiled // policies this Engine applied, by cgroup id
 	links    map[string]*heldLink // every link attached or adopted, by pin path
+	// pinInodes: the inode of each pin CheckLinks found to name its
+	// object, so it opens a pin again only when it was replaced.
+	pinInodes map[string]uint64
 }
 
 // Names of the pins under PinDir besides the maps (pinned by their names).
@@ -104,7 +107,7 @@ func Open(opts Options) (*Engine, error) {
 	if err := ensurePinDir(opts.PinDir); err != nil {
 		return nil, err
 	}
-	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, poll: -1, compiled: map[uint64]*Compiled{}, links: map[string]*heldLink{}}
+	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, poll: -1, compiled: map[uint64]*Compiled{}, links: map[string]*heldLink{}, pinInodes: map[string]uint64{}}
 
 	backend, err := e.chooseBackend(opts.Backend)
 	if err != nil {

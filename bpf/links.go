@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwarkhq/bulwark/cgroup"
 )
@@ -134,7 +135,7 @@ func (e *Engine) CheckLinks() ([]Repair, error) {
 			}
 			continue
 		}
-		restored, err := repin(h.l, pin)
+		restored, err := repin(h.l, pin, e.pinInodes)
 		if err != nil {
 			errs = append(errs, err)
 		} else if restored {
@@ -143,7 +144,7 @@ func (e *Engine) CheckLinks() ([]Repair, error) {
 	}
 	for name, m := range e.sharedMaps() {
 		pin := filepath.Join(e.pinDir, name)
-		restored, err := repin(m, pin)
+		restored, err := repin(m, pin, e.pinInodes)
 		if err != nil {
 			errs = append(errs, err)
 		} else if restored {
@@ -166,12 +167,29 @@ type pinned interface {
 	Unpin() error
 }
 
-// repin pins obj at pin again when nothing is there, and reports whether
-// it had to.
-func repin(obj pinned, pin string) (bool, error) {
-	if _, err := os.Lstat(pin); !errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+// repin pins obj at pin again when the pin is missing or names something
+// else (a directory or another object put in its place), and reports
+// whether it had to.
+//
+// verified holds the inode of each pin found to name its object: a pin
+// with the same inode is not opened again.
+func repin(obj pinned, pin string, verified map[string]uint64) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(pin, &st); err == nil {
+		if verified[pin] == st.Ino {
+			return false, nil
+		}
+		if pinHolds(obj, pin) {
+			verified[pin] = st.Ino
+			return false, nil
+		}
+		if err := os.RemoveAll(pin); err != nil {
+			return false, fmt.Errorf("restore pin %s: remove what took its place: %w", pin, err)
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("check pin %s: %w", pin, err)
 	}
+	delete(verified, pin)
 	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
 		return false, fmt.Errorf("restore pin %s: %w", pin, err)
 	}
@@ -184,6 +202,46 @@ func repin(obj pinned, pin string) (bool, error) {
 		return false, fmt.Errorf("restore pin %s: %w", pin, err)
 	}
 	return true, nil
+}
+
+// pinHolds reports whether pin names obj (a link or a map), by kernel
+// object id; when that cannot be told, it assumes so.
+func pinHolds(obj pinned, pin string) bool {
+	switch o := obj.(type) {
+	case link.Link:
+		want, err := o.Info()
+		if err != nil {
+			return true
+		}
+		l, err := link.LoadPinnedLink(pin, nil)
+		if err != nil {
+			return false
+		}
+		defer l.Close()
+		got, err := l.Info()
+		return err == nil && got.ID == want.ID
+	case *ebpf.Map:
+		want, err := o.Info()
+		if err != nil {
+			return true
+		}
+		wantID, ok := want.ID()
+		if !ok {
+			return true
+		}
+		m, err := ebpf.LoadPinnedMap(pin, nil)
+		if err != nil {
+			return false
+		}
+		defer m.Close()
+		got, err := m.Info()
+		if err != nil {
+			return false
+		}
+		gotID, _ := got.ID()
+		return gotID == wantID
+	}
+	return true
 }
 
 // detached reports whether cgroup link l was detached (BPF_LINK_DETACH, or
@@ -219,7 +277,7 @@ func (e *Engine) reattach(h *heldLink) (*Repair, error) {
 			l.Close()
 			return nil, fmt.Errorf("re-attach %s: unpin the detached link: %w", h.pin, err)
 		}
-		if _, err := repin(l, h.pin); err != nil {
+		if _, err := repin(l, h.pin, e.pinInodes); err != nil {
 			l.Close()
 			return nil, err
 		}

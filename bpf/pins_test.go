@@ -49,6 +49,10 @@ func TestRemovedPinsKeepEnforcing(t *testing.T) {
 		}
 	}
 	enforced("pins removed")
+	// A directory in the place of a pin does not pass for it.
+	if err := os.Mkdir(filepath.Join(pins, pinFork), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	repairs, err := e.CheckLinks()
 	if err != nil {
 		t.Fatal(err)
