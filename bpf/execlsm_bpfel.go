@@ -19,6 +19,8 @@ type execLSMDevCount struct {
 	Reported uint64
 	FirstNs  uint64
 	LastNs   uint64
+	Retry    uint32
+	Pad      uint32
 }
 
 type execLSMDevKey struct {

@@ -179,6 +179,7 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 	struct event *e = bpf_ringbuf_reserve(&net_events, EVENT_CONN_SIZE, 0);
 	if (!e) {
 		count_loss(cgid, LOSS_EVENTS);
+		dev_reported(slot, count, false);
 		return;
 	}
 	__builtin_memset(e, 0, EVENT_CONN_SIZE);
@@ -201,7 +202,7 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 	__builtin_memcpy(e->saddr, c->saddr, 16);
 	__builtin_memcpy(e->daddr, c->daddr, 16);
 	bpf_ringbuf_submit(e, 0);
-	dev_reported(slot, count);
+	dev_reported(slot, count, true);
 }
 
 /* check_conn decides c for workload w (cgroup cgid) made or accepted by

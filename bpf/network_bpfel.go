@@ -19,6 +19,8 @@ type networkDevCount struct {
 	Reported uint64
 	FirstNs  uint64
 	LastNs   uint64
+	Retry    uint32
+	Pad      uint32
 }
 
 type networkDevKey struct {

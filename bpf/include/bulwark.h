@@ -287,9 +287,11 @@ struct dev_key {
 /* How often a deviation occurred since the agent last drained it. */
 struct dev_count {
 	__u64 count;    /* occurrences */
-	__u64 reported; /* the count an emitted event carried; 0: none emitted yet */
+	__u64 reported; /* occurrences the emitted events carried */
 	__u64 first_ns; /* CLOCK_MONOTONIC */
 	__u64 last_ns;
+	__u32 retry;    /* an event was lost: the next occurrence emits again */
+	__u32 pad;
 };
 
 /* Deviations seen since the agent's last drain: the first occurrence is
@@ -326,19 +328,22 @@ static __always_inline void count_loss(__u64 cgid, __u32 which)
 }
 
 /* dev_occurred counts one occurrence of deviation k and returns how many
- * occurrences an event emitted now stands for: 1 for the first, more when
- * the events of the earlier ones were lost, 0 when an event was emitted
- * already and this one is only counted. *slot is set to the table entry
- * (NULL when the table is full: then every occurrence is emitted, and
- * counted as unaggregated); after emitting, call dev_reported. */
+ * occurrences an event emitted now stands for: 1 for the first (only the
+ * CPU that created the entry emits it), more when the event of earlier ones
+ * was lost, 0 when this one is only counted. *slot is set to the table
+ * entry (NULL when the table is full: then every occurrence is emitted,
+ * and counted as unaggregated); after emitting, call dev_reported. */
 static __always_inline __u64 dev_occurred(struct dev_key *k, struct dev_count **slot)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct dev_count *d = bpf_map_lookup_elem(&deviations, k);
 	if (!d) {
-		struct dev_count first = { .first_ns = now };
-		/* Another CPU may insert k meanwhile: then both count in it. */
-		bpf_map_update_elem(&deviations, k, &first, BPF_NOEXIST);
+		struct dev_count first = { .count = 1, .first_ns = now, .last_ns = now };
+		if (!bpf_map_update_elem(&deviations, k, &first, BPF_NOEXIST)) {
+			*slot = bpf_map_lookup_elem(&deviations, k);
+			return 1;
+		}
+		/* Another CPU created it meanwhile, or the table is full. */
 		d = bpf_map_lookup_elem(&deviations, k);
 	}
 	*slot = d;
@@ -348,15 +353,22 @@ static __always_inline __u64 dev_occurred(struct dev_key *k, struct dev_count **
 	}
 	__sync_fetch_and_add(&d->count, 1);
 	d->last_ns = now;
-	return d->reported ? 0 : d->count;
+	if (!d->retry)
+		return 0;
+	d->retry = 0;
+	return d->count - d->reported;
 }
 
-/* dev_reported records that an event carrying n occurrences of the
- * deviation in slot was emitted. */
-static __always_inline void dev_reported(struct dev_count *slot, __u64 n)
+/* dev_reported records whether the event carrying n occurrences of the
+ * deviation in slot was emitted (else the next occurrence tries again). */
+static __always_inline void dev_reported(struct dev_count *slot, __u64 n, bool emitted)
 {
-	if (slot)
-		slot->reported = n;
+	if (!slot)
+		return;
+	if (emitted)
+		__sync_fetch_and_add(&slot->reported, n);
+	else
+		slot->retry = 1;
 }
 
 /* The workload the current task belongs to: its own cgroup, or the nearest

@@ -346,6 +346,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_loss(cgid, LOSS_EVENTS);
+		dev_reported(slot, count, false);
 		return;
 	}
 	e->time_ns = bpf_ktime_get_ns();
@@ -369,7 +370,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	bpf_probe_read_kernel(e->comm, sizeof(e->comm), s->name);
 	bpf_probe_read_kernel(e->exe, sizeof(e->exe), s->path);
 	bpf_ringbuf_submit(e, 0);
-	dev_reported(slot, count);
+	dev_reported(slot, count, true);
 }
 
 /* check_exec decides an exec by the current task (already in workload w of
