@@ -70,8 +70,11 @@ type Agent struct {
 	pods     podKiller
 	out      *collector.Client // nil without a collector
 	events   atomic.Uint64     // kernel events read
-	synced   chan struct{}     // closed by the first Synchronize
-	syncOnce sync.Once
+	// linkRepairs counts the links and pins CheckLinks restored.
+	linkRepairs atomic.Uint64
+	tally       *deviationTally
+	synced      chan struct{} // closed by the first Synchronize
+	syncOnce    sync.Once
 
 	// compile turns a policy into kernel tables (bpf.Compile; tests
 	// slow it down to overrun a start's deadline).
@@ -113,6 +116,7 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		workloads:    map[string]*Workload{},
 		byCgroup:     map[uint64]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
+		tally:        newDeviationTally(),
 		sentPolicies: map[string]string{},
 		synced:       make(chan struct{}),
 	}
@@ -155,7 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.sendPolicies()
 	tasks := []func(context.Context) error{
 		func(ctx context.Context) error { return a.serveAPI(ctx, a.cfg.Socket) },
-		a.watchPolicies, a.consumeEvents, a.streamTelemetry,
+		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel,
 	}
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)
@@ -446,17 +450,17 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 
 // Status reports the backend, the workloads and their policies.
 func (a *Agent) Status() Status {
-	lost, err := a.engine.Lost()
-	if err != nil {
-		a.log.Warn("read lost events", "error", err)
-	}
-	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: lost, Problems: a.store.Problems()}
+	total, byCgroup := a.losses()
+	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: total.Events,
+		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems()}
 	counts := map[string]int{}
 	a.mu.Lock()
 	for _, w := range a.workloads {
+		l := byCgroup[w.CgroupID]
 		st.Workloads = append(st.Workloads, WorkloadStatus{
 			ID: w.Info.ID, Name: w.Info.Name, Pod: w.Info.PodName, Namespace: w.Info.Namespace,
 			Image: w.Identity.Image, CgroupID: w.CgroupID, Policy: w.Policy, Mode: w.Mode,
+			Lost: l.Events, Unaggregated: l.Unaggregated,
 		})
 		if w.Policy != "" {
 			counts[w.Policy]++

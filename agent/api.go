@@ -22,14 +22,21 @@ const maxRequestBody = 4 << 20
 
 // Status is the agent's state as `bulwark status` shows it.
 type Status struct {
-	Backend    string            `json:"backend"`
-	Hostname   string            `json:"hostname"`
-	Lost       uint64            `json:"lostEvents"`
-	Workloads  []WorkloadStatus  `json:"workloads"`
-	Policies   []PolicyStatus    `json:"policies"`
-	Problems   map[string]string `json:"problems,omitempty"`
-	Deviations int               `json:"deviations"`
-	Flags      int               `json:"flags"`
+	Backend  string `json:"backend"`
+	Hostname string `json:"hostname"`
+	// Lost counts the kernel events lost (ring buffer full) and
+	// Unaggregated the deviations reported one by one (aggregation table
+	// full), of all workloads since the kernel state was created.
+	Lost         uint64 `json:"lostEvents"`
+	Unaggregated uint64 `json:"unaggregatedDeviations"`
+	// LinkRepairs counts the enforcement links and pins found removed
+	// or detached out of band, and restored, since the agent started.
+	LinkRepairs uint64            `json:"linkRepairs"`
+	Workloads   []WorkloadStatus  `json:"workloads"`
+	Policies    []PolicyStatus    `json:"policies"`
+	Problems    map[string]string `json:"problems,omitempty"`
+	Deviations  int               `json:"deviations"`
+	Flags       int               `json:"flags"`
 }
 
 // WorkloadStatus is one workload in Status.
@@ -42,6 +49,10 @@ type WorkloadStatus struct {
 	CgroupID  uint64 `json:"cgroupID"`
 	Policy    string `json:"policy,omitempty"`
 	Mode      string `json:"mode"`
+	// Lost and Unaggregated are the workload's share of Status.Lost and
+	// Status.Unaggregated since it was armed.
+	Lost         uint64 `json:"lostEvents"`
+	Unaggregated uint64 `json:"unaggregatedDeviations"`
 }
 
 // PolicyStatus is one policy in Status.

@@ -24,7 +24,10 @@ import (
 // pol may be nil (`bulwark exec` without a named policy). uidName maps the
 // effective uid to a user name of the workload. metadata.checksum is a
 // stable hash of the spec, so repeats of one deviation share it;
-// metadata.uid is unique to this occurrence.
+// metadata.uid is unique to this occurrence. metadata.event.count is the
+// number of occurrences the event stands for (more than 1 when the events
+// of earlier ones were lost); later repeats come as records of their own
+// (deviationTally).
 func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint32) string) policy.Deviation {
 	d := policy.Deviation{APIVersion: policy.APIVersionBulwark, Kind: policy.KindDeviation}
 	if pol != nil {
@@ -84,6 +87,7 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		ParentNode: ev.ParentNode,
 		Node:       ev.Node,
 		Protocol:   ev.Protocol,
+		Count:      max(ev.Count, 1),
 	}
 	if ev.Src.IsValid() {
 		d.Metadata.Event.SrcAddr, d.Metadata.Event.SrcPort = ev.Src.Addr().String(), int(ev.Src.Port())

@@ -228,6 +228,7 @@ func (a *Agent) handleDeviation(w *Workload, ev bpf.Event) {
 	uidName := UserNames(users)
 	d := BuildDeviation(ev, pol, uidName)
 	setIdentityMetadata(&d.Metadata, t.id)
+	a.tally.recorded(ev.Key, &d, time.Now())
 	isNew := a.records.addDeviation(d)
 	a.send(collector.KindDeviation, &d)
 	a.log.Warn("deviation", "workload", t.name, "policy", pol.Metadata.Name, "kind", ev.Kind,

@@ -91,15 +91,19 @@ func (w *Workload) takeFingerprint() *policy.Fingerprint {
 
 // sendStats sends the agent's counters.
 func (a *Agent) sendStats() {
-	lost, err := a.engine.Lost()
-	if err != nil {
-		a.log.Warn("read lost events", "error", err)
-	}
+	total, byCgroup := a.losses()
 	enforced := 0
+	var lostBy map[string]uint64
 	a.mu.Lock()
 	for _, w := range a.workloads {
 		if w.Policy != "" {
 			enforced++
+		}
+		if n := byCgroup[w.CgroupID].Events; n > 0 && w.CgroupID != 0 {
+			if lostBy == nil {
+				lostBy = map[string]uint64{}
+			}
+			lostBy[w.describe()] = n
 		}
 	}
 	a.mu.Unlock()
@@ -107,7 +111,9 @@ func (a *Agent) sendStats() {
 	for _, p := range a.store.Policies() {
 		names = append(names, p.Metadata.Name)
 	}
-	a.send(collector.KindStats, &collector.Stats{Events: a.events.Load(), LostEvents: lost, EnforcedWorkloads: enforced, Policies: names})
+	a.send(collector.KindStats, &collector.Stats{Events: a.events.Load(), LostEvents: total.Events,
+		UnaggregatedDeviations: total.Unaggregated, WorkloadLostEvents: lostBy, LinkRepairs: a.linkRepairs.Load(),
+		EnforcedWorkloads: enforced, Policies: names})
 }
 
 // sendWorkload reports a workload starting (armed, or re-armed under

@@ -153,7 +153,8 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 }
 
 // Remove disarms the workload with cgroup id: its entry goes first (checks
-// stop at once), then its links, tables and listener and seen entries.
+// stop at once), then its links, tables, listener and seen entries, its
+// undrained deviation counts and its loss counters.
 func (e *Engine) Remove(cgroupID uint64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -166,9 +167,14 @@ func (e *Engine) Remove(cgroupID uint64) error {
 		errs = append(errs, fmt.Errorf("remove workload %d: %w", cgroupID, err))
 	}
 	delete(e.compiled, cgroupID)
-	errs = append(errs, unpinLinks(e.cgroupPinDir(cgroupID)), e.deleteGen(w.Gen), e.updateLevels())
+	dir := e.cgroupPinDir(cgroupID)
+	errs = append(errs, e.release(dir), unpinLinks(dir), e.deleteGen(w.Gen), e.updateLevels())
 	errs = append(errs, deleteWhere(e.net.Listeners, func(k *networkListenerKey) bool { return k.Cgid == cgroupID }))
 	errs = append(errs, deleteWhere(e.net.Seen, func(k *networkSeenKey) bool { return k.Cgid == cgroupID }))
+	errs = append(errs, deleteWhere(e.net.Deviations, func(k *networkDevKey) bool { return k.Cgid == cgroupID }))
+	if err := e.net.WorkloadLosses.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("remove workload %d: losses: %w", cgroupID, err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -321,33 +327,45 @@ func deleteWhere[K any](m *ebpf.Map, match func(*K) bool) error {
 	return nil
 }
 
-// attachCgroup attaches the network programs to the workload cgroup and
-// pins the links, unless they are pinned already (re-Apply, adoption).
+// attachCgroup attaches the network programs to the workload cgroup, pins
+// the links and holds them, unless they are pinned already (re-Apply,
+// adoption: then it holds what is pinned).
 func (e *Engine) attachCgroup(id uint64, path string) error {
 	dir := e.cgroupPinDir(id)
 	if _, err := os.Stat(dir); err == nil {
-		return nil
+		return e.adoptLinks(id)
 	}
 	tmp := dir + "_new" // bpffs reserves dots in names
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("attach cgroup %s: %w", path, err)
 	}
+	var attached []link.Link
+	undo := func() {
+		for _, l := range attached {
+			l.Close()
+		}
+		unpinLinks(tmp)
+	}
 	for _, p := range e.cgroupPrograms() {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: p.typ, Program: p.prog})
 		if err != nil {
-			unpinLinks(tmp)
+			undo()
 			return fmt.Errorf("attach %s to cgroup %s: %w", p.name, path, err)
 		}
-		err = l.Pin(filepath.Join(tmp, p.name))
-		l.Close()
-		if err != nil {
-			unpinLinks(tmp)
+		attached = append(attached, l)
+		if err := l.Pin(filepath.Join(tmp, p.name)); err != nil {
+			undo()
 			return fmt.Errorf("pin %s of cgroup %s: %w", p.name, path, err)
 		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		unpinLinks(tmp)
+		undo()
 		return fmt.Errorf("attach cgroup %s: %w", path, err)
 	}
-	return nil
+	// The links' pins moved with the directory: hold them under their
+	// final paths (LoadPinnedLink there, so each knows where it is pinned).
+	for _, l := range attached {
+		l.Close()
+	}
+	return e.adoptLinks(id)
 }

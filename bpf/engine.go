@@ -65,10 +65,17 @@ type Engine struct {
 	cgRoot  string
 	net     networkObjects
 	exec    interface{ Close() error }
-	reader  *ringbuf.Reader
+	// readers read the process ring first, then the network ring; poll
+	// is an epoll instance waiting on both.
+	readers [2]*ringbuf.Reader
+	poll    int
 
 	mu       sync.Mutex
 	compiled map[uint64]*Compiled // policies this Engine applied, by cgroup id
+	links    map[string]*heldLink // every link attached or adopted, by pin path
+	// pinInodes: the inode of each pin CheckLinks found to name its
+	// object, so it opens a pin again only when it was replaced.
+	pinInodes map[string]uint64
 }
 
 // Names of the pins under PinDir besides the maps (pinned by their names).
@@ -100,7 +107,7 @@ func Open(opts Options) (*Engine, error) {
 	if err := ensurePinDir(opts.PinDir); err != nil {
 		return nil, err
 	}
-	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, compiled: map[uint64]*Compiled{}}
+	e := &Engine{log: opts.Logger, pinDir: opts.PinDir, cgRoot: cgRoot, poll: -1, compiled: map[uint64]*Compiled{}, links: map[string]*heldLink{}, pinInodes: map[string]uint64{}}
 
 	backend, err := e.chooseBackend(opts.Backend)
 	if err != nil {
@@ -114,13 +121,17 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if err := e.openExec(backend); err != nil {
-		e.net.Close()
+		e.Close()
 		return nil, err
 	}
 	e.backend = backend
-	if e.reader, err = ringbuf.NewReader(e.net.Events); err != nil {
+	if err := e.adoptCgroupLinks(); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("open event ring buffer: %w", err)
+		return nil, err
+	}
+	if err := e.openReaders(); err != nil {
+		e.Close()
+		return nil, err
 	}
 	e.log.Info("bpf engine ready", "backend", backend, "pins", opts.PinDir)
 	return e, nil
@@ -220,8 +231,12 @@ func (e *Engine) openExec(backend string) error {
 	}
 	for _, a := range attach {
 		path := filepath.Join(e.pinDir, a.pin)
-		if _, err := os.Stat(path); err == nil {
-			continue // adopted: the pinned link keeps the old program running
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			// Adopted: the pinned link keeps the old program running.
+			e.hold(l, path, 0, "")
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("adopt %s: %w", path, err)
 		}
 		var l link.Link
 		var err error
@@ -231,15 +246,13 @@ func (e *Engine) openExec(backend string) error {
 			l, err = link.AttachTracing(link.TracingOptions{Program: a.prog})
 		}
 		if err != nil {
-			e.exec.Close()
 			return fmt.Errorf("attach %s: %w", a.pin, err)
 		}
 		if err := l.Pin(path); err != nil {
 			l.Close()
-			e.exec.Close()
 			return fmt.Errorf("pin %s: %w", path, err)
 		}
-		l.Close()
+		e.hold(l, path, 0, "")
 	}
 	return nil
 }
@@ -247,15 +260,25 @@ func (e *Engine) openExec(backend string) error {
 // Backend returns the exec backend in use: "lsm" or "tracing".
 func (e *Engine) Backend() string { return e.backend }
 
-// Close releases the engine's file descriptors. Pins stay, so the kernel
-// keeps enforcing every armed workload.
+// Close releases the engine's file descriptors, the links' included. Pins
+// stay, so the kernel keeps enforcing every armed workload.
 func (e *Engine) Close() error {
-	var errs []error
-	if e.reader != nil {
-		errs = append(errs, e.reader.Close())
+	e.mu.Lock()
+	errs := []error{e.release(e.pinDir)}
+	e.mu.Unlock()
+	for i, r := range e.readers {
+		if r != nil {
+			errs = append(errs, r.Close())
+			e.readers[i] = nil
+		}
+	}
+	if e.poll >= 0 {
+		errs = append(errs, unix.Close(e.poll))
+		e.poll = -1
 	}
 	if e.exec != nil {
 		errs = append(errs, e.exec.Close())
+		e.exec = nil
 	}
 	errs = append(errs, e.net.Close())
 	return errors.Join(errs...)
@@ -270,7 +293,8 @@ func (e *Engine) Unpin() error {
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
 	}
-	var errs []error
+	// Held descriptors would keep the links attached.
+	errs := []error{e.release(e.pinDir)}
 	for _, ent := range entries {
 		path := filepath.Join(e.pinDir, ent.Name())
 		if ent.IsDir() && strings.HasPrefix(ent.Name(), pinCgroupDir) {
@@ -320,21 +344,57 @@ func unpinLinks(dir string) error {
 	return errors.Join(errs...)
 }
 
-// ReadEvent blocks until the kernel reports an event or ctx ends.
+// openReaders opens a reader on each ring buffer and an epoll instance
+// that waits for either.
+func (e *Engine) openReaders() error {
+	rings := [2]*ebpf.Map{e.net.Events, e.net.NetEvents}
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open event poller: %w", err)
+	}
+	e.poll = fd
+	for i, m := range rings {
+		if e.readers[i], err = ringbuf.NewReader(m); err != nil {
+			return fmt.Errorf("open ring buffer %s: %w", m, err)
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(m.FD())}
+		if err := unix.EpollCtl(e.poll, unix.EPOLL_CTL_ADD, m.FD(), &ev); err != nil {
+			return fmt.Errorf("poll ring buffer %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// ReadEvent blocks until the kernel reports an event or ctx ends. Process
+// events (execs) come before network events waiting at the same time, so
+// a flood of one cannot delay the other.
 func (e *Engine) ReadEvent(ctx context.Context) (Event, error) {
+	var rec ringbuf.Record
+	past := time.Unix(0, 1)
 	for {
 		if err := ctx.Err(); err != nil {
 			return Event{}, err
 		}
-		// The reader's deadline can only be set between reads, so poll
-		// in short slices to notice ctx ending.
-		e.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
-		rec, err := e.reader.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
+		read := false
+		for _, r := range e.readers {
+			r.SetDeadline(past) // no waiting: what is there now
+			err := r.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if err != nil {
+				return Event{}, fmt.Errorf("read event: %w", err)
+			}
+			read = true
+			break
 		}
-		if err != nil {
-			return Event{}, fmt.Errorf("read event: %w", err)
+		if !read {
+			// Wait in short slices to notice ctx ending.
+			var evs [2]unix.EpollEvent
+			if _, err := unix.EpollWait(e.poll, evs[:], 100); err != nil && !errors.Is(err, unix.EINTR) {
+				return Event{}, fmt.Errorf("wait for events: %w", err)
+			}
+			continue
 		}
 		ev, err := decodeEvent(rec.RawSample)
 		if err != nil {
@@ -352,8 +412,13 @@ func (e *Engine) ReadEvent(ctx context.Context) (Event, error) {
 // Lost returns how many events the kernel could not queue (ring buffer
 // full), summed over CPUs since the maps were created.
 func (e *Engine) Lost() (uint64, error) {
+	return e.lostCount(lossEvents)
+}
+
+// lostCount sums the global loss counter which over CPUs.
+func (e *Engine) lostCount(which uint32) (uint64, error) {
 	var perCPU []uint64
-	if err := e.net.Lost.Lookup(uint32(0), &perCPU); err != nil {
+	if err := e.net.Lost.Lookup(which, &perCPU); err != nil {
 		return 0, fmt.Errorf("read lost-event counters: %w", err)
 	}
 	var n uint64
@@ -362,6 +427,46 @@ func (e *Engine) Lost() (uint64, error) {
 	}
 	return n, nil
 }
+
+// Losses counts what the kernel could not report in full.
+type Losses struct {
+	// Events is how many events found their ring buffer full: a deviation
+	// whose event is lost is still counted (see Repeat.Unreported), an
+	// observation is gone.
+	Events uint64
+	// Unaggregated is how many deviations found the aggregation table full
+	// (too many distinct deviations between two drains): each of them was
+	// emitted on its own.
+	Unaggregated uint64
+}
+
+// Losses returns the losses of every workload since it was armed, and of
+// all workloads together since the maps were created.
+func (e *Engine) Losses() (total Losses, byCgroup map[uint64]Losses, err error) {
+	if total.Events, err = e.lostCount(lossEvents); err != nil {
+		return
+	}
+	if total.Unaggregated, err = e.lostCount(lossUnaggregated); err != nil {
+		return
+	}
+	byCgroup = map[uint64]Losses{}
+	var id uint64
+	var l networkLosses
+	it := e.net.WorkloadLosses.Iterate()
+	for it.Next(&id, &l) {
+		byCgroup[id] = Losses{Events: l.Events, Unaggregated: l.Unaggregated}
+	}
+	if err = it.Err(); err != nil {
+		err = fmt.Errorf("read workload losses: %w", err)
+	}
+	return
+}
+
+// Indexes of the kernel's global loss counters (enum loss).
+const (
+	lossEvents       uint32 = 0
+	lossUnaggregated uint32 = 1
+)
 
 // cgroupPinDir is where the links of workload cgroup id are pinned.
 func (e *Engine) cgroupPinDir(id uint64) string {

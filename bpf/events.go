@@ -3,11 +3,13 @@ package bpf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,6 +78,92 @@ type Event struct {
 	// (Src unset). IPv4-mapped IPv6 addresses are reported as IPv4.
 	Src, Dst netip.AddrPort
 	Time     time.Time
+	// Count is how many occurrences the event stands for: 1, or more for
+	// a deviation whose earlier events were lost. Later repeats of a
+	// deviation are only counted in the kernel: DrainRepeats reports them
+	// under the event's Key.
+	Count uint64
+	// Key is what the kernel aggregates a deviation's repeats by (zero for
+	// observations).
+	Key DeviationKey
+}
+
+// DeviationKey identifies one deviation in the kernel's aggregation: the
+// workload, the process node (for exec the node and its parent), the kind
+// and verdict, and the target (exec: the euid and, through the node, exe
+// and name; network: peer address, protocol and policy port).
+type DeviationKey struct{ k networkDevKey }
+
+// Repeat is how often a deviation occurred beyond what its events
+// reported, between two drains.
+type Repeat struct {
+	Key      DeviationKey
+	CgroupID uint64
+	Kind     Kind
+	// Count is the number of occurrences no event carried.
+	Count uint64
+	// Unreported: no event was emitted for this deviation since the last
+	// drain (each one was lost, ring buffer full); it is known by its key
+	// and count only.
+	Unreported bool
+	// First and Last are the first and the last occurrence since the
+	// last drain (including the one an event reported).
+	First, Last time.Time
+}
+
+// DrainRepeats takes the kernel's deviation counts and returns those with
+// occurrences no event reported, clearing the table: the next occurrence
+// of each deviation is emitted again. Call it periodically (the table holds
+// 16,384 distinct deviations; beyond that, deviations are emitted one by
+// one and counted in Losses.Unaggregated).
+func (e *Engine) DrainRepeats() ([]Repeat, error) {
+	var keys []networkDevKey
+	var k networkDevKey
+	var c networkDevCount
+	it := e.net.Deviations.Iterate()
+	for it.Next(&k, &c) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read deviation counts: %w", err)
+	}
+	var out []Repeat
+	for _, k := range keys {
+		if err := e.net.Deviations.LookupAndDelete(&k, &c); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				continue
+			}
+			return out, fmt.Errorf("drain deviation counts: %w", err)
+		}
+		if c.Count <= c.Reported {
+			continue
+		}
+		out = append(out, Repeat{
+			Key: DeviationKey{k}, CgroupID: k.Cgid, Kind: Kind(k.KindFlags >> 16),
+			Count: c.Count - c.Reported, Unreported: c.Reported == 0,
+			First: monoToTime(c.FirstNs), Last: monoToTime(c.LastNs),
+		})
+	}
+	return out, nil
+}
+
+// deviationKey is the aggregation key the kernel used for raw event r, a
+// deviation (dev_key in bulwark.h).
+func deviationKey(r *networkEvent) DeviationKey {
+	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags}
+	switch Kind(r.Kind) {
+	case KindExec:
+		k.A, k.C = r.ParentNode, r.Euid
+	default:
+		peer := r.Daddr
+		if Kind(r.Kind) == KindAccept {
+			peer = r.Saddr
+		}
+		k.A = binary.NativeEndian.Uint64(peer[:8])
+		k.B = binary.NativeEndian.Uint64(peer[8:])
+		k.C = uint32(r.Proto)<<16 | uint32(r.Dport)
+	}
+	return DeviationKey{k}
 }
 
 // decodeEvent decodes one ring buffer record: a whole event, or a network
@@ -104,6 +192,10 @@ func decodeEvent(raw []byte) (Event, error) {
 		NodeKey:      r.Node,
 		ParentKey:    r.ParentNode,
 		Time:         monoToTime(r.TimeNs),
+		Count:        r.Count,
+	}
+	if ev.Deviation {
+		ev.Key = deviationKey(&r)
 	}
 	switch r.Proto {
 	case protoTCP:

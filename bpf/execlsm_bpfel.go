@@ -13,10 +13,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type execLSMDevCount struct {
+	_        structs.HostLayout
+	Count    uint64
+	Reported uint64
+	FirstNs  uint64
+	LastNs   uint64
+	Retry    uint32
+	Pad      uint32
+}
+
+type execLSMDevKey struct {
+	_         structs.HostLayout
+	Cgid      uint64
+	Node      uint64
+	A         uint64
+	B         uint64
+	KindFlags uint32
+	C         uint32
+}
+
 type execLSMEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+}
+
+type execLSMLosses struct {
+	_            structs.HostLayout
+	Events       uint64
+	Unaggregated uint64
 }
 
 type execLSMNode struct {
@@ -89,17 +115,20 @@ type execLSMWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execLSMMapConfig      = "config"
-	execLSMMapEvents      = "events"
-	execLSMMapExecScratch = "exec_scratch"
-	execLSMMapLost        = "lost"
-	execLSMMapPolicyNodes = "policy_nodes"
-	execLSMMapSeen        = "seen"
-	execLSMMapTaskNodes   = "task_nodes"
-	execLSMMapWorkloads   = "workloads"
-	execLSMProgCheckBprm  = "check_bprm"
-	execLSMProgOnExit     = "on_exit"
-	execLSMProgOnFork     = "on_fork"
+	execLSMMapConfig         = "config"
+	execLSMMapDeviations     = "deviations"
+	execLSMMapEvents         = "events"
+	execLSMMapExecScratch    = "exec_scratch"
+	execLSMMapLost           = "lost"
+	execLSMMapNetEvents      = "net_events"
+	execLSMMapPolicyNodes    = "policy_nodes"
+	execLSMMapSeen           = "seen"
+	execLSMMapTaskNodes      = "task_nodes"
+	execLSMMapWorkloadLosses = "workload_losses"
+	execLSMMapWorkloads      = "workloads"
+	execLSMProgCheckBprm     = "check_bprm"
+	execLSMProgOnExit        = "on_exit"
+	execLSMProgOnFork        = "on_fork"
 )
 
 // loadExecLSM returns the embedded CollectionSpec for execLSM.
@@ -153,14 +182,17 @@ type execLSMProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen           *ebpf.MapSpec `ebpf:"seen"`
+	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
+	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // execLSMVariableSpecs contains global variables before they are loaded into the kernel.
@@ -189,25 +221,31 @@ func (o *execLSMObjects) Close() error {
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config         *ebpf.Map `ebpf:"config"`
+	Deviations     *ebpf.Map `ebpf:"deviations"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
+	Seen           *ebpf.Map `ebpf:"seen"`
+	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
+	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *execLSMMaps) Close() error {
 	return _ExecLSMClose(
 		m.Config,
+		m.Deviations,
 		m.Events,
 		m.ExecScratch,
 		m.Lost,
+		m.NetEvents,
 		m.PolicyNodes,
 		m.Seen,
 		m.TaskNodes,
+		m.WorkloadLosses,
 		m.Workloads,
 	)
 }

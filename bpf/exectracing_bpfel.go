@@ -13,10 +13,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type execTracingDevCount struct {
+	_        structs.HostLayout
+	Count    uint64
+	Reported uint64
+	FirstNs  uint64
+	LastNs   uint64
+	Retry    uint32
+	Pad      uint32
+}
+
+type execTracingDevKey struct {
+	_         structs.HostLayout
+	Cgid      uint64
+	Node      uint64
+	A         uint64
+	B         uint64
+	KindFlags uint32
+	C         uint32
+}
+
 type execTracingEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+}
+
+type execTracingLosses struct {
+	_            structs.HostLayout
+	Events       uint64
+	Unaggregated uint64
 }
 
 type execTracingNode struct {
@@ -89,17 +115,20 @@ type execTracingWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execTracingMapConfig      = "config"
-	execTracingMapEvents      = "events"
-	execTracingMapExecScratch = "exec_scratch"
-	execTracingMapLost        = "lost"
-	execTracingMapPolicyNodes = "policy_nodes"
-	execTracingMapSeen        = "seen"
-	execTracingMapTaskNodes   = "task_nodes"
-	execTracingMapWorkloads   = "workloads"
-	execTracingProgOnExec     = "on_exec"
-	execTracingProgOnExit     = "on_exit"
-	execTracingProgOnFork     = "on_fork"
+	execTracingMapConfig         = "config"
+	execTracingMapDeviations     = "deviations"
+	execTracingMapEvents         = "events"
+	execTracingMapExecScratch    = "exec_scratch"
+	execTracingMapLost           = "lost"
+	execTracingMapNetEvents      = "net_events"
+	execTracingMapPolicyNodes    = "policy_nodes"
+	execTracingMapSeen           = "seen"
+	execTracingMapTaskNodes      = "task_nodes"
+	execTracingMapWorkloadLosses = "workload_losses"
+	execTracingMapWorkloads      = "workloads"
+	execTracingProgOnExec        = "on_exec"
+	execTracingProgOnExit        = "on_exit"
+	execTracingProgOnFork        = "on_fork"
 )
 
 // loadExecTracing returns the embedded CollectionSpec for execTracing.
@@ -153,14 +182,17 @@ type execTracingProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen           *ebpf.MapSpec `ebpf:"seen"`
+	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
+	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // execTracingVariableSpecs contains global variables before they are loaded into the kernel.
@@ -189,25 +221,31 @@ func (o *execTracingObjects) Close() error {
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config         *ebpf.Map `ebpf:"config"`
+	Deviations     *ebpf.Map `ebpf:"deviations"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
+	Seen           *ebpf.Map `ebpf:"seen"`
+	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
+	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *execTracingMaps) Close() error {
 	return _ExecTracingClose(
 		m.Config,
+		m.Deviations,
 		m.Events,
 		m.ExecScratch,
 		m.Lost,
+		m.NetEvents,
 		m.PolicyNodes,
 		m.Seen,
 		m.TaskNodes,
+		m.WorkloadLosses,
 		m.Workloads,
 	)
 }

@@ -128,6 +128,8 @@ func runHelper(args []string) int {
 		}
 	case "arm":
 		return armHelper(args[1:])
+	case "flood", "flood-spread":
+		return floodHelper(args[0] == "flood-spread", args[1:])
 	}
 	return helperFailed
 }

@@ -156,17 +156,37 @@ static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 nod
 static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
 				      __u32 flags, bool has_task)
 {
+	/* A deviation's repeats (same workload, node, peer address, protocol
+	 * and policy port; not the remote port of an inbound one) are only
+	 * counted. */
+	struct dev_count *slot = NULL;
+	__u64 count = 1;
+	if (flags & EV_DEVIATION) {
+		struct dev_key k = {
+			.cgid = cgid, .node = node,
+			.kind_flags = kind << 16 | flags,
+			.c = (__u32)c->proto << 16 | c->dport,
+		};
+		const __u8 *peer = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
+		__builtin_memcpy(&k.a, peer, 8);
+		__builtin_memcpy(&k.b, peer + 8, 8);
+		count = dev_occurred(&k, &slot);
+		if (!count)
+			return;
+	}
 	/* Network events stop before exe: a third of an exec event's size,
 	 * so a burst of them fits the ring three times over. */
-	struct event *e = bpf_ringbuf_reserve(&events, EVENT_CONN_SIZE, 0);
+	struct event *e = bpf_ringbuf_reserve(&net_events, EVENT_CONN_SIZE, 0);
 	if (!e) {
-		count_lost();
+		count_loss(cgid, LOSS_EVENTS);
+		dev_reported(slot, count, false);
 		return;
 	}
 	__builtin_memset(e, 0, EVENT_CONN_SIZE);
 	e->time_ns = bpf_ktime_get_ns();
 	e->cgid = cgid;
 	e->node = node;
+	e->count = count;
 	e->kind = kind;
 	e->flags = flags;
 	if (has_task) {
@@ -184,6 +204,7 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 	__builtin_memcpy(e->saddr, c->saddr, 16);
 	__builtin_memcpy(e->daddr, c->daddr, 16);
 	bpf_ringbuf_submit(e, 0);
+	dev_reported(slot, count, true);
 }
 
 /* check_conn decides c for workload w (cgroup cgid) made or accepted by

@@ -13,6 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type networkDevCount struct {
+	_        structs.HostLayout
+	Count    uint64
+	Reported uint64
+	FirstNs  uint64
+	LastNs   uint64
+	Retry    uint32
+	Pad      uint32
+}
+
+type networkDevKey struct {
+	_         structs.HostLayout
+	Cgid      uint64
+	Node      uint64
+	A         uint64
+	B         uint64
+	KindFlags uint32
+	C         uint32
+}
+
 type networkEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
@@ -26,6 +46,7 @@ type networkEvent struct {
 	Cgid       uint64
 	Node       uint64
 	ParentNode uint64
+	Count      uint64
 	Kind       uint32
 	Flags      uint32
 	Pid        uint32
@@ -49,6 +70,12 @@ type networkListenerKey struct {
 	Port  uint16
 	Proto uint8
 	Pad   [5]uint8
+}
+
+type networkLosses struct {
+	_            structs.HostLayout
+	Events       uint64
+	Unaggregated uint64
 }
 
 type networkLpmV4Key struct {
@@ -138,27 +165,30 @@ type networkWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	networkMapConfig      = "config"
-	networkMapEgressV4    = "egress_v4"
-	networkMapEgressV6    = "egress_v6"
-	networkMapEvents      = "events"
-	networkMapIngressV4   = "ingress_v4"
-	networkMapIngressV6   = "ingress_v6"
-	networkMapListeners   = "listeners"
-	networkMapLost        = "lost"
-	networkMapNetRules    = "net_rules"
-	networkMapPolicyNodes = "policy_nodes"
-	networkMapSeen        = "seen"
-	networkMapTaskNodes   = "task_nodes"
-	networkMapWorkloads   = "workloads"
-	networkProgBind4      = "bind4"
-	networkProgBind6      = "bind6"
-	networkProgConnect4   = "connect4"
-	networkProgConnect6   = "connect6"
-	networkProgIngress    = "ingress"
-	networkProgSendmsg4   = "sendmsg4"
-	networkProgSendmsg6   = "sendmsg6"
-	networkVarUnusedEvent = "unused_event"
+	networkMapConfig         = "config"
+	networkMapDeviations     = "deviations"
+	networkMapEgressV4       = "egress_v4"
+	networkMapEgressV6       = "egress_v6"
+	networkMapEvents         = "events"
+	networkMapIngressV4      = "ingress_v4"
+	networkMapIngressV6      = "ingress_v6"
+	networkMapListeners      = "listeners"
+	networkMapLost           = "lost"
+	networkMapNetEvents      = "net_events"
+	networkMapNetRules       = "net_rules"
+	networkMapPolicyNodes    = "policy_nodes"
+	networkMapSeen           = "seen"
+	networkMapTaskNodes      = "task_nodes"
+	networkMapWorkloadLosses = "workload_losses"
+	networkMapWorkloads      = "workloads"
+	networkProgBind4         = "bind4"
+	networkProgBind6         = "bind6"
+	networkProgConnect4      = "connect4"
+	networkProgConnect6      = "connect6"
+	networkProgIngress       = "ingress"
+	networkProgSendmsg4      = "sendmsg4"
+	networkProgSendmsg6      = "sendmsg6"
+	networkVarUnusedEvent    = "unused_event"
 )
 
 // loadNetwork returns the embedded CollectionSpec for network.
@@ -216,19 +246,22 @@ type networkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	EgressV4    *ebpf.MapSpec `ebpf:"egress_v4"`
-	EgressV6    *ebpf.MapSpec `ebpf:"egress_v6"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	IngressV4   *ebpf.MapSpec `ebpf:"ingress_v4"`
-	IngressV6   *ebpf.MapSpec `ebpf:"ingress_v6"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	NetRules    *ebpf.MapSpec `ebpf:"net_rules"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
+	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	IngressV4      *ebpf.MapSpec `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.MapSpec `ebpf:"ingress_v6"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
+	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen           *ebpf.MapSpec `ebpf:"seen"`
+	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
+	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // networkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -258,24 +291,28 @@ func (o *networkObjects) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	EgressV4    *ebpf.Map `ebpf:"egress_v4"`
-	EgressV6    *ebpf.Map `ebpf:"egress_v6"`
-	Events      *ebpf.Map `ebpf:"events"`
-	IngressV4   *ebpf.Map `ebpf:"ingress_v4"`
-	IngressV6   *ebpf.Map `ebpf:"ingress_v6"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	NetRules    *ebpf.Map `ebpf:"net_rules"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config         *ebpf.Map `ebpf:"config"`
+	Deviations     *ebpf.Map `ebpf:"deviations"`
+	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
+	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
+	Events         *ebpf.Map `ebpf:"events"`
+	IngressV4      *ebpf.Map `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.Map `ebpf:"ingress_v6"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	NetRules       *ebpf.Map `ebpf:"net_rules"`
+	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
+	Seen           *ebpf.Map `ebpf:"seen"`
+	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
+	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *networkMaps) Close() error {
 	return _NetworkClose(
 		m.Config,
+		m.Deviations,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -283,10 +320,12 @@ func (m *networkMaps) Close() error {
 		m.IngressV6,
 		m.Listeners,
 		m.Lost,
+		m.NetEvents,
 		m.NetRules,
 		m.PolicyNodes,
 		m.Seen,
 		m.TaskNodes,
+		m.WorkloadLosses,
 		m.Workloads,
 	)
 }

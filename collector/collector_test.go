@@ -46,9 +46,13 @@ func TestRoundTripAndGrouping(t *testing.T) {
 		Metadata: policy.Metadata{Name: "chronyd", Type: policy.TypeLinuxService, Cgroup: "systemd:/system.slice/chronyd.service"},
 		Spec:     policy.Spec{ServiceSelector: &policy.ServiceSelector{Cgroup: "systemd:/system.slice/chronyd.service"}}}
 	send(KindFingerprint, svc)
-	// One deviation twice, another once.
+	// One deviation twice, then its repeats the kernel counted (5 in one
+	// record); another once.
 	send(KindDeviation, deviation("web", "nginx_0", "/bin/sh"))
 	send(KindDeviation, *deviation("web", "nginx_0", "/bin/sh"))
+	repeats := deviation("web", "nginx_0", "/bin/sh")
+	repeats.Metadata.Event.Count = 5
+	send(KindDeviation, repeats)
 	send(KindDeviation, deviation("web", "nginx_0", "/usr/bin/curl"))
 	send(KindFlag, &policy.Flag{APIVersion: policy.APIVersionBulwark, Kind: policy.KindFlag,
 		Metadata: policy.FlagMetadata{UID: "flag:1", Class: "redflag", Severity: "high", PolicyName: "web", Workload: "default/web"}})
@@ -114,8 +118,8 @@ func TestRoundTripAndGrouping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(devs) != 2 || devs[0].Count != 2 || devs[1].Count != 1 || devs[0].Agents[0] != "node-1" {
-		t.Errorf("deviations = %+v, want /bin/sh twice then curl once", devs)
+	if len(devs) != 2 || devs[0].Count != 7 || devs[1].Count != 1 || devs[0].Agents[0] != "node-1" {
+		t.Errorf("deviations = %+v, want /bin/sh 7 times then curl once", devs)
 	}
 	if d, _ := q.Deviations(Filter{Policy: "other"}); len(d) != 0 {
 		t.Errorf("deviations of policy other = %d, want 0", len(d))
@@ -146,8 +150,8 @@ func TestRoundTripAndGrouping(t *testing.T) {
 		t.Error("flags accepted an image filter")
 	}
 	agents, err := q.Agents()
-	if err != nil || len(agents) != 1 || agents[0].Stats.Events != 1000 || agents[0].Last != 17 {
-		t.Errorf("agents = %+v, %v; want node-1 at seq 17 with 1000 events", agents, err)
+	if err != nil || len(agents) != 1 || agents[0].Stats.Events != 1000 || agents[0].Last != 18 {
+		t.Errorf("agents = %+v, %v; want node-1 at seq 18 with 1000 events", agents, err)
 	}
 	if got, _ := q.Deviations(Filter{Since: time.Nanosecond}); len(got) != 0 {
 		t.Errorf("deviations since 1ns ago = %d, want 0", len(got))

@@ -3,7 +3,9 @@ package collector
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,6 +169,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		{"bulwark_agent_events_total", "counter", "Kernel events the agent read.", func(a *AgentState) float64 { return float64(a.Stats.Events) }},
 		{"bulwark_agent_events_per_second", "gauge", "Kernel events per second between the agent's last two reports.", func(a *AgentState) float64 { return a.EventsPerSecond }},
 		{"bulwark_agent_lost_events_total", "counter", "Kernel events lost before the agent read them.", func(a *AgentState) float64 { return float64(a.Stats.LostEvents) }},
+		{"bulwark_agent_unaggregated_deviations_total", "counter", "Deviations the kernel reported one by one, its aggregation table full.", func(a *AgentState) float64 { return float64(a.Stats.UnaggregatedDeviations) }},
+		{"bulwark_agent_link_repairs_total", "counter", "Enforcement links found detached or unpinned out of band and restored.", func(a *AgentState) float64 { return float64(a.Stats.LinkRepairs) }},
 		{"bulwark_agent_spool_dropped_total", "counter", "Records the agent's spool dropped because it was full.", func(a *AgentState) float64 { return float64(a.Stats.SpoolDropped) }},
 		{"bulwark_agent_spool_depth", "gauge", "Records waiting in the agent's spool.", func(a *AgentState) float64 { return float64(a.Stats.SpoolDepth) }},
 		{"bulwark_agent_enforced_workloads", "gauge", "Workloads under a policy.", func(a *AgentState) float64 { return float64(a.Stats.EnforcedWorkloads) }},
@@ -178,6 +182,13 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		e.family(pm.name, pm.typ, pm.help)
 		for i := range agents {
 			e.sample(pm.name, pm.value(&agents[i]), "agent", agents[i].Agent)
+		}
+	}
+	e.family("bulwark_agent_workload_lost_events_total", "counter", "Kernel events lost before the agent read them, for each workload that lost any.")
+	for i := range agents {
+		lost := agents[i].Stats.WorkloadLostEvents
+		for _, wl := range slices.Sorted(maps.Keys(lost)) {
+			e.sample("bulwark_agent_workload_lost_events_total", float64(lost[wl]), "agent", agents[i].Agent, "workload", wl)
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -103,6 +103,15 @@ type Stats struct {
 	// LostEvents is the number of kernel events lost before the agent read
 	// them (ring buffer full).
 	LostEvents uint64 `json:"lostEvents" yaml:"lostEvents"`
+	// UnaggregatedDeviations counts deviations the kernel emitted one by
+	// one because its aggregation table was full.
+	UnaggregatedDeviations uint64 `json:"unaggregatedDeviations,omitempty" yaml:"unaggregatedDeviations,omitempty"`
+	// WorkloadLostEvents is LostEvents of each workload that lost any, by
+	// workload name.
+	WorkloadLostEvents map[string]uint64 `json:"workloadLostEvents,omitempty" yaml:"workloadLostEvents,omitempty"`
+	// LinkRepairs counts enforcement links found detached or unpinned
+	// out of band and restored by the agent.
+	LinkRepairs uint64 `json:"linkRepairs,omitempty" yaml:"linkRepairs,omitempty"`
 	// EnforcedWorkloads is the number of workloads under a policy now.
 	EnforcedWorkloads int `json:"enforcedWorkloads" yaml:"enforcedWorkloads"`
 	// SpoolDepth and SpoolDropped are filled in by Client.Send: the

@@ -524,18 +524,20 @@ func deviationKey(d *policy.Deviation) []byte {
 	return []byte(sum + "\x00" + pol)
 }
 
-// putDeviation stores a deviation, or counts one more occurrence of a
-// stored one with the same checksum and policy.
+// putDeviation stores a deviation, or counts more occurrences of a stored
+// one with the same checksum and policy (as many as the record stands for:
+// the agent sends the kernel's counts of repeats as records too).
 func (w *writer) putDeviation(r *Record, d *policy.Deviation) error {
 	key := deviationKey(d)
-	sd := StoredDeviation{Count: 1, Agents: []string{r.Agent}, FirstSeen: r.Time, LastSeen: r.Time, Deviation: *d}
+	n := d.Occurrences()
+	sd := StoredDeviation{Count: n, Agents: []string{r.Agent}, FirstSeen: r.Time, LastSeen: r.Time, Deviation: *d}
 	var old StoredDeviation
 	ok, err := w.get(bucketDeviations, key, &old)
 	if err != nil {
 		return err
 	}
 	if ok {
-		sd.Count = old.Count + 1
+		sd.Count = old.Count + n
 		sd.FirstSeen = old.FirstSeen
 		if r.Time.Before(old.LastSeen) {
 			sd.LastSeen = old.LastSeen

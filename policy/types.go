@@ -103,6 +103,19 @@ type Event struct {
 	SrcPort    int    `yaml:"srcPort,omitempty" json:"srcPort,omitempty"`
 	DstAddr    string `yaml:"dstAddr,omitempty" json:"dstAddr,omitempty"`
 	DstPort    int    `yaml:"dstPort,omitempty" json:"dstPort,omitempty"`
+	// Count is how many occurrences the record stands for, between the
+	// deviation's firstTimestamp and latestTimestamp (the kernel counts
+	// repeats instead of reporting each); 0 means 1.
+	Count uint64 `yaml:"count,omitempty" json:"count,omitempty"`
+}
+
+// Occurrences is how many occurrences a deviation record stands for: its
+// event's Count, at least 1.
+func (d *Deviation) Occurrences() uint64 {
+	if d.Metadata.Event == nil || d.Metadata.Event.Count == 0 {
+		return 1
+	}
+	return d.Metadata.Event.Count
 }
 
 // Spec is the body shared by fingerprints, policies and deviations:

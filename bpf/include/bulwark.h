@@ -162,6 +162,7 @@ struct event {
 	__u64 cgid;
 	__u64 node;
 	__u64 parent_node;
+	__u64 count; /* occurrences this event stands for (deviations: see dev_occurred) */
 	__u32 kind;
 	__u32 flags;
 	__u32 pid;
@@ -226,30 +227,149 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seen SEC(".maps");
 
+/* Two rings, so that no flood of network events can starve exec events:
+ * events carries what processes do (execs, and the observations of the
+ * process tree), net_events the network events. Each is read by the agent
+ * in that order of priority. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 24); /* 16 MiB: ~150k network events of a burst */
+	__uint(max_entries, 1 << 22); /* 4 MiB: ~10k exec events */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
-/* Ring buffer reservations that failed, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); /* 16 MiB: ~130k network events of a burst */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_events SEC(".maps");
+
+/* Indexes of the global per-CPU loss counters. */
+enum loss {
+	LOSS_EVENTS = 0,       /* an event the ring had no room for */
+	LOSS_UNAGGREGATED = 1, /* a deviation the deviations table had no room for (emitted alone) */
+};
+
+/* Losses of all workloads, per CPU, by enum loss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lost SEC(".maps");
 
+/* Losses of one workload (the value of workload_losses). */
+struct losses {
+	__u64 events;       /* LOSS_EVENTS */
+	__u64 unaggregated; /* LOSS_UNAGGREGATED */
+};
+
+/* Losses by workload cgroup id; a workload missing from a full table is
+ * counted in lost only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct losses);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} workload_losses SEC(".maps");
+
+/* What repeats of a deviation are aggregated by: the workload, the process
+ * node, the kind and verdict, and the target. */
+struct dev_key {
+	__u64 cgid;
+	__u64 node;
+	__u64 a;         /* exec: parent node; network: peer address, high half */
+	__u64 b;         /* exec: 0;           network: peer address, low half */
+	__u32 kind_flags; /* kind << 16 | event flags */
+	__u32 c;         /* exec: euid;        network: proto << 16 | policy port */
+};
+
+/* How often a deviation occurred since the agent last drained it. */
+struct dev_count {
+	__u64 count;    /* occurrences */
+	__u64 reported; /* occurrences the emitted events carried */
+	__u64 first_ns; /* CLOCK_MONOTONIC */
+	__u64 last_ns;
+	__u32 retry;    /* an event was lost: the next occurrence emits again */
+	__u32 pad;
+};
+
+/* Deviations seen since the agent's last drain: the first occurrence is
+ * emitted, repeats only counted here (Engine.DrainRepeats). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dev_key);
+	__type(value, struct dev_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} deviations SEC(".maps");
+
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
-static __always_inline void count_lost(void)
+/* count_loss counts one loss (enum loss) of workload cgid. */
+static __always_inline void count_loss(__u64 cgid, __u32 which)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	__u64 *n = bpf_map_lookup_elem(&lost, &which);
 	if (n)
 		(*n)++;
+	struct losses *l = bpf_map_lookup_elem(&workload_losses, &cgid);
+	if (!l) {
+		struct losses zero = {};
+		bpf_map_update_elem(&workload_losses, &cgid, &zero, BPF_NOEXIST);
+		l = bpf_map_lookup_elem(&workload_losses, &cgid);
+		if (!l)
+			return;
+	}
+	if (which == LOSS_EVENTS)
+		__sync_fetch_and_add(&l->events, 1);
+	else
+		__sync_fetch_and_add(&l->unaggregated, 1);
+}
+
+/* dev_occurred counts one occurrence of deviation k and returns how many
+ * occurrences an event emitted now stands for: 1 for the first (only the
+ * CPU that created the entry emits it), more when the event of earlier ones
+ * was lost, 0 when this one is only counted. *slot is set to the table
+ * entry (NULL when the table is full: then every occurrence is emitted,
+ * and counted as unaggregated); after emitting, call dev_reported. */
+static __always_inline __u64 dev_occurred(struct dev_key *k, struct dev_count **slot)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct dev_count *d = bpf_map_lookup_elem(&deviations, k);
+	if (!d) {
+		struct dev_count first = { .count = 1, .first_ns = now, .last_ns = now };
+		if (!bpf_map_update_elem(&deviations, k, &first, BPF_NOEXIST)) {
+			*slot = bpf_map_lookup_elem(&deviations, k);
+			return 1;
+		}
+		/* Another CPU created it meanwhile, or the table is full. */
+		d = bpf_map_lookup_elem(&deviations, k);
+	}
+	*slot = d;
+	if (!d) {
+		count_loss(k->cgid, LOSS_UNAGGREGATED);
+		return 1;
+	}
+	__sync_fetch_and_add(&d->count, 1);
+	d->last_ns = now;
+	if (!d->retry)
+		return 0;
+	d->retry = 0;
+	return d->count - d->reported;
+}
+
+/* dev_reported records whether the event carrying n occurrences of the
+ * deviation in slot was emitted (else the next occurrence tries again). */
+static __always_inline void dev_reported(struct dev_count *slot, __u64 n, bool emitted)
+{
+	if (!slot)
+		return;
+	if (emitted)
+		__sync_fetch_and_add(&slot->reported, n);
+	else
+		slot->retry = 1;
 }
 
 /* The workload the current task belongs to: its own cgroup, or the nearest

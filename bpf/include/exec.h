@@ -330,9 +330,23 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 				      __u64 node, __u64 parent, __u32 flags, __u32 uid,
 				      __u32 euid)
 {
+	/* A deviation's repeats (same workload, nodes and euid: the node of
+	 * a deviating exec derives from its exe and name) are only counted. */
+	struct dev_count *slot = NULL;
+	__u64 count = 1;
+	if (flags & EV_DEVIATION) {
+		struct dev_key k = {
+			.cgid = cgid, .node = node, .a = parent,
+			.kind_flags = EVENT_EXEC << 16 | flags, .c = euid,
+		};
+		count = dev_occurred(&k, &slot);
+		if (!count)
+			return;
+	}
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count_lost();
+		count_loss(cgid, LOSS_EVENTS);
+		dev_reported(slot, count, false);
 		return;
 	}
 	e->time_ns = bpf_ktime_get_ns();
@@ -340,6 +354,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	e->cgid = cgid;
 	e->node = node;
 	e->parent_node = parent;
+	e->count = count;
 	e->kind = EVENT_EXEC;
 	e->flags = flags;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -356,6 +371,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	bpf_probe_read_kernel(e->comm, sizeof(e->comm), s->name);
 	bpf_probe_read_kernel(e->exe, sizeof(e->exe), s->path);
 	bpf_ringbuf_submit(e, 0);
+	dev_reported(slot, count, true);
 }
 
 /* check_exec decides an exec by the current task (already in workload w of
