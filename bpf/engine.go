@@ -241,6 +241,10 @@ func (e *Engine) openExec(backend string) error {
 		}
 		l.Close()
 	}
+	if err := e.openSocketGuards(backend); err != nil {
+		e.exec.Close()
+		return err
+	}
 	return nil
 }
 

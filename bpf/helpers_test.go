@@ -129,6 +129,9 @@ func runHelper(args []string) int {
 	case "arm":
 		return armHelper(args[1:])
 	}
+	if f, ok := netHelpers[args[0]]; ok {
+		return f(args[1:])
+	}
 	return helperFailed
 }
 
