@@ -132,13 +132,17 @@ const (
 
 // protocolName names an event's protocol: "TCP", "UDP", or for socket
 // events "RAW" (any SOCK_RAW socket), "PACKET" (AF_PACKET), "XDP"
-// (AF_XDP), "UDPLITE", "ICMP", "ICMPv6", "SCTP", else "IP/N".
+// (AF_XDP), "UDPLITE", "ICMP", "ICMPv6", "SCTP", "IP/N" for another IP
+// protocol N, "AF/N" for another address family N.
 func protocolName(family uint16, proto uint8) string {
 	switch family {
+	case unix.AF_INET, unix.AF_INET6, 0:
 	case unix.AF_PACKET:
 		return "PACKET"
 	case unix.AF_XDP:
 		return "XDP"
+	default:
+		return fmt.Sprintf("AF/%d", family)
 	}
 	switch proto {
 	case 0:

@@ -5,9 +5,11 @@
  * The lsm backend's socket checks, by the calling task rather than by the
  * socket's cgroup (which the per-cgroup programs in network.bpf.c follow):
  *
- * - socket_create refuses AF_PACKET and AF_XDP sockets (raw frames, which
- *   no cgroup program sees) in enforce mode; AF_INET and AF_INET6 are
- *   decided by cgroup/sock_create.
+ * - socket_create refuses, in enforce mode, sockets of every family but
+ *   AF_UNIX, AF_NETLINK and AF_ALG (local) and AF_INET and AF_INET6 (which
+ *   cgroup/sock_create decides): AF_PACKET and AF_XDP carry raw frames no
+ *   cgroup program sees, AF_VSOCK, AF_CAN, AF_BLUETOOTH, AF_TIPC, ... reach
+ *   peers the policy cannot name.
  * - socket_connect and socket_sendmsg check a socket created outside the
  *   workload and used inside (passed in with SCM_RIGHTS, inherited): its
  *   cgroup programs are not the workload's. One of a protocol the policy
@@ -23,6 +25,9 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EPERM 1
+#define AF_UNIX 1
+#define AF_NETLINK 16
+#define AF_ALG 38
 
 /* in_workload reports whether cgroup cg is cgid or below it. */
 static __always_inline bool in_workload(struct cgroup *cg, __u64 cgid)
@@ -104,7 +109,8 @@ static __always_inline __u8 sock_proto(struct sock *sk)
 SEC("lsm/socket_create")
 int BPF_PROG(check_socket_create, int family, int type, int protocol, int kern, int ret)
 {
-	if (ret || kern || (family != AF_PACKET && family != AF_XDP))
+	if (ret || kern || family == AF_UNIX || family == AF_INET || family == AF_INET6 ||
+	    family == AF_NETLINK || family == AF_ALG)
 		return ret;
 	__u64 cgid = 0;
 	struct workload *w = current_workload(&cgid);

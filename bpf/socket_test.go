@@ -38,6 +38,7 @@ import (
 //	raw-listen                open a raw IPPROTO_UDP socket, print "listening",
 //	                          then "got MARKER" for each datagram with a
 //	                          "bulwark-" marker
+//	connect-mptcp ADDR        connect an MPTCP socket to ADDR (IPv4)
 var netHelpers = map[string]func([]string) int{
 	"socket":         socketHelper,
 	"raw-send":       rawSendHelper,
@@ -45,10 +46,27 @@ var netHelpers = map[string]func([]string) int{
 	"passed-connect": func(args []string) int { return passedHelper(true, args) },
 	"passed-sendto":  func(args []string) int { return passedHelper(false, args) },
 	"raw-listen":     rawListenHelper,
+	"connect-mptcp":  mptcpHelper,
+}
+
+// mptcpHelper connects an MPTCP socket (SOCK_STREAM, IPPROTO_MPTCP) to
+// the IPv4 address and port args[0].
+func mptcpHelper(args []string) int {
+	ap, err := netip.ParseAddrPort(args[0])
+	if err != nil {
+		return helperFailed
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mptcp socket:", err)
+		return helperFailed
+	}
+	defer unix.Close(fd)
+	return statusOf(unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}))
 }
 
 func socketHelper(args []string) int {
-	families := map[string]int{"inet": unix.AF_INET, "inet6": unix.AF_INET6, "packet": unix.AF_PACKET}
+	families := map[string]int{"inet": unix.AF_INET, "inet6": unix.AF_INET6, "packet": unix.AF_PACKET, "vsock": unix.AF_VSOCK}
 	types := map[string]int{"stream": unix.SOCK_STREAM, "dgram": unix.SOCK_DGRAM, "raw": unix.SOCK_RAW}
 	proto, err := strconv.Atoi(args[2])
 	if err != nil {
@@ -214,6 +232,17 @@ func TestUnnamedProtocols(t *testing.T) {
 		{"socket packet raw 0", "PACKET", packetDenied},
 	}
 	ev := collect(t, e)
+	if e.Backend() == BackendLSM {
+		// Other families reach peers the policy cannot name either
+		// (checked before the kernel looks the family up, so also
+		// where vsock is not built in).
+		if _, err := e.Apply(cg, c, ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		if got := runHelperWith(t, cg, "socket vsock stream 0"); got != helperEPERM {
+			t.Errorf("enforce: AF_VSOCK socket status %d, want %d", got, helperEPERM)
+		}
+	}
 	for _, mode := range []Mode{ModeEnforce, ModeAudit} {
 		if _, err := e.Apply(cg, c, mode); err != nil {
 			t.Fatal(err)
@@ -254,6 +283,31 @@ func TestKernelRepliesPass(t *testing.T) {
 	closed := freePort(t, "tcp4", "127.0.0.1:0")
 	if got := helper(t, cg, fmt.Sprintf("connect tcp 127.0.0.1:%d", closed)); got != helperFailed {
 		t.Fatalf("connect to a closed port: status %d, want %d (refused)", got, helperFailed)
+	}
+}
+
+// TestEgressMPTCP: an MPTCP socket is a TCP socket to the policy (its
+// subflows are TCP), checked like one: not a way around the TCP rules.
+func TestEgressMPTCP(t *testing.T) {
+	if b, err := os.ReadFile("/proc/sys/net/mptcp/enabled"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		t.Skip("MPTCP is not enabled in this kernel")
+	}
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	allowed := listen(t, "tcp4", "127.0.0.1:0")
+	other := listen(t, "tcp4", "127.0.0.1:0")
+	spec := helperSpec(t)
+	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+		To:    []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+		Ports: []policy.Port{{Port: allowed, Protocol: "TCP"}},
+	}}}
+	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	for port, want := range map[int]int{allowed: helperOK, other: helperEPERM} {
+		if got := helper(t, cg, fmt.Sprintf("connect-mptcp 127.0.0.1:%d", port)); got != want {
+			t.Errorf("MPTCP connect to port %d: status %d, want %d", port, got, want)
+		}
 	}
 }
 
@@ -646,5 +700,26 @@ func TestPassedInSocket(t *testing.T) {
 	})
 	if !x.Blocked || x.Node != "helper" || x.PID == 0 {
 		t.Fatalf("deviation %+v", x)
+	}
+}
+
+func TestProtocolName(t *testing.T) {
+	for _, tc := range []struct {
+		family uint16
+		proto  uint8
+		want   string
+	}{
+		{0, 0, ""}, // exec events
+		{unix.AF_INET, protoTCP, "TCP"},
+		{unix.AF_INET6, protoUDP, "UDP"},
+		{unix.AF_INET, protoRaw, "RAW"},
+		{unix.AF_INET, protoUDPLite, "UDPLITE"},
+		{unix.AF_INET6, 50, "IP/50"},
+		{unix.AF_PACKET, 0, "PACKET"},
+		{unix.AF_VSOCK, 0, "AF/40"},
+	} {
+		if got := protocolName(tc.family, tc.proto); got != tc.want {
+			t.Errorf("protocolName(%d, %d) = %q, want %q", tc.family, tc.proto, got, tc.want)
+		}
 	}
 }
