@@ -286,6 +286,20 @@ func TestKernelRepliesPass(t *testing.T) {
 	}
 }
 
+// onePortPolicy starts two TCP listeners on 127.0.0.1 and returns their
+// ports and a policy for the helper that allows egress to the first only.
+func onePortPolicy(t *testing.T) (allowed, other int, spec *policy.Spec) {
+	t.Helper()
+	allowed = listen(t, "tcp4", "127.0.0.1:0")
+	other = listen(t, "tcp4", "127.0.0.1:0")
+	spec = helperSpec(t)
+	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+		To:    []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+		Ports: []policy.Port{{Port: allowed, Protocol: "TCP"}},
+	}}}
+	return allowed, other, spec
+}
+
 // TestEgressMPTCP: an MPTCP socket is a TCP socket to the policy (its
 // subflows are TCP), checked like one: not a way around the TCP rules.
 func TestEgressMPTCP(t *testing.T) {
@@ -294,13 +308,7 @@ func TestEgressMPTCP(t *testing.T) {
 	}
 	e, _ := openTestEngine(t)
 	cg := testCgroup(t)
-	allowed := listen(t, "tcp4", "127.0.0.1:0")
-	other := listen(t, "tcp4", "127.0.0.1:0")
-	spec := helperSpec(t)
-	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
-		To:    []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
-		Ports: []policy.Port{{Port: allowed, Protocol: "TCP"}},
-	}}}
+	allowed, other, spec := onePortPolicy(t)
 	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
 		t.Fatal(err)
 	}
@@ -655,13 +663,7 @@ func TestPassedInSocket(t *testing.T) {
 		t.Skip("tracing backend: a passed-in socket's connect runs the programs of the socket's cgroup, not the workload's (needs lsm/socket_connect)")
 	}
 	cg := testCgroup(t)
-	allowed := listen(t, "tcp4", "127.0.0.1:0")
-	other := listen(t, "tcp4", "127.0.0.1:0")
-	spec := helperSpec(t)
-	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
-		To:    []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
-		Ports: []policy.Port{{Port: allowed, Protocol: "TCP"}},
-	}}}
+	allowed, other, spec := onePortPolicy(t)
 	ev := collect(t, e)
 	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
 		t.Fatal(err)
