@@ -64,17 +64,6 @@ static __always_inline bool sock_nameable(struct sock *sk)
 	return nameable(BPF_CORE_READ(sk, sk_type), BPF_CORE_READ(sk, sk_protocol));
 }
 
-/* unnamed_use decides the use of a passed-in socket of a protocol the
- * policy cannot name (a raw socket made before the engine ran, which the
- * egress backstop does not know): 0 to let it through, -EPERM. */
-static __always_inline int unnamed_use(struct sock *sk, struct workload *w, __u64 cgid)
-{
-	__u16 type = BPF_CORE_READ(sk, sk_type), protocol = BPF_CORE_READ(sk, sk_protocol);
-	struct conn c = { .family = BPF_CORE_READ(sk, __sk_common.skc_family), .dir = DIR_EGRESS };
-	unnamed_conn(&c, type, protocol);
-	return check_conn(&c, w, cgid, current_node(), true) ? 0 : -EPERM;
-}
-
 /* sockaddr_conn fills c's destination from a kernel copy of a sockaddr;
  * it returns -1 for families other than AF_INET and AF_INET6. */
 static __always_inline int sockaddr_conn(const void *addr, int len, struct conn *c)
@@ -99,6 +88,19 @@ static __always_inline int sockaddr_conn(const void *addr, int len, struct conn 
 		__builtin_memset(&c->daddr[4], 0, 12);
 	}
 	return 0;
+}
+
+/* unnamed_use decides the use of a passed-in socket of a protocol the
+ * policy cannot name (a raw socket: the workload's cgroup programs never
+ * see its packets) to address (NULL: none): 0 to let it through, -EPERM. */
+static __always_inline int unnamed_use(struct sock *sk, struct workload *w, __u64 cgid,
+				       const void *address, int addrlen)
+{
+	__u16 type = BPF_CORE_READ(sk, sk_type), protocol = BPF_CORE_READ(sk, sk_protocol);
+	struct conn c = { .family = BPF_CORE_READ(sk, __sk_common.skc_family), .dir = DIR_EGRESS };
+	sockaddr_conn(address, addrlen, &c);
+	unnamed_conn(&c, type, protocol);
+	return check_conn(&c, w, cgid, current_node(), true) ? 0 : -EPERM;
 }
 
 static __always_inline __u8 sock_proto(struct sock *sk)
@@ -130,14 +132,14 @@ static __always_inline int check_passed(struct socket *sock, void *address, int 
 	struct sock *sk = passed_in(sock, &w, &cgid);
 	if (!sk)
 		return 0;
-	if (!sock_nameable(sk))
-		return unnamed_use(sk, w, cgid);
-	struct conn c = { .dir = DIR_EGRESS, .proto = sock_proto(sk) };
-	__u64 node = current_node();
 	if (msg) {
 		address = BPF_CORE_READ(msg, msg_name);
 		addrlen = BPF_CORE_READ(msg, msg_namelen);
 	}
+	if (!sock_nameable(sk))
+		return unnamed_use(sk, w, cgid, address, addrlen);
+	struct conn c = { .dir = DIR_EGRESS, .proto = sock_proto(sk) };
+	__u64 node = current_node();
 	if (!sockaddr_conn(address, addrlen, &c))
 		return check_conn(&c, w, cgid, node, true) ? 0 : -EPERM;
 	/* A connect to AF_UNSPEC disconnects; a send without an address goes
