@@ -64,6 +64,7 @@ func (e *Engine) cgroupPrograms() []struct {
 		{"sendmsg4", e.net.Sendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
 		{"sendmsg6", e.net.Sendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
 		{"ingress", e.net.Ingress, ebpf.AttachCGroupInetIngress},
+		{"egress", e.net.Egress, ebpf.AttachCGroupInetEgress},
 	}
 }
 

@@ -254,6 +254,10 @@ func (e *Engine) openExec(backend string) error {
 		}
 		e.hold(l, path, 0, "")
 	}
+	if err := e.openSocketGuards(backend); err != nil {
+		e.exec.Close()
+		return err
+	}
 	return nil
 }
 

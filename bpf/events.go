@@ -24,9 +24,12 @@ const (
 	// KindListen: a process bound a port (a TCP listener or UDP receiver),
 	// reported once per process node, port and protocol; never a deviation.
 	KindListen Kind = 4
+	// KindSocket: a socket or packet of a protocol the policy cannot
+	// name (see Event.Protocol); a deviation in audit and enforce mode.
+	KindSocket Kind = 5
 )
 
-// String returns "exec", "connect", "accept" or "listen".
+// String returns "exec", "connect", "accept", "listen" or "socket".
 func (k Kind) String() string {
 	switch k {
 	case KindExec:
@@ -37,6 +40,8 @@ func (k Kind) String() string {
 		return "accept"
 	case KindListen:
 		return "listen"
+	case KindSocket:
+		return "socket"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -70,7 +75,9 @@ type Event struct {
 	// deviations) get synthetic keys (bit 63 set) derived from the parent
 	// key, exe, name and euid, so observations still form a tree.
 	NodeKey, ParentKey uint64
-	// Protocol is "TCP" or "UDP" for network events.
+	// Protocol is "TCP" or "UDP" for network events; for socket events
+	// what protocolName says (e.g. "RAW", with the IP protocol as the
+	// port of Dst, "UDPLITE", "ICMP", "PACKET").
 	Protocol string
 	// Src and Dst: connect events carry the destination in Dst (Src
 	// unset); accept events the remote peer in Src and the local address
@@ -197,12 +204,7 @@ func decodeEvent(raw []byte) (Event, error) {
 	if ev.Deviation {
 		ev.Key = deviationKey(&r)
 	}
-	switch r.Proto {
-	case protoTCP:
-		ev.Protocol = "TCP"
-	case protoUDP:
-		ev.Protocol = "UDP"
-	}
+	ev.Protocol = protocolName(r.Family, r.Proto)
 	if ev.Kind != KindExec {
 		ev.Src = netip.AddrPortFrom(addrOf(r.Family, r.Saddr), r.Sport)
 		ev.Dst = netip.AddrPortFrom(addrOf(r.Family, r.Daddr), r.Dport)

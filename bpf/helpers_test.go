@@ -131,6 +131,9 @@ func runHelper(args []string) int {
 	case "flood", "flood-spread":
 		return floodHelper(args[0] == "flood-spread", args[1:])
 	}
+	if f, ok := netHelpers[args[0]]; ok {
+		return f(args[1:])
+	}
 	return helperFailed
 }
 

@@ -4,55 +4,33 @@
 /*
  * Network checks, used by both backends, attached to each workload's cgroup:
  * connect4/6 (TCP and connected UDP), sendmsg4/6 (unconnected UDP) deny with
- * EPERM; cgroup_skb/ingress drops a disallowed inbound TCP SYN or a UDP
- * datagram to a bound port; bind4/6 record which process node listens on
+ * EPERM; cgroup_skb/ingress drops a disallowed inbound TCP connection
+ * request or UDP datagram; bind4/6 record which process node listens on
  * which port, since the ingress path runs without the listener's task, and
  * report each (node, port, protocol) once, for fingerprints' listening
- * sockets.
+ * sockets. IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
  *
- * Rules: an LPM trie per direction and family maps (generation, address) to
- * the mask of rules whose peers contain the address (Compile in Go stores
- * the exact set at every prefix, excepts included, so the longest match
- * decides); each rule then checks protocol, port range and process node.
- * IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
+ * Protocols the policy cannot name (raw IP, UDP-Lite, ICMP ping, SCTP, ...)
+ * are refused at socket creation (sock_create, EPERM; attached once, to
+ * the root cgroup, see openSocketGuards in Go), dropped on the way in
+ * (ingress) and out (egress). A socket from outside the workload used by
+ * its task is the backend's: lsm/socket_sendmsg, or on the tracing
+ * backend a root egress program that knows the sending task.
+ *
+ * Ingress takes the protocol, the local port and the state from the
+ * receiving socket, not from the packet, so IPv6 extension headers change
+ * nothing: a TCP listener's packets are checked (the SYN and the handshake
+ * ACK), an established or connecting socket's are not; a UDP datagram is a
+ * reply when it comes from the socket's connected peer or from a peer it
+ * sent to (recorded in socket storage), else it is checked like one to a
+ * listener, whatever port the socket is bound to.
  */
-#include "include/bulwark.h"
+#include "include/netcheck.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Emit struct event into BTF for bpf2go -type event. */
 const struct event *unused_event __attribute__((unused));
-
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define DIR_EGRESS 0
-#define DIR_INGRESS 1
-
-#define LPM_MAP(name, keytype)                          \
-	struct {                                            \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);            \
-		__uint(max_entries, 16384);                     \
-		__uint(map_flags, BPF_F_NO_PREALLOC);           \
-		__type(key, keytype);                           \
-		__type(value, __u64);                           \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
-	} name SEC(".maps")
-
-LPM_MAP(egress_v4, struct lpm_v4_key);
-LPM_MAP(egress_v6, struct lpm_v6_key);
-LPM_MAP(ingress_v4, struct lpm_v4_key);
-LPM_MAP(ingress_v6, struct lpm_v6_key);
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct rule_key);
-	__type(value, struct rule);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} net_rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -62,182 +40,68 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
-/* One connection as the checks see it. For egress the policy address and
- * port are the destination; for ingress the source address and the local
- * (destination) port. */
-struct conn {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u8 proto;
-	__u8 dir;
-};
+#define MAX_PEERS 8 /* peers of one UDP socket whose datagrams are replies */
 
-static __always_inline __u64 rules_for(struct conn *c, __u32 gen_dir)
-{
-	const __u8 *addr = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
-	__u64 *mask;
-	if (c->family == AF_INET) {
-		struct lpm_v4_key k = { .prefixlen = 64, .gen_dir = gen_dir };
-		__builtin_memcpy(k.addr, addr, 4);
-		mask = bpf_map_lookup_elem(c->dir == DIR_EGRESS ? (void *)&egress_v4 : (void *)&ingress_v4, &k);
-	} else {
-		struct lpm_v6_key k = { .prefixlen = 160, .gen_dir = gen_dir };
-		__builtin_memcpy(k.addr, addr, 16);
-		mask = bpf_map_lookup_elem(c->dir == DIR_EGRESS ? (void *)&egress_v6 : (void *)&ingress_v6, &k);
-	}
-	return mask ? *mask : 0;
-}
-
-struct rules_ctx {
-	__u64 mask;
-	__u64 node;
-	__u32 gen_dir;
+/* A peer a UDP socket sent to, as struct conn holds addresses. */
+struct peer {
+	__u8 addr[16];
 	__u16 port;
-	__u8 proto;
-	__u8 allowed;
+	__u16 family;
 };
 
-/* rule_step tests rule i when the address matched it (a bpf_loop
- * callback, verified once rather than once per rule). */
-static long rule_step(__u32 i, void *data)
-{
-	struct rules_ctx *x = data;
-	if (!(x->mask >> i))
-		return 1;
-	if (!((x->mask >> i) & 1))
-		return 0;
-	struct rule_key rk = { .gen_dir = x->gen_dir, .index = i };
-	struct rule *r = bpf_map_lookup_elem(&net_rules, &rk);
-	if (!r)
-		return 0;
-	bool ok = false;
-	__u32 np = r->nports;
-	for (__u32 j = 0; j < np && j < MAX_PORTS; j++) {
-		struct port_range *p = &r->ports[j];
-		if ((!p->proto || p->proto == x->proto) && x->port >= p->lo && x->port <= p->hi) {
-			ok = true;
-			break;
-		}
-	}
-	if (!ok)
-		return 0;
-	__u32 nprocs = r->nprocs;
-	if (!nprocs) {
-		x->allowed = 1;
-		return 1;
-	}
-	for (__u32 j = 0; j < nprocs && j < MAX_PROCS; j++) {
-		if (r->procs[j] == x->node) {
-			x->allowed = 1;
-			return 1;
-		}
-	}
-	return 0;
-}
+/* What the network checks know of one socket of a workload. */
+struct sock_info {
+	__u64 node;  /* process node that last bound or sent */
+	__u32 next;  /* peer slot written next (round robin) */
+	__u32 pad;
+	struct peer peers[MAX_PEERS];
+};
 
-static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 node)
+struct {
+	__uint(type, MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sock_infos SEC(".maps");
+
+/* same_peer reports whether c's remote end (egress: the destination,
+ * ingress: the source) is p. */
+static __always_inline bool same_peer(const struct peer *p, const struct conn *c)
 {
-	struct rules_ctx x = {
-		.mask = rules_for(c, gen_dir),
-		.node = node,
-		.gen_dir = gen_dir,
-		.port = c->dport,
-		.proto = c->proto,
-	};
-	if (!x.mask)
+	const __u8 *a = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
+	__u16 port = c->dir == DIR_EGRESS ? c->dport : c->sport;
+	if (p->port != port || p->family != c->family)
 		return false;
-	bpf_loop(MAX_RULES, rule_step, &x, 0);
-	return x.allowed;
+	const __u64 *x = (const __u64 *)p->addr, *y = (const __u64 *)a;
+	return x[0] == y[0] && x[1] == y[1];
 }
 
-static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
-				      __u32 flags, bool has_task)
+static __always_inline bool known_peer(const struct sock_info *si, const struct conn *c)
 {
-	/* A deviation's repeats (same workload, node, peer address, protocol
-	 * and policy port; not the remote port of an inbound one) are only
-	 * counted. */
-	struct dev_count *slot = NULL;
-	__u64 count = 1;
-	if (flags & EV_DEVIATION) {
-		struct dev_key k = {
-			.cgid = cgid, .node = node,
-			.kind_flags = kind << 16 | flags,
-			.c = (__u32)c->proto << 16 | c->dport,
-		};
-		const __u8 *peer = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
-		__builtin_memcpy(&k.a, peer, 8);
-		__builtin_memcpy(&k.b, peer + 8, 8);
-		count = dev_occurred(&k, &slot);
-		if (!count)
-			return;
-	}
-	/* Network events stop before exe: a third of an exec event's size,
-	 * so a burst of them fits the ring three times over. */
-	struct event *e = bpf_ringbuf_reserve(&net_events, EVENT_CONN_SIZE, 0);
-	if (!e) {
-		count_loss(cgid, LOSS_EVENTS);
-		dev_reported(slot, count, false);
+	for (int i = 0; i < MAX_PEERS; i++)
+		if (same_peer(&si->peers[i], c))
+			return true;
+	return false;
+}
+
+/* note_send records that the socket of a UDP send let through (c, egress)
+ * sent to its destination, so the answers are replies, and which node sent. */
+static __always_inline void note_send(struct bpf_sock_addr *ctx, const struct conn *c, __u64 node)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk || c->proto != IPPROTO_UDP)
 		return;
-	}
-	__builtin_memset(e, 0, EVENT_CONN_SIZE);
-	e->time_ns = bpf_ktime_get_ns();
-	e->cgid = cgid;
-	e->node = node;
-	e->count = count;
-	e->kind = kind;
-	e->flags = flags;
-	if (has_task) {
-		__u64 ug = bpf_get_current_uid_gid();
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-		e->pid = bpf_get_current_pid_tgid() >> 32;
-		e->uid = (__u32)ug;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
-	}
-	e->family = c->family;
-	e->proto = c->proto;
-	e->sport = c->sport;
-	e->dport = c->dport;
-	__builtin_memcpy(e->saddr, c->saddr, 16);
-	__builtin_memcpy(e->daddr, c->daddr, 16);
-	bpf_ringbuf_submit(e, 0);
-	dev_reported(slot, count, true);
-}
-
-/* check_conn decides c for workload w (cgroup cgid) made or accepted by
- * process node, reports it and returns 1 to let it through, 0 to block. */
-static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 cgid,
-				      __u64 node, bool has_task)
-{
-	__u32 gen = w->gen, mode = w->mode, wflags = w->flags;
-	__u32 off = c->dir == DIR_EGRESS ? WL_NO_EGRESS : WL_NO_INGRESS;
-	__u32 flags = 0;
-	__u32 kind = c->dir == DIR_EGRESS ? EVENT_CONNECT : EVENT_ACCEPT;
-	if (mode != MODE_OBSERVE && !(wflags & off) &&
-	    !rules_allow(c, gen << 1 | c->dir, node)) {
-		flags = EV_DEVIATION;
-		if (mode == MODE_ENFORCE)
-			flags |= EV_BLOCKED;
-	}
-	if (flags) {
-		emit_conn(c, kind, cgid, node, flags, has_task);
-	} else {
-		const __u8 *a = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
-		struct seen_key k = {
-			.cgid = cgid,
-			.a = node,
-			.kind_gen = kind << 24 | (gen & 0xffffff),
-			.d = (__u32)c->proto << 16 | c->dport,
-		};
-		__builtin_memcpy(&k.b, a, 8);
-		__builtin_memcpy(&k.c, a + 8, 8);
-		if (first_seen(&k))
-			emit_conn(c, kind, cgid, node, flags, has_task);
-	}
-	return (flags & EV_BLOCKED) ? 0 : 1;
+	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, SK_STORAGE_CREATE);
+	if (!si)
+		return;
+	si->node = node;
+	if (known_peer(si, c))
+		return;
+	__u32 i = si->next++ % MAX_PEERS;
+	struct peer *p = &si->peers[i];
+	__builtin_memcpy(p->addr, c->daddr, 16);
+	p->port = c->dport;
+	p->family = c->family;
 }
 
 /* sock_addr4 and sock_addr6 fill c's family, protocol, port and address
@@ -284,7 +148,11 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 		return 1;
 	struct conn c = { .dir = DIR_EGRESS };
 	sock_addr4(ctx, &c);
-	return check_conn(&c, w, cgid, current_node(), true);
+	__u64 node = current_node();
+	if (!check_conn(&c, w, cgid, node, true))
+		return 0;
+	note_send(ctx, &c, node);
+	return 1;
 }
 
 static __always_inline int egress6(struct bpf_sock_addr *ctx)
@@ -298,7 +166,11 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 		return 1;
 	struct conn c = { .dir = DIR_EGRESS };
 	sock_addr6(ctx, &c);
-	return check_conn(&c, w, cgid, current_node(), true);
+	__u64 node = current_node();
+	if (!check_conn(&c, w, cgid, node, true))
+		return 0;
+	note_send(ctx, &c, node);
+	return 1;
 }
 
 SEC("cgroup/connect4")
@@ -326,17 +198,27 @@ int sendmsg6(struct bpf_sock_addr *ctx)
 }
 
 /* record_bind notes the process node bound to c's local address and port
- * (in daddr and dport) and reports it the first time, for fingerprints. */
-static __always_inline int record_bind(struct conn *c)
+ * (in daddr and dport), on the socket (for ingress, also when the port is
+ * chosen later: bind to port 0) and by port, and reports it the first time,
+ * for fingerprints. */
+static __always_inline int record_bind(struct bpf_sock_addr *ctx, struct conn *c)
 {
-	if (!c->dport || (c->proto != IPPROTO_TCP && c->proto != IPPROTO_UDP))
+	if (c->proto != IPPROTO_TCP && c->proto != IPPROTO_UDP)
 		return 1;
 	__u64 cgid = 0;
 	struct workload *w = current_workload(&cgid);
 	if (!w)
 		return 1;
-	struct listener_key k = { .cgid = cgid, .port = c->dport, .proto = c->proto };
 	__u64 node = current_node();
+	struct bpf_sock *sock = ctx->sk;
+	if (sock) {
+		struct sock_info *si = bpf_sk_storage_get(&sock_infos, sock, 0, SK_STORAGE_CREATE);
+		if (si)
+			si->node = node;
+	}
+	if (!c->dport)
+		return 1;
+	struct listener_key k = { .cgid = cgid, .port = c->dport, .proto = c->proto };
 	bpf_map_update_elem(&listeners, &k, &node, BPF_ANY);
 	struct seen_key sk = {
 		.cgid = cgid,
@@ -354,7 +236,7 @@ int bind4(struct bpf_sock_addr *ctx)
 {
 	struct conn c = {};
 	sock_addr4(ctx, &c);
-	return record_bind(&c);
+	return record_bind(ctx, &c);
 }
 
 SEC("cgroup/bind6")
@@ -362,101 +244,98 @@ int bind6(struct bpf_sock_addr *ctx)
 {
 	struct conn c = {};
 	sock_addr6(ctx, &c);
-	return record_bind(&c);
+	return record_bind(ctx, &c);
 }
 
-static __always_inline struct workload *skb_workload(struct __sk_buff *skb, __u64 *cgid)
-{
-	__u64 id = bpf_skb_cgroup_id(skb);
-	struct workload *w = bpf_map_lookup_elem(&workloads, &id);
-	if (w) {
-		*cgid = id;
-		return w;
-	}
-	__u32 zero = 0;
-	struct engine_config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || !cfg->level_mask)
-		return NULL;
-	__u32 mask = cfg->level_mask;
-	for (int l = MAX_LEVEL - 1; l >= 1; l--) {
-		if (!(mask & (1U << l)))
-			continue;
-		id = bpf_skb_ancestor_cgroup_id(skb, l);
-		if (!id)
-			continue;
-		w = bpf_map_lookup_elem(&workloads, &id);
-		if (w) {
-			*cgid = id;
-			return w;
-		}
-	}
-	return NULL;
-}
+#define TCP_LISTEN 10
+#define UDP_CONNECTED 1 /* TCP_ESTABLISHED */
 
 SEC("cgroup_skb/ingress")
 int ingress(struct __sk_buff *skb)
 {
-	/* Most packets are not connection requests: read the IPv4 header
-	 * and, for TCP, the flags byte first, and leave early. */
-	__u8 hdr[40];
-	if (bpf_skb_load_bytes(skb, 0, hdr, 20))
-		return 1;
+	struct bpf_sock *sk = skb_sock(skb);
 	struct conn c = { .dir = DIR_INGRESS };
-	__u32 l4;
-	if (hdr[0] >> 4 == 4) {
-		if ((hdr[6] & 0x1f) || hdr[7])
-			return 1; /* a later fragment: the first one was checked */
-		c.proto = hdr[9];
-		l4 = (hdr[0] & 0xf) * 4;
-		if (c.proto == IPPROTO_TCP) {
-			__u8 flags;
-			if (bpf_skb_load_bytes(skb, (l4 & 0x3f) + 13, &flags, 1) ||
-			    (flags & 0x12) != 0x02)
-				return 1;
-		}
-		c.family = AF_INET;
-		__builtin_memcpy(c.saddr, &hdr[12], 4);
-		__builtin_memcpy(c.daddr, &hdr[16], 4);
-	} else if (hdr[0] >> 4 == 6) {
-		if (bpf_skb_load_bytes(skb, 0, hdr, sizeof(hdr)))
+	__u32 state = TCP_LISTEN, port = 0;
+	if (sk) {
+		sock_conn(sk, &c);
+		state = sk->state;
+		port = sk->src_port;
+		/* Most packets belong to connections: leave early. A TCP
+		 * socket that is not listening got here by its own connect
+		 * or accept; a connected UDP socket hears only its peer. */
+		if (c.proto == IPPROTO_TCP && !c.unnamed && state != TCP_LISTEN)
 			return 1;
-		c.family = AF_INET6;
-		c.proto = hdr[6];
-		__builtin_memcpy(c.saddr, &hdr[8], 16);
-		__builtin_memcpy(c.daddr, &hdr[24], 16);
-		l4 = 40;
-		if (c.saddr[10] == 0xff && c.saddr[11] == 0xff && !c.saddr[0] && !c.saddr[1] &&
-		    !c.saddr[2] && !c.saddr[3] && !c.saddr[4] && !c.saddr[5] && !c.saddr[6] &&
-		    !c.saddr[7] && !c.saddr[8] && !c.saddr[9]) {
-			/* A v4-mapped source: check it against the IPv4 rules. */
-			c.family = AF_INET;
-			__builtin_memmove(c.saddr, &c.saddr[12], 4);
-			__builtin_memset(&c.saddr[4], 0, 12);
-			__builtin_memmove(c.daddr, &c.daddr[12], 4);
-			__builtin_memset(&c.daddr[4], 0, 12);
-		}
+		if (c.proto == IPPROTO_UDP && !c.unnamed && state == UDP_CONNECTED)
+			return 1;
 	} else {
-		return 1;
+		c.unnamed = 1; /* no socket to name the protocol: unknown */
 	}
-	if (c.proto != IPPROTO_TCP && c.proto != IPPROTO_UDP)
+	__u64 cgid = 0;
+	struct workload *w = skb_workload(skb, &cgid);
+	if (!w)
 		return 1;
-	__u8 l4h[14];
-	if (bpf_skb_load_bytes(skb, l4 & 0x3f, l4h, c.proto == IPPROTO_TCP ? 14 : 4))
+	if (skb_addrs(skb, &c))
+		return c.unnamed ? check_conn(&c, w, cgid, 0, false) : 1;
+	if (c.unnamed)
+		return check_conn(&c, w, cgid, 0, false);
+	if (!sk)
+		return 1; /* (unnamed above: the verifier cannot tell) */
+	c.dport = port; /* the socket's own port, whatever the packet says */
+	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+	/* A reply to a datagram the socket sent is no connection. */
+	if (si && c.proto == IPPROTO_UDP && known_peer(si, &c))
 		return 1;
-	c.sport = (__u16)l4h[0] << 8 | l4h[1];
-	c.dport = (__u16)l4h[2] << 8 | l4h[3];
-	/* TCP: only a connection request (SYN without ACK). */
-	if (c.proto == IPPROTO_TCP && (l4h[13] & 0x12) != 0x02)
+	/* The node bound to the port (placement keeps these current), else
+	 * the one that bound or last sent on the socket (a port chosen by
+	 * the kernel). */
+	__u64 node = si ? si->node : 0;
+	struct listener_key lk = { .cgid = cgid, .port = c.dport, .proto = c.proto };
+	__u64 *ln = bpf_map_lookup_elem(&listeners, &lk);
+	if (ln)
+		node = *ln;
+	return check_conn(&c, w, cgid, node, false);
+}
+
+/* sock_create refuses, in enforce mode, sockets of a protocol the policy
+ * cannot name; it runs for user AF_INET and AF_INET6 sockets only.
+ * Attached to the root cgroup, it also marks every such socket of the
+ * host in user_socks for egress_backstop. */
+SEC("cgroup/sock_create")
+int sock_create(struct bpf_sock *sk)
+{
+	__u32 family = sk->family, type = sk->type, protocol = sk->protocol;
+	if (nameable(type, protocol))
+		return 1;
+	struct user_sock *us = bpf_sk_storage_get(&user_socks, sk, 0, SK_STORAGE_CREATE);
+	__u64 cgid = 0;
+	struct workload *w = current_workload(&cgid);
+	if (!w)
+		return 1;
+	__u64 node = current_node();
+	if (us)
+		us->node = node;
+	struct conn c = { .family = family, .dir = DIR_EGRESS };
+	unnamed_conn(&c, type, protocol);
+	return check_conn(&c, w, cgid, node, true);
+}
+
+/* egress drops, in enforce mode, what a user socket of the workload of a
+ * protocol the policy cannot name sends (one made before the policy came,
+ * under observation); sock_create refuses new ones. TCP and UDP sockets
+ * leave at once. It runs without the sending task (older kernels give
+ * cgroup_skb programs none): the node is the socket's creator's. */
+SEC("cgroup_skb/egress")
+int egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb_sock(skb);
+	if (!sk || nameable(sk->type, sk->protocol))
+		return 1;
+	struct user_sock *us = bpf_sk_storage_get(&user_socks, sk, 0, 0);
+	if (!us)
 		return 1;
 	__u64 cgid = 0;
 	struct workload *w = skb_workload(skb, &cgid);
 	if (!w)
 		return 1;
-	struct listener_key lk = { .cgid = cgid, .port = c.dport, .proto = c.proto };
-	__u64 *ln = bpf_map_lookup_elem(&listeners, &lk);
-	/* UDP: only datagrams to a port a process of the workload bound;
-	 * replies to its own outgoing datagrams are not connections. */
-	if (c.proto == IPPROTO_UDP && !ln)
-		return 1;
-	return check_conn(&c, w, cgid, ln ? *ln : 0, false);
+	return check_unnamed_send(skb, sk, w, cgid, us->node, false);
 }

@@ -153,6 +153,24 @@ type networkSeenKey struct {
 	D       uint32
 }
 
+type networkSockInfo struct {
+	_     structs.HostLayout
+	Node  uint64
+	Next  uint32
+	Pad   uint32
+	Peers [8]struct {
+		_      structs.HostLayout
+		Addr   [16]uint8
+		Port   uint16
+		Family uint16
+	}
+}
+
+type networkUserSock struct {
+	_    structs.HostLayout
+	Node uint64
+}
+
 type networkWorkload struct {
 	_     structs.HostLayout
 	Gen   uint32
@@ -178,16 +196,20 @@ const (
 	networkMapNetRules       = "net_rules"
 	networkMapPolicyNodes    = "policy_nodes"
 	networkMapSeen           = "seen"
+	networkMapSockInfos      = "sock_infos"
 	networkMapTaskNodes      = "task_nodes"
+	networkMapUserSocks      = "user_socks"
 	networkMapWorkloadLosses = "workload_losses"
 	networkMapWorkloads      = "workloads"
 	networkProgBind4         = "bind4"
 	networkProgBind6         = "bind6"
 	networkProgConnect4      = "connect4"
 	networkProgConnect6      = "connect6"
+	networkProgEgress        = "egress"
 	networkProgIngress       = "ingress"
 	networkProgSendmsg4      = "sendmsg4"
 	networkProgSendmsg6      = "sendmsg6"
+	networkProgSockCreate    = "sock_create"
 	networkVarUnusedEvent    = "unused_event"
 )
 
@@ -233,13 +255,15 @@ type networkSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkProgramSpecs struct {
-	Bind4    *ebpf.ProgramSpec `ebpf:"bind4"`
-	Bind6    *ebpf.ProgramSpec `ebpf:"bind6"`
-	Connect4 *ebpf.ProgramSpec `ebpf:"connect4"`
-	Connect6 *ebpf.ProgramSpec `ebpf:"connect6"`
-	Ingress  *ebpf.ProgramSpec `ebpf:"ingress"`
-	Sendmsg4 *ebpf.ProgramSpec `ebpf:"sendmsg4"`
-	Sendmsg6 *ebpf.ProgramSpec `ebpf:"sendmsg6"`
+	Bind4      *ebpf.ProgramSpec `ebpf:"bind4"`
+	Bind6      *ebpf.ProgramSpec `ebpf:"bind6"`
+	Connect4   *ebpf.ProgramSpec `ebpf:"connect4"`
+	Connect6   *ebpf.ProgramSpec `ebpf:"connect6"`
+	Egress     *ebpf.ProgramSpec `ebpf:"egress"`
+	Ingress    *ebpf.ProgramSpec `ebpf:"ingress"`
+	Sendmsg4   *ebpf.ProgramSpec `ebpf:"sendmsg4"`
+	Sendmsg6   *ebpf.ProgramSpec `ebpf:"sendmsg6"`
+	SockCreate *ebpf.ProgramSpec `ebpf:"sock_create"`
 }
 
 // networkMapSpecs contains maps before they are loaded into the kernel.
@@ -259,7 +283,9 @@ type networkMapSpecs struct {
 	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
+	SockInfos      *ebpf.MapSpec `ebpf:"sock_infos"`
 	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
@@ -304,7 +330,9 @@ type networkMaps struct {
 	NetRules       *ebpf.Map `ebpf:"net_rules"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
+	SockInfos      *ebpf.Map `ebpf:"sock_infos"`
 	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
@@ -324,7 +352,9 @@ func (m *networkMaps) Close() error {
 		m.NetRules,
 		m.PolicyNodes,
 		m.Seen,
+		m.SockInfos,
 		m.TaskNodes,
+		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
 	)
@@ -341,13 +371,15 @@ type networkVariables struct {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkPrograms struct {
-	Bind4    *ebpf.Program `ebpf:"bind4"`
-	Bind6    *ebpf.Program `ebpf:"bind6"`
-	Connect4 *ebpf.Program `ebpf:"connect4"`
-	Connect6 *ebpf.Program `ebpf:"connect6"`
-	Ingress  *ebpf.Program `ebpf:"ingress"`
-	Sendmsg4 *ebpf.Program `ebpf:"sendmsg4"`
-	Sendmsg6 *ebpf.Program `ebpf:"sendmsg6"`
+	Bind4      *ebpf.Program `ebpf:"bind4"`
+	Bind6      *ebpf.Program `ebpf:"bind6"`
+	Connect4   *ebpf.Program `ebpf:"connect4"`
+	Connect6   *ebpf.Program `ebpf:"connect6"`
+	Egress     *ebpf.Program `ebpf:"egress"`
+	Ingress    *ebpf.Program `ebpf:"ingress"`
+	Sendmsg4   *ebpf.Program `ebpf:"sendmsg4"`
+	Sendmsg6   *ebpf.Program `ebpf:"sendmsg6"`
+	SockCreate *ebpf.Program `ebpf:"sock_create"`
 }
 
 func (p *networkPrograms) Close() error {
@@ -356,9 +388,11 @@ func (p *networkPrograms) Close() error {
 		p.Bind6,
 		p.Connect4,
 		p.Connect6,
+		p.Egress,
 		p.Ingress,
 		p.Sendmsg4,
 		p.Sendmsg6,
+		p.SockCreate,
 	)
 }
 

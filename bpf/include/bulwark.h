@@ -44,6 +44,7 @@ enum event_kind {
 	EVENT_CONNECT = 2,
 	EVENT_ACCEPT = 3,
 	EVENT_LISTEN = 4, /* a process bound a port (observation only) */
+	EVENT_SOCKET = 5, /* a protocol the policy cannot name (raw, packet, ...) */
 };
 
 /* Event flags. */
