@@ -19,6 +19,12 @@ type execTracingEngineConfig struct {
 	NextGen   uint32
 }
 
+type execTracingHashKey struct {
+	_  structs.HostLayout
+	K0 uint64
+	K1 uint64
+}
+
 type execTracingNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -27,22 +33,21 @@ type execTracingNode struct {
 	Pad       uint32
 	Children  [64]uint64
 	Name      struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Pad       [3]uint8
+		Bytes     [2]uint64
 	}
 	Exe [8]struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Cls       uint8
+		Pad       [2]uint8
+		Bytes     [32]uint64
 	}
 	Uids [8]uint32
 }
@@ -57,12 +62,10 @@ type execTracingNodeKey struct {
 type execTracingScratch struct {
 	_        structs.HostLayout
 	Path     [512]int8
+	Rpath    [512]int8
 	Name     [16]int8
+	Rname    [32]int8
 	Fname    [256]int8
-	Ph       [512]uint64
-	Sh       [512]uint64
-	Nph      [32]uint64
-	Nsh      [32]uint64
 	CompName [32]uint64
 	CompLen  [32]uint32
 }
@@ -78,11 +81,14 @@ type execTracingSeenKey struct {
 }
 
 type execTracingWorkload struct {
-	_     structs.HostLayout
-	Gen   uint32
-	Mode  uint32
-	Flags uint32
-	Level uint32
+	_       structs.HostLayout
+	Gen     uint32
+	Mode    uint32
+	Flags   uint32
+	Level   uint32
+	RootIno uint64
+	RootMnt uint32
+	RootPad uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -91,6 +97,7 @@ type execTracingWorkload struct {
 const (
 	execTracingMapConfig      = "config"
 	execTracingMapEvents      = "events"
+	execTracingMapExecHashKey = "exec_hash_key"
 	execTracingMapExecScratch = "exec_scratch"
 	execTracingMapLost        = "lost"
 	execTracingMapPolicyNodes = "policy_nodes"
@@ -155,6 +162,7 @@ type execTracingProgramSpecs struct {
 type execTracingMapSpecs struct {
 	Config      *ebpf.MapSpec `ebpf:"config"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	ExecHashKey *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
@@ -191,6 +199,7 @@ func (o *execTracingObjects) Close() error {
 type execTracingMaps struct {
 	Config      *ebpf.Map `ebpf:"config"`
 	Events      *ebpf.Map `ebpf:"events"`
+	ExecHashKey *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
@@ -203,6 +212,7 @@ func (m *execTracingMaps) Close() error {
 	return _ExecTracingClose(
 		m.Config,
 		m.Events,
+		m.ExecHashKey,
 		m.ExecScratch,
 		m.Lost,
 		m.PolicyNodes,

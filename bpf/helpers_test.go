@@ -128,6 +128,8 @@ func runHelper(args []string) int {
 		}
 	case "arm":
 		return armHelper(args[1:])
+	case "identity":
+		return identityHelper(args[1:])
 	}
 	return helperFailed
 }
