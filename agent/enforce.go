@@ -84,7 +84,11 @@ func (a *Agent) arm(w *Workload) error {
 			mode = bpf.ModeEnforce
 		}
 	}
-	cgid, err := a.engine.Apply(path, compiled, mode)
+	execRoot, err := workloadRoot(id.Type, info.PID)
+	if err != nil {
+		return fail(err)
+	}
+	cgid, err := a.engine.ApplyIn(path, execRoot, compiled, mode)
 	if err != nil {
 		return fail(err)
 	}
@@ -110,6 +114,19 @@ func (a *Agent) arm(w *Workload) error {
 		a.sendWorkload(w, collector.WorkloadStarted)
 	}
 	return nil
+}
+
+// workloadRoot is the root the kernel resolves a workload's executables
+// from: its process's (a container's init, already in its own root), or,
+// for a service not running yet, the host's (the agent's).
+func workloadRoot(typ string, pid int) (bpf.Root, error) {
+	switch {
+	case pid > 0:
+		return bpf.RootOf(pid)
+	case typ == policy.TypeLinuxService:
+		return bpf.RootOf(os.Getpid())
+	}
+	return bpf.Root{}, errors.New("container has no process yet: its root is unknown")
 }
 
 // containerCgroup finds a container's cgroup v2 directory from its process
