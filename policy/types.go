@@ -103,7 +103,20 @@ type Event struct {
 	SrcPort    int    `yaml:"srcPort,omitempty" json:"srcPort,omitempty"`
 	DstAddr    string `yaml:"dstAddr,omitempty" json:"dstAddr,omitempty"`
 	DstPort    int    `yaml:"dstPort,omitempty" json:"dstPort,omitempty"`
+
+	// ExeStatus is ExeUnresolved or ExeTruncated when the kernel could
+	// not resolve Exe (which then holds the part it saw) and so matched
+	// no policy node; empty otherwise.
+	ExeStatus string `yaml:"exeStatus,omitempty" json:"exeStatus,omitempty"`
 }
+
+// Event.ExeStatus values.
+const (
+	// ExeUnresolved: the exe's path did not lead to the workload's root.
+	ExeUnresolved = "unresolved"
+	// ExeTruncated: the exe's path was too long or too deep.
+	ExeTruncated = "truncated"
+)
 
 // Spec is the body shared by fingerprints, policies and deviations:
 // selectors, options, the process tree, the network rules and the response.
