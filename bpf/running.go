@@ -201,7 +201,11 @@ func readProcess(pid int) (runningProcess, bool) {
 	if err != nil {
 		return p, false
 	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
+	// Spelled as the kernel's exe classes are: /proc shows a memfd as
+	// "/memfd:NAME (deleted)", an unlinked file as "PATH (deleted)".
+	if name, ok := strings.CutPrefix(exe, "/"+memfdPrefix); ok && strings.HasSuffix(name, deletedSuffix) {
+		exe = memfdPrefix + strings.TrimSuffix(name, deletedSuffix)
+	}
 	if root, err := os.Readlink(dir + "/root"); err == nil && root != "/" {
 		if rel, ok := strings.CutPrefix(exe, root); ok && strings.HasPrefix(rel, "/") {
 			exe = rel
