@@ -10,13 +10,17 @@ import (
 )
 
 // Root identifies a workload's root directory, from which the kernel
-// resolves the paths of the files it executes: the id of the mount it is
-// the root of (or a directory on, for a chroot) and its inode number. An
-// exe whose dentry walk does not end there (a mount namespace or a detached
-// tree of the workload's own, a file from outside) matches no policy node.
+// resolves the paths of the files it executes: the id of its mount and,
+// when it is a directory on that mount rather than its root (a chroot),
+// its inode number. An exe whose dentry walk does not end there (a mount
+// namespace or a detached tree of the workload's own, a file from outside)
+// matches no policy node.
 type Root struct {
 	MountID uint32
-	Inode   uint64
+	// Inode is 0 for the root of the mount (a container's root), which
+	// the kernel recognises as the mount's root dentry, without trusting
+	// an inode number stat reports (overlayfs may map it).
+	Inode uint64
 }
 
 // RootOf returns the root of process pid (/proc/PID/root): for a
@@ -30,7 +34,14 @@ func RootOf(pid int) (Root, error) {
 	if st.Mask&unix.STATX_MNT_ID == 0 {
 		return Root{}, fmt.Errorf("root of process %d: the kernel reports no mount id", pid)
 	}
-	return Root{MountID: uint32(st.Mnt_id), Inode: st.Ino}, nil
+	r := Root{MountID: uint32(st.Mnt_id), Inode: st.Ino}
+	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return Root{}, fmt.Errorf("root of process %d: the kernel does not say whether it is a mount's root", pid)
+	}
+	if st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		r.Inode = 0
+	}
+	return r, nil
 }
 
 // ensureHashKey gives the exec seen-set and synthetic nodes their SipHash

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -454,5 +455,68 @@ func TestExeHashCollision(t *testing.T) {
 	}
 	if st, out := attack(t, cg, "exec", other); st != denied {
 		t.Fatalf("the colliding path: status %d (want %d), output %q", st, denied, out)
+	}
+}
+
+// TestExeIdentityOverlayRoot: a workload whose root is an overlayfs mount
+// (a container's) runs the files of its image, resolved from that root.
+func TestExeIdentityOverlayRoot(t *testing.T) {
+	e, cg, ev, _ := identityWorkload(t)
+	dir := t.TempDir()
+	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, d := range []string{lower, upper, work, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyBusybox(t, filepath.Join(lower, "bin", "sh"))
+	copyBusybox(t, filepath.Join(lower, "bin", "true"))
+	copyBusybox(t, filepath.Join(lower, "bin", "echo"))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Skipf("no overlayfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	// The workload's init: a process chrooted into the overlay.
+	initProc := exec.Command("/bin/sh", "-c", "read x")
+	initProc.SysProcAttr = &syscall.SysProcAttr{Chroot: merged}
+	stdin, err := initProc.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := initProc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); initProc.Wait() }()
+	root, err := RootOf(initProc.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &policy.Spec{ProcessPolicy: []policy.ProcessNode{{
+		ID: "sh", Name: "sh", Exe: []string{"/bin/sh"},
+		Children: []policy.ProcessNode{{ID: "true", Exe: []string{"/bin/true"}}},
+	}}}
+	if _, err := e.ApplyIn(cg, root, mustCompile(t, spec), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	inRoot := func(script string) int {
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: merged}
+		if err := cgroup.StartIn(cmd, cg); err != nil {
+			t.Fatal(err)
+		}
+		return exitStatus(t, cmd.Wait())
+	}
+	if st := inRoot("/bin/true"); st != 0 {
+		t.Fatalf("an allowed binary of the overlay root: status %d", st)
+	}
+	if st := inRoot("/bin/echo; echo $? >/status"); st != 0 {
+		t.Fatalf("shell: status %d", st)
+	}
+	if b, err := os.ReadFile(filepath.Join(merged, "status")); err != nil || strings.TrimSpace(string(b)) != deniedStatus(e.Backend()) {
+		t.Fatalf("a binary the policy does not name: status %q (%v), want %s", b, err, deniedStatus(e.Backend()))
+	}
+	if dev := ev.execDeviation(t); dev.Exe != "/bin/echo" || dev.Unresolved {
+		t.Fatalf("deviation %+v, want /bin/echo resolved", dev)
 	}
 }

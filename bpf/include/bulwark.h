@@ -83,7 +83,8 @@ struct workload {
 	__u32 flags; /* enum workload_flag */
 	__u32 level; /* cgroup level, for nested cgroups */
 	/* The workload's root as armed, where exe paths are resolved from:
-	 * its mount's id and its directory's inode number. */
+	 * its mount's id and its directory's inode number, 0 when it is the
+	 * root of that mount (as a container's is). */
 	__u64 root_ino;
 	__u32 root_mnt;
 	__u32 root_pad;

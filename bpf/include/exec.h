@@ -104,11 +104,12 @@ static long walk_step(__u32 i, void *data)
 	struct dentry *dentry = w->dentry;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
-	if (w->mnt_id == w->root_mnt && BPF_CORE_READ(dentry, d_inode, i_ino) == w->root_ino) {
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	if (w->mnt_id == w->root_mnt &&
+	    (w->root_ino ? BPF_CORE_READ(dentry, d_inode, i_ino) == w->root_ino : dentry == mnt_root)) {
 		w->reached = 1;
 		return 1;
 	}
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
