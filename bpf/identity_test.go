@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,7 +39,7 @@ func init() {
 func identityHelper(args []string) int {
 	argv := []string{"true"}
 	fail := func(what string, err error) int {
-		if err == unix.EPERM {
+		if errors.Is(err, unix.EPERM) {
 			return helperEPERM
 		}
 		fmt.Fprintf(os.Stderr, "%s: %v\n", what, err)
