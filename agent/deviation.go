@@ -89,6 +89,12 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		Protocol:   ev.Protocol,
 		Count:      max(ev.Count, 1),
 	}
+	switch {
+	case ev.Unresolved:
+		d.Metadata.Event.ExeStatus = policy.ExeUnresolved
+	case ev.Truncated:
+		d.Metadata.Event.ExeStatus = policy.ExeTruncated
+	}
 	if ev.Src.IsValid() {
 		d.Metadata.Event.SrcAddr, d.Metadata.Event.SrcPort = ev.Src.Addr().String(), int(ev.Src.Port())
 	}

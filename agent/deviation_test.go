@@ -129,3 +129,21 @@ func TestUserNames(t *testing.T) {
 		t.Fatalf("unnamed uid 1000 written %q", got)
 	}
 }
+
+// TestDeviationExeStatus: an exe the kernel could not resolve is reported
+// as such, not as a path that could be allowed.
+func TestDeviationExeStatus(t *testing.T) {
+	names := func(uint32) string { return "root" }
+	for _, tc := range []struct {
+		ev   bpf.Event
+		want string
+	}{
+		{bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "/usr/bin/ls", Unresolved: true}, policy.ExeUnresolved},
+		{bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "/d/d/d", Truncated: true}, policy.ExeTruncated},
+		{bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "memfd:x"}, ""},
+	} {
+		if got := BuildDeviation(tc.ev, nil, names).Metadata.Event.ExeStatus; got != tc.want {
+			t.Errorf("%+v: exeStatus %q, want %q", tc.ev, got, tc.want)
+		}
+	}
+}

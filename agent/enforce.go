@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -89,7 +90,11 @@ func (a *Agent) arm(ctx context.Context, w *Workload) error {
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	cgid, err := a.engine.Apply(path, compiled, mode)
+	execRoot, err := workloadRoot(id.Type, info.PID)
+	if err != nil {
+		return fail(err)
+	}
+	cgid, err := a.engine.ApplyIn(path, execRoot, compiled, mode)
 	if err != nil {
 		return fail(err)
 	}
@@ -127,6 +132,19 @@ func lockContext(ctx context.Context, mu *sync.Mutex) error {
 		}
 	}
 	return nil
+}
+
+// workloadRoot is the root the kernel resolves a workload's executables
+// from: its process's (a container's init, already in its own root), or,
+// for a service not running yet, the host's (the agent's).
+func workloadRoot(typ string, pid int) (bpf.Root, error) {
+	switch {
+	case pid > 0:
+		return bpf.RootOf(pid)
+	case typ == policy.TypeLinuxService:
+		return bpf.RootOf(os.Getpid())
+	}
+	return bpf.Root{}, errors.New("container has no process yet: its root is unknown")
 }
 
 // containerCgroup finds a container's cgroup v2 directory from its process

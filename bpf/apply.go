@@ -76,7 +76,19 @@ func (e *Engine) cgroupPrograms() []struct {
 // switch when the new policy has a node with the same id; other running
 // processes are placed on c's nodes (placeRunning), also before the switch
 // when no policy checked their nodes until then (not armed, or observed).
+// Exe paths are resolved from the calling process's root; ApplyIn names
+// the workload's own.
 func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error) {
+	root, err := RootOf(os.Getpid())
+	if err != nil {
+		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
+	}
+	return e.ApplyIn(cgroupPath, root, c, mode)
+}
+
+// ApplyIn is Apply for a workload whose executables the kernel resolves
+// from root (RootOf its init process), recorded as the workload is armed.
+func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (uint64, error) {
 	if c == nil && mode != ModeObserve {
 		return 0, fmt.Errorf("arm %s in %s mode: no compiled policy", cgroupPath, mode)
 	}
@@ -132,7 +144,8 @@ func (e *Engine) Apply(cgroupPath string, c *Compiled, mode Mode) (uint64, error
 			place()
 		}
 	}
-	w := networkWorkload{Gen: gen, Mode: uint32(mode), Flags: c.flags, Level: uint32(level)}
+	w := networkWorkload{Gen: gen, Mode: uint32(mode), Flags: c.flags, Level: uint32(level),
+		RootMnt: root.MountID, RootIno: root.Inode}
 	if err := e.net.Workloads.Put(id, &w); err != nil {
 		e.deleteGen(gen)
 		return 0, fmt.Errorf("arm %s: write workload entry: %w", cgroupPath, err)

@@ -2,11 +2,11 @@ package bpf
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -38,9 +38,10 @@ const (
 	wlNoIngress = 2
 	wlNoEgress  = 4
 
-	evDeviation = 1
-	evBlocked   = 2
-	evTruncated = 4
+	evDeviation  = 1
+	evBlocked    = 2
+	evTruncated  = 4
+	evUnresolved = 8
 
 	protoTCP = 6
 	protoUDP = 17
@@ -89,18 +90,103 @@ func nodeHash(id string) uint64 {
 	return v
 }
 
-// fnvHash is the kernel's FNV-1a over s.
-func fnvHash(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
+// Exe classes from include/bulwark.h: what kind of file an exec maps. A
+// policy names the classes other than a plain path by their spelling, the
+// same the kernel reports them with (see include/exec.h):
+//
+//	memfd:NAME            a memfd created with NAME (memfd:* names any)
+//	/path (deleted)       a file unlinked from /path
+//	bind:/path            a file bind-mounted over /path (a runtime's init,
+//	                      e.g. bind:/sbin/docker-init)
+//
+// An exe pattern matches only executables of its own class: "*" or "/usr/*"
+// never match an anonymous or bind-mounted executable.
+const (
+	exePath    = 0
+	exeMemfd   = 1
+	exeDeleted = 2
+	exeBind    = 3
+)
+
+// Spellings of the exe classes.
+const (
+	memfdPrefix   = "memfd:"
+	bindPrefix    = "bind:"
+	deletedSuffix = " (deleted)"
+)
+
+// exeClass is the class an exe value or a reported exe names.
+func exeClass(v string) uint8 {
+	switch {
+	case strings.HasPrefix(v, memfdPrefix):
+		return exeMemfd
+	case strings.HasPrefix(v, bindPrefix):
+		return exeBind
+	case strings.HasSuffix(v, deletedSuffix):
+		return exeDeleted
+	}
+	return exePath
 }
 
-// reverse returns s's bytes in reverse order (suffix hashes run from the end).
-func reverse(s string) string {
-	b := []byte(s)
-	slices.Reverse(b)
-	return string(b)
+// pattern is a compiled name or exe value: the strings the kernel compares
+// byte for byte.
+type pattern struct {
+	kind   uint8
+	cls    uint8 // exe class (names: 0)
+	prefix string
+	suffix string // globs only
+}
+
+// layout writes the prefix from the first byte of words and the suffix
+// ending at its last byte, little-endian, as the kernel reads them.
+func (p pattern) layout(words []uint64) {
+	b := make([]byte, 8*len(words))
+	copy(b, p.prefix)
+	copy(b[len(b)-len(p.suffix):], p.suffix)
+	for i := range words {
+		words[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+}
+
+// exe is p as a kernel exe pattern.
+func (p pattern) exe() networkPattern {
+	k := networkPattern{Kind: p.kind, Cls: p.cls, PrefixLen: uint16(len(p.prefix)), SuffixLen: uint16(len(p.suffix))}
+	p.layout(k.Bytes[:])
+	return k
+}
+
+// name is p as a kernel name pattern.
+func (p pattern) name() networkNamePattern {
+	k := networkNamePattern{Kind: p.kind, PrefixLen: uint16(len(p.prefix)), SuffixLen: uint16(len(p.suffix))}
+	p.layout(k.Bytes[:])
+	return k
+}
+
+// unlayout is the pattern behind a kernel pattern's fields.
+func unlayout(kind, cls uint8, pl, sl uint16, words []uint64) pattern {
+	b := make([]byte, 8*len(words))
+	for i, w := range words {
+		binary.LittleEndian.PutUint64(b[8*i:], w)
+	}
+	pl, sl = min(pl, uint16(len(b))), min(sl, uint16(len(b)))
+	return pattern{kind: kind, cls: cls, prefix: string(b[:pl]), suffix: string(b[len(b)-int(sl):])}
+}
+
+// matches tests s, of class cls, as the kernel's match_exe and match_name
+// do; max is the longest string the kernel compares.
+func (p pattern) matches(s string, cls uint8, max int) bool {
+	if p.cls != cls || len(p.prefix) > max || len(p.suffix) > max || len(s) > max {
+		return false
+	}
+	switch p.kind {
+	case patAny:
+		return true
+	case patExact:
+		return s == p.prefix
+	case patGlob:
+		return len(p.prefix)+len(p.suffix) <= len(s) && strings.HasPrefix(s, p.prefix) && strings.HasSuffix(s, p.suffix)
+	}
+	return false
 }
 
 // compilePattern turns a name or exe value into a kernel pattern: an exact
@@ -109,16 +195,20 @@ func reverse(s string) string {
 // warnings); "?" and "[" cannot be tested and are errors. max is the
 // longest string the kernel compares (15 for names, whose comm is cut
 // there, 255 for paths); longer exact names compare their first 15 bytes.
-func compilePattern(v string, max int, isName bool, field string, warn *[]string) (networkPattern, error) {
-	var p networkPattern
+// An exe's class comes from its spelling (exeClass).
+func compilePattern(v string, max int, isName bool, field string, warn *[]string) (pattern, error) {
+	var p pattern
 	if v == "" {
 		return p, fmt.Errorf("%s: empty value", field)
 	}
 	if strings.ContainsAny(v, "?[") {
 		return p, fmt.Errorf("%s: %q: only '*' globs can be checked in the kernel", field, v)
 	}
+	if !isName {
+		p.cls = exeClass(v)
+	}
 	if v == "*" {
-		p.Kind = patAny
+		p.kind = patAny
 		return p, nil
 	}
 	first, last := strings.Index(v, "*"), strings.LastIndex(v, "*")
@@ -129,9 +219,7 @@ func compilePattern(v string, max int, isName bool, field string, warn *[]string
 			}
 			v = v[:max]
 		}
-		p.Kind = patExact
-		p.PrefixLen = uint16(len(v))
-		p.PrefixHash = fnvHash(v)
+		p.kind, p.prefix = patExact, v
 		return p, nil
 	}
 	if first != last {
@@ -141,12 +229,10 @@ func compilePattern(v string, max int, isName bool, field string, warn *[]string
 	if len(pre) >= max && isName {
 		pre, suf = pre[:max], ""
 	}
-	if len(pre) > max || len(suf) > max {
+	if len(pre)+len(suf) > max {
 		return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
 	}
-	p.Kind = patGlob
-	p.PrefixLen, p.SuffixLen = uint16(len(pre)), uint16(len(suf))
-	p.PrefixHash, p.SuffixHash = fnvHash(pre), fnvHash(reverse(suf))
+	p.kind, p.prefix, p.suffix = patGlob, pre, suf
 	return p, nil
 }
 
@@ -259,14 +345,15 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 		}
 		c.ids[h] = n.ID
 		var kn networkNode
-		var err error
 		name := n.Name
 		if name == "" {
 			name = "*"
 		}
-		if kn.Name, err = compilePattern(name, nameLen-1, true, f+".name", &c.Warnings); err != nil {
+		np, err := compilePattern(name, nameLen-1, true, f+".name", &c.Warnings)
+		if err != nil {
 			return err
 		}
+		kn.Name = np.name()
 		if len(n.Exe) == 0 {
 			return fmt.Errorf("%s.exe: at least one exe is required", f)
 		}
@@ -274,9 +361,11 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 			return fmt.Errorf("%s.exe: %d entries, the kernel checks at most %d", f, len(n.Exe), maxExe)
 		}
 		for j, e := range n.Exe {
-			if kn.Exe[j], err = compilePattern(e, pathLen-1, false, fmt.Sprintf("%s.exe[%d]", f, j), &c.Warnings); err != nil {
+			ep, err := compilePattern(e, pathLen-1, false, fmt.Sprintf("%s.exe[%d]", f, j), &c.Warnings)
+			if err != nil {
 				return err
 			}
+			kn.Exe[j] = ep.exe()
 		}
 		kn.Nexe = uint32(len(n.Exe))
 		uids := inherited

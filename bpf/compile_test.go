@@ -94,28 +94,34 @@ func TestCompilePatterns(t *testing.T) {
 		isName   bool
 		kind     uint8
 		pre, suf string
+		cls      uint8
 	}{
-		{"/usr/bin/python3", false, patExact, "/usr/bin/python3", ""},
-		{"/usr/bin/python*", false, patGlob, "/usr/bin/python", ""},
-		{"*/python3", false, patGlob, "", "/python3"},
-		{"/usr/*/bin/*python", false, patGlob, "/usr/", "python"},
-		{"*", true, patAny, "", ""},
-		{"a-very-long-process-name", true, patExact, "a-very-long-pro", ""},
+		{"/usr/bin/python3", false, patExact, "/usr/bin/python3", "", exePath},
+		{"/usr/bin/python*", false, patGlob, "/usr/bin/python", "", exePath},
+		{"*/python3", false, patGlob, "", "/python3", exePath},
+		{"/usr/*/bin/*python", false, patGlob, "/usr/", "python", exePath},
+		{"*", false, patAny, "", "", exePath},
+		{"*", true, patAny, "", "", 0},
+		{"a-very-long-process-name", true, patExact, "a-very-long-pro", "", 0},
+		{"memfd:x", false, patExact, "memfd:x", "", exeMemfd},
+		{"memfd:*", false, patGlob, "memfd:", "", exeMemfd},
+		{"/tmp/x (deleted)", false, patExact, "/tmp/x (deleted)", "", exeDeleted},
+		{"* (deleted)", false, patGlob, "", " (deleted)", exeDeleted},
+		{"bind:/sbin/docker-init", false, patExact, "bind:/sbin/docker-init", "", exeBind},
+		{strings.Repeat("p", 128) + "*" + strings.Repeat("s", 127), false, patGlob, strings.Repeat("p", 128), strings.Repeat("s", 127), exePath},
 	} {
 		p, err := compilePattern(tc.in, map[bool]int{true: 15, false: 255}[tc.isName], tc.isName, "f", &warn)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.in, err)
 		}
-		want := networkPattern{Kind: tc.kind}
-		switch tc.kind {
-		case patExact:
-			want.PrefixLen, want.PrefixHash = uint16(len(tc.pre)), fnvHash(tc.pre)
-		case patGlob:
-			want.PrefixLen, want.PrefixHash = uint16(len(tc.pre)), fnvHash(tc.pre)
-			want.SuffixLen, want.SuffixHash = uint16(len(tc.suf)), fnvHash(reverse(tc.suf))
-		}
+		want := pattern{kind: tc.kind, prefix: tc.pre, suffix: tc.suf, cls: tc.cls}
 		if p != want {
 			t.Errorf("%q: %+v, want %+v", tc.in, p, want)
+		}
+		// The kernel layout holds the same strings.
+		k := p.exe()
+		if back := unlayout(k.Kind, k.Cls, k.PrefixLen, k.SuffixLen, k.Bytes[:]); back != want {
+			t.Errorf("%q: laid out as %+v, want %+v", tc.in, back, want)
 		}
 	}
 	if len(warn) != 1 || !strings.Contains(warn[0], "/usr/*/bin/*python") {

@@ -120,6 +120,10 @@ func Open(opts Options) (*Engine, error) {
 	if err := spec.LoadAndAssign(&e.net, e.collectionOptions()); err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
+	if err := e.ensureHashKey(); err != nil {
+		e.net.Close()
+		return nil, err
+	}
 	if err := e.openExec(backend); err != nil {
 		e.Close()
 		return nil, err

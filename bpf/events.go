@@ -55,7 +55,12 @@ type Event struct {
 	// Truncated: the exe path was too long or deep to resolve fully, so
 	// it matched no policy node.
 	Truncated bool
-	CgroupID  uint64
+	// Unresolved: the exe's path did not lead to the workload's root (a
+	// mount namespace or detached tree of the workload's own, a file
+	// from outside, too many mounts), so it matched no policy node; Exe
+	// holds the components seen.
+	Unresolved bool
+	CgroupID   uint64
 	// PID and PPID are process (thread-group) ids; UID and EUID the
 	// credentials. Accept events run without the listener's task: 0.
 	PID, PPID, UID, EUID uint32
@@ -187,6 +192,7 @@ func decodeEvent(raw []byte) (Event, error) {
 		Kind:         Kind(r.Kind),
 		Deviation:    r.Flags&evDeviation != 0,
 		Blocked:      r.Flags&evBlocked != 0,
+		Unresolved:   r.Flags&evUnresolved != 0,
 		Truncated:    r.Flags&evTruncated != 0,
 		CgroupID:     r.Cgid,
 		PID:          r.Pid,

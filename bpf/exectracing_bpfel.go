@@ -39,6 +39,12 @@ type execTracingEngineConfig struct {
 	NextGen   uint32
 }
 
+type execTracingHashKey struct {
+	_  structs.HostLayout
+	K0 uint64
+	K1 uint64
+}
+
 type execTracingLosses struct {
 	_            structs.HostLayout
 	Events       uint64
@@ -53,22 +59,21 @@ type execTracingNode struct {
 	Pad       uint32
 	Children  [64]uint64
 	Name      struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Pad       [3]uint8
+		Bytes     [2]uint64
 	}
 	Exe [8]struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Cls       uint8
+		Pad       [2]uint8
+		Bytes     [32]uint64
 	}
 	Uids [8]uint32
 }
@@ -83,12 +88,10 @@ type execTracingNodeKey struct {
 type execTracingScratch struct {
 	_        structs.HostLayout
 	Path     [512]int8
+	Rpath    [512]int8
 	Name     [16]int8
+	Rname    [32]int8
 	Fname    [256]int8
-	Ph       [512]uint64
-	Sh       [512]uint64
-	Nph      [32]uint64
-	Nsh      [32]uint64
 	CompName [32]uint64
 	CompLen  [32]uint32
 }
@@ -104,11 +107,14 @@ type execTracingSeenKey struct {
 }
 
 type execTracingWorkload struct {
-	_     structs.HostLayout
-	Gen   uint32
-	Mode  uint32
-	Flags uint32
-	Level uint32
+	_       structs.HostLayout
+	Gen     uint32
+	Mode    uint32
+	Flags   uint32
+	Level   uint32
+	RootIno uint64
+	RootMnt uint32
+	RootPad uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -118,6 +124,7 @@ const (
 	execTracingMapConfig         = "config"
 	execTracingMapDeviations     = "deviations"
 	execTracingMapEvents         = "events"
+	execTracingMapExecHashKey    = "exec_hash_key"
 	execTracingMapExecScratch    = "exec_scratch"
 	execTracingMapLost           = "lost"
 	execTracingMapNetEvents      = "net_events"
@@ -185,6 +192,7 @@ type execTracingMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
@@ -224,6 +232,7 @@ type execTracingMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
 	Events         *ebpf.Map `ebpf:"events"`
+	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
@@ -239,6 +248,7 @@ func (m *execTracingMaps) Close() error {
 		m.Config,
 		m.Deviations,
 		m.Events,
+		m.ExecHashKey,
 		m.ExecScratch,
 		m.Lost,
 		m.NetEvents,

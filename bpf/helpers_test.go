@@ -130,6 +130,8 @@ func runHelper(args []string) int {
 		return armHelper(args[1:])
 	case "flood", "flood-spread":
 		return floodHelper(args[0] == "flood-spread", args[1:])
+	case "identity":
+		return identityHelper(args[1:])
 	}
 	if f, ok := netHelpers[args[0]]; ok {
 		return f(args[1:])

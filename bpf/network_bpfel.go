@@ -64,6 +64,12 @@ type networkEvent struct {
 	Exe        [256]int8
 }
 
+type networkHashKey struct {
+	_  structs.HostLayout
+	K0 uint64
+	K1 uint64
+}
+
 type networkListenerKey struct {
 	_     structs.HostLayout
 	Cgid  uint64
@@ -92,6 +98,15 @@ type networkLpmV6Key struct {
 	Addr      [16]uint8
 }
 
+type networkNamePattern struct {
+	_         structs.HostLayout
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [2]uint64
+}
+
 type networkNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -99,7 +114,7 @@ type networkNode struct {
 	Nuids     uint32
 	Pad       uint32
 	Children  [64]uint64
-	Name      networkPattern
+	Name      networkNamePattern
 	Exe       [8]networkPattern
 	Uids      [8]uint32
 }
@@ -112,13 +127,13 @@ type networkNodeKey struct {
 }
 
 type networkPattern struct {
-	_          structs.HostLayout
-	PrefixHash uint64
-	SuffixHash uint64
-	PrefixLen  uint16
-	SuffixLen  uint16
-	Kind       uint8
-	Pad        [3]uint8
+	_         structs.HostLayout
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Cls       uint8
+	Pad       [2]uint8
+	Bytes     [32]uint64
 }
 
 type networkPortRange struct {
@@ -172,11 +187,14 @@ type networkUserSock struct {
 }
 
 type networkWorkload struct {
-	_     structs.HostLayout
-	Gen   uint32
-	Mode  uint32
-	Flags uint32
-	Level uint32
+	_       structs.HostLayout
+	Gen     uint32
+	Mode    uint32
+	Flags   uint32
+	Level   uint32
+	RootIno uint64
+	RootMnt uint32
+	RootPad uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -188,6 +206,7 @@ const (
 	networkMapEgressV4       = "egress_v4"
 	networkMapEgressV6       = "egress_v6"
 	networkMapEvents         = "events"
+	networkMapExecHashKey    = "exec_hash_key"
 	networkMapIngressV4      = "ingress_v4"
 	networkMapIngressV6      = "ingress_v6"
 	networkMapListeners      = "listeners"
@@ -275,6 +294,7 @@ type networkMapSpecs struct {
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	IngressV4      *ebpf.MapSpec `ebpf:"ingress_v4"`
 	IngressV6      *ebpf.MapSpec `ebpf:"ingress_v6"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
@@ -322,6 +342,7 @@ type networkMaps struct {
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
+	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	IngressV4      *ebpf.Map `ebpf:"ingress_v4"`
 	IngressV6      *ebpf.Map `ebpf:"ingress_v6"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
@@ -344,6 +365,7 @@ func (m *networkMaps) Close() error {
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
+		m.ExecHashKey,
 		m.IngressV4,
 		m.IngressV6,
 		m.Listeners,

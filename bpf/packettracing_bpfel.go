@@ -39,6 +39,12 @@ type packetTracingEngineConfig struct {
 	NextGen   uint32
 }
 
+type packetTracingHashKey struct {
+	_  structs.HostLayout
+	K0 uint64
+	K1 uint64
+}
+
 type packetTracingLosses struct {
 	_            structs.HostLayout
 	Events       uint64
@@ -67,22 +73,21 @@ type packetTracingNode struct {
 	Pad       uint32
 	Children  [64]uint64
 	Name      struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Pad       [3]uint8
+		Bytes     [2]uint64
 	}
 	Exe [8]struct {
-		_          structs.HostLayout
-		PrefixHash uint64
-		SuffixHash uint64
-		PrefixLen  uint16
-		SuffixLen  uint16
-		Kind       uint8
-		Pad        [3]uint8
+		_         structs.HostLayout
+		PrefixLen uint16
+		SuffixLen uint16
+		Kind      uint8
+		Cls       uint8
+		Pad       [2]uint8
+		Bytes     [32]uint64
 	}
 	Uids [8]uint32
 }
@@ -130,11 +135,14 @@ type packetTracingUserSock struct {
 }
 
 type packetTracingWorkload struct {
-	_     structs.HostLayout
-	Gen   uint32
-	Mode  uint32
-	Flags uint32
-	Level uint32
+	_       structs.HostLayout
+	Gen     uint32
+	Mode    uint32
+	Flags   uint32
+	Level   uint32
+	RootIno uint64
+	RootMnt uint32
+	RootPad uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -146,6 +154,7 @@ const (
 	packetTracingMapEgressV4        = "egress_v4"
 	packetTracingMapEgressV6        = "egress_v6"
 	packetTracingMapEvents          = "events"
+	packetTracingMapExecHashKey     = "exec_hash_key"
 	packetTracingMapIngressV4       = "ingress_v4"
 	packetTracingMapIngressV6       = "ingress_v6"
 	packetTracingMapLost            = "lost"
@@ -216,6 +225,7 @@ type packetTracingMapSpecs struct {
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	IngressV4      *ebpf.MapSpec `ebpf:"ingress_v4"`
 	IngressV6      *ebpf.MapSpec `ebpf:"ingress_v6"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
@@ -260,6 +270,7 @@ type packetTracingMaps struct {
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
+	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	IngressV4      *ebpf.Map `ebpf:"ingress_v4"`
 	IngressV6      *ebpf.Map `ebpf:"ingress_v6"`
 	Lost           *ebpf.Map `ebpf:"lost"`
@@ -280,6 +291,7 @@ func (m *packetTracingMaps) Close() error {
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
+		m.ExecHashKey,
 		m.IngressV4,
 		m.IngressV6,
 		m.Lost,

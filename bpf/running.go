@@ -162,12 +162,17 @@ func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
 	}
 	for _, h := range pn.Children[:pn.Nchildren] {
 		n, ok := c.nodes[h]
-		if !ok || !n.Name.matches(p.comm, nameLen-1) {
+		if !ok {
 			continue
 		}
+		name := unlayout(n.Name.Kind, 0, n.Name.PrefixLen, n.Name.SuffixLen, n.Name.Bytes[:])
+		if !name.matches(p.comm, 0, nameLen-1) {
+			continue
+		}
+		cls := exeClass(p.exe)
 		exeOK := false
 		for _, x := range n.Exe[:n.Nexe] {
-			if x.matches(p.exe, pathLen) {
+			if unlayout(x.Kind, x.Cls, x.PrefixLen, x.SuffixLen, x.Bytes[:]).matches(p.exe, cls, pathLen-1) {
 				exeOK = true
 				break
 			}
@@ -187,24 +192,6 @@ func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
 	return 0
 }
 
-// matches tests s against the pattern as the kernel's match_pattern does.
-func (p networkPattern) matches(s string, max int) bool {
-	pl, sl := int(p.PrefixLen), int(p.SuffixLen)
-	if pl > max || sl > max || len(s) > max {
-		return false
-	}
-	switch p.Kind {
-	case patAny:
-		return true
-	case patExact:
-		return pl == len(s) && fnvHash(s) == p.PrefixHash
-	case patGlob:
-		return pl+sl <= len(s) && fnvHash(s[:pl]) == p.PrefixHash &&
-			fnvHash(reverse(s[len(s)-sl:])) == p.SuffixHash
-	}
-	return false
-}
-
 // readProcess reads pid's parent, name, exe (inside its own root) and
 // effective uid; false when it is gone or unreadable (a kernel thread).
 func readProcess(pid int) (runningProcess, bool) {
@@ -214,7 +201,11 @@ func readProcess(pid int) (runningProcess, bool) {
 	if err != nil {
 		return p, false
 	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
+	// Spelled as the kernel's exe classes are: /proc shows a memfd as
+	// "/memfd:NAME (deleted)", an unlinked file as "PATH (deleted)".
+	if name, ok := strings.CutPrefix(exe, "/"+memfdPrefix); ok && strings.HasSuffix(name, deletedSuffix) {
+		exe = memfdPrefix + strings.TrimSuffix(name, deletedSuffix)
+	}
 	if root, err := os.Readlink(dir + "/root"); err == nil && root != "/" {
 		if rel, ok := strings.CutPrefix(exe, root); ok && strings.HasPrefix(rel, "/") {
 			exe = rel

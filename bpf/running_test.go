@@ -93,6 +93,7 @@ func TestMatchChildMirrorsKernel(t *testing.T) {
 		Children: []policy.ProcessNode{
 			{Name: "py*", Exe: []string{"/usr/bin/python3*"}, ID: "py_0"},
 			{Name: "*", Exe: []string{"/app/server"}, ID: "srv_0", Euser: []string{"nobody"}},
+			{Name: "*", Exe: []string{"*", "memfd:ok"}, ID: "any_0", Euser: []string{"1000"}},
 		},
 	}}}
 	c, err := Compile(spec, map[string]uint32{"root": 0, "nobody": 65534})
@@ -113,6 +114,10 @@ func TestMatchChildMirrorsKernel(t *testing.T) {
 		{sh, runningProcess{comm: "server", exe: "/app/server", euid: 65534}, "srv_0"},
 		{sh, runningProcess{comm: "server", exe: "/app/server", euid: 0}, ""},
 		{0, runningProcess{comm: "server", exe: "/app/server", euid: 65534}, ""},
+		{sh, runningProcess{comm: "x", exe: "/opt/x", euid: 1000}, "any_0"},
+		{sh, runningProcess{comm: "3", exe: "memfd:evil", euid: 1000}, ""},
+		{sh, runningProcess{comm: "3", exe: "memfd:ok", euid: 1000}, "any_0"},
+		{sh, runningProcess{comm: "x", exe: "/opt/x (deleted)", euid: 1000}, ""},
 	} {
 		got := c.NodeID(c.matchChild(tc.parent, tc.p))
 		if got != tc.want {

@@ -107,6 +107,11 @@ type Event struct {
 	// deviation's firstTimestamp and latestTimestamp (the kernel counts
 	// repeats instead of reporting each); 0 means 1.
 	Count uint64 `yaml:"count,omitempty" json:"count,omitempty"`
+
+	// ExeStatus is ExeUnresolved or ExeTruncated when the kernel could
+	// not resolve Exe (which then holds the part it saw) and so matched
+	// no policy node; empty otherwise.
+	ExeStatus string `yaml:"exeStatus,omitempty" json:"exeStatus,omitempty"`
 }
 
 // Occurrences is how many occurrences a deviation record stands for: its
@@ -117,6 +122,14 @@ func (d *Deviation) Occurrences() uint64 {
 	}
 	return d.Metadata.Event.Count
 }
+
+// Event.ExeStatus values.
+const (
+	// ExeUnresolved: the exe's path did not lead to the workload's root.
+	ExeUnresolved = "unresolved"
+	// ExeTruncated: the exe's path was too long or too deep.
+	ExeTruncated = "truncated"
+)
 
 // Spec is the body shared by fingerprints, policies and deviations:
 // selectors, options, the process tree, the network rules and the response.

@@ -52,14 +52,25 @@ enum event_flag {
 	EV_DEVIATION = 1,
 	EV_BLOCKED = 2,
 	EV_TRUNCATED = 4, /* exe path longer than PATH_LEN or deeper than MAX_DEPTH */
+	EV_UNRESOLVED = 8, /* exe not reached from the workload's root (exec.h) */
 };
 
 /* Pattern kinds: how a name or exe entry is tested. */
 enum pattern_kind {
 	PAT_NONE = 0,
-	PAT_EXACT = 1, /* whole string: prefix_len bytes hashing to prefix_hash */
+	PAT_EXACT = 1, /* the whole string: prefix_len bytes */
 	PAT_GLOB = 2,  /* prefix, anything, suffix */
 	PAT_ANY = 3,   /* "*" */
+};
+
+/* What kind of file an exec maps (exec.h says how each is told apart and
+ * named). A pattern matches only executables of its own class, so "*" or
+ * a glob under /usr never match an anonymous or bind-mounted file. */
+enum exe_class {
+	EXE_PATH = 0,    /* a linked file reached from the workload's root */
+	EXE_MEMFD = 1,   /* memfd:NAME */
+	EXE_DELETED = 2, /* PATH (deleted): an unlinked file */
+	EXE_BIND = 3,    /* bind:PATH: a file bind-mounted at PATH */
 };
 
 /* Marks a task node that is not a policy node: observe mode and audited
@@ -72,6 +83,12 @@ struct workload {
 	__u32 mode;  /* enum mode */
 	__u32 flags; /* enum workload_flag */
 	__u32 level; /* cgroup level, for nested cgroups */
+	/* The workload's root as armed, where exe paths are resolved from:
+	 * its mount's id and its directory's inode number, 0 when it is the
+	 * root of that mount (as a container's is). */
+	__u64 root_ino;
+	__u32 root_mnt;
+	__u32 root_pad;
 };
 
 /* Global settings, index 0 of the config array. */
@@ -86,13 +103,25 @@ struct node_key {
 	__u64 node; /* policy node id hash; 0 is the pseudo-node holding the roots */
 };
 
+/* An exe pattern. Its bytes, read as little-endian words, hold the prefix
+ * (or the exact string) from byte 0 and the suffix ending at byte PATH_LEN;
+ * the kernel compares them with the path's bytes. */
 struct pattern {
-	__u64 prefix_hash;
-	__u64 suffix_hash;
+	__u16 prefix_len;
+	__u16 suffix_len;
+	__u8 kind; /* enum pattern_kind */
+	__u8 cls;  /* enum exe_class */
+	__u8 pad[2];
+	__u64 bytes[PATH_LEN / 8];
+};
+
+/* A name pattern: as struct pattern, the suffix ending at byte NAME_LEN. */
+struct name_pattern {
 	__u16 prefix_len;
 	__u16 suffix_len;
 	__u8 kind; /* enum pattern_kind */
 	__u8 pad[3];
+	__u64 bytes[NAME_LEN / 8];
 };
 
 /* A policy node: how to recognise it and which nodes it may exec. */
@@ -102,7 +131,7 @@ struct node {
 	__u32 nuids; /* 0: any effective uid */
 	__u32 pad;
 	__u64 children[MAX_CHILDREN];
-	struct pattern name;
+	struct name_pattern name;
 	struct pattern exe[MAX_EXE];
 	__u32 uids[MAX_UIDS];
 };
@@ -151,8 +180,8 @@ struct listener_key {
 struct seen_key {
 	__u64 cgid;
 	__u64 a; /* exec: parent node; network: process node */
-	__u64 b; /* exec: exe hash;    network: address, high half (listen: 0) */
-	__u64 c; /* exec: name hash;   network: address, low half (listen: 0) */
+	__u64 b; /* exec: exe keyed hash; network: address, high half (listen: 0) */
+	__u64 c; /* exec: name keyed hash; network: address, low half (listen: 0) */
 	__u32 kind_gen; /* kind << 24 | generation */
 	__u32 d;        /* exec: euid;     network: proto << 16 | port */
 };
@@ -237,6 +266,21 @@ struct {
 	__uint(max_entries, 1 << 22); /* 4 MiB: ~10k exec events */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
+
+/* The SipHash key of the exec seen-set and synthetic nodes: random, written
+ * by the engine when it creates the maps. */
+struct hash_key {
+	__u64 k0;
+	__u64 k1;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hash_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exec_hash_key SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -3,19 +3,40 @@
  * The exec decision shared by both backends, and the process-tree
  * bookkeeping (fork, exit) they both need.
  *
- * What is checked: the executable is the file the kernel maps, bprm->file,
- * resolved to a path as the workload sees it (a dentry walk up to the task's
- * root, crossing mounts, at most MAX_DEPTH components and PATH_LEN bytes).
+ * What is checked: the executable is the file the kernel maps, bprm->file.
  * That is /proc/PID/exe: for a script it is the interpreter, for a busybox
- * applet it is /bin/busybox. The name is the task's comm (15 characters),
- * which the kernel takes from the last element of the path the caller
- * passed, so a script keeps its own name. The user is the effective uid of
- * the new credentials.
+ * applet it is /bin/busybox. Its identity is a string and a class (enum
+ * exe_class), which policies name the same way:
+ *   /usr/bin/x              EXE_PATH: a linked file, resolved by a dentry
+ *                           walk up to the workload's root as armed (the
+ *                           mount id and inode the engine recorded), not the
+ *                           task's current root, so a chroot, a private
+ *                           mount namespace or a detached tree (open_tree)
+ *                           cannot make a file read as another path;
+ *   memfd:NAME              EXE_MEMFD: a memfd (no links, its own parent,
+ *                           named "memfd:" + the name its creator chose);
+ *   /usr/bin/x (deleted)    EXE_DELETED: an unlinked file, the path it had
+ *                           (the kernel's /proc convention);
+ *   bind:/sbin/docker-init  EXE_BIND: a regular file that is the root of a
+ *                           mount, i.e. a file bind-mounted over the path,
+ *                           which is another file than the path names (a
+ *                           runtime's init; directory bind mounts such as
+ *                           volumes resolve to their mount point's path).
+ * A walk that does not end at the workload's root (a mount namespace of its
+ * own, a detached tree, an fd from outside, more mounts than MAX_DEPTH + 8
+ * steps) is EV_UNRESOLVED, and one longer than PATH_LEN or deeper than
+ * MAX_DEPTH is EV_TRUNCATED: neither matches any policy node, and the event
+ * carries the components the walk saw.
  *
- * Strings are compared by FNV-1a hashes of their prefixes and suffixes, so a
- * pattern costs the same whatever its length: an exact string tests the
- * hash of the whole string, a glob `pre*suf` the hash of the first len(pre)
- * and of the last len(suf) bytes (the suffix hashed from the end).
+ * The name is the task's comm (15 characters), which the kernel takes from
+ * the last element of the path the caller passed, so a script keeps its own
+ * name. The user is the effective uid of the new credentials.
+ *
+ * Patterns compare bytes, in 64-bit words: an exact string the whole path, a
+ * glob `pre*suf` its first len(pre) bytes and its last len(suf) bytes (a copy
+ * of the path ending at byte PATH_LEN, so the suffix words line up with the
+ * pattern's). The seen-set and synthetic nodes use SipHash-2-4 keyed with a
+ * random key (exec_hash_key), so no workload can make a new exec look seen.
  */
 #ifndef __BULWARK_EXEC_H__
 #define __BULWARK_EXEC_H__
@@ -25,17 +46,16 @@
 #define SIGKILL 9
 #define EPERM 1
 
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+
 /* Per-CPU working memory of one exec decision. */
 struct scratch {
-	char path[PATH_LEN * 2];
+	char path[PATH_LEN * 2];  /* the exe's identity string, from byte 0 */
+	char rpath[PATH_LEN * 2]; /* the same string ending at byte PATH_LEN */
 	char name[NAME_LEN];
+	char rname[NAME_LEN * 2]; /* the name ending at byte NAME_LEN */
 	char fname[PATH_LEN];
-	/* Sized to a power of two so indexes can be masked, which the
-	 * verifier follows whatever order the compiler emits the checks in. */
-	__u64 ph[PATH_LEN * 2]; /* ph[i]: hash of path[0:i] */
-	__u64 sh[PATH_LEN * 2]; /* sh[i]: hash of the last i bytes, from the end */
-	__u64 nph[NAME_LEN * 2];
-	__u64 nsh[NAME_LEN * 2];
 	__u64 comp_name[MAX_DEPTH];
 	__u32 comp_len[MAX_DEPTH];
 };
@@ -65,10 +85,12 @@ struct walk_ctx {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
-	struct dentry *root_dentry;
-	struct vfsmount *root_mnt;
+	__u64 root_ino;
+	__u32 root_mnt;
+	__u32 mnt_id; /* mnt's */
 	__u32 n;
 	__u32 truncated;
+	__u32 reached; /* the walk ended at the workload's root */
 };
 
 static long walk_step(__u32 i, void *data)
@@ -82,19 +104,25 @@ static long walk_step(__u32 i, void *data)
 	struct dentry *dentry = w->dentry;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
-	if (dentry == w->root_dentry && vfsmnt == w->root_mnt)
-		return 1;
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	if (w->mnt_id == w->root_mnt &&
+	    (w->root_ino ? BPF_CORE_READ(dentry, d_inode, i_ino) == w->root_ino : dentry == mnt_root)) {
+		w->reached = 1;
+		return 1;
+	}
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == mnt_root || dentry == parent) {
+	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 		if (up == mnt)
-			return 1; /* the global root */
+			return 1; /* the top of a tree the root is not in */
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
 		w->vfsmnt = (void *)up + w->mnt_off;
+		w->mnt_id = BPF_CORE_READ(up, mnt_id);
 		return 0;
 	}
+	if (dentry == parent)
+		return 1; /* a dentry of no directory: unresolved */
 	if (w->n >= MAX_DEPTH) {
 		w->truncated = 1;
 		return 1;
@@ -135,73 +163,106 @@ static long join_step(__u32 i, void *data)
 	return 0;
 }
 
-/* resolve_path writes file's path, as seen from task's root, to s->path and
- * returns its length; *truncated is set when it did not fit. */
-static __always_inline __u32 resolve_path(struct scratch *s, struct file *file,
-					   struct task_struct *task, __u32 *truncated)
-{
-	struct walk_ctx w = {
-		.mnt_off = bpf_core_field_offset(struct mount, mnt),
-		.dentry = BPF_CORE_READ(file, f_path.dentry),
-		.vfsmnt = BPF_CORE_READ(file, f_path.mnt),
-		.root_dentry = BPF_CORE_READ(task, fs, root.dentry),
-		.root_mnt = BPF_CORE_READ(task, fs, root.mnt),
-	};
-	w.mnt = (void *)w.vfsmnt - w.mnt_off;
-	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
-	struct join_ctx j = { .n = w.n };
-	bpf_loop(MAX_DEPTH, join_step, &j, 0);
-	*truncated = w.truncated | j.truncated;
-	__u32 off = j.off;
-	if (off == 0) {
-		s->path[0] = '/';
-		off = 1;
-	}
-	off &= PATH_LEN - 1;
-	s->path[off] = 0;
-	return off;
-}
-
-struct hash_ctx {
-	__u64 prefix;
-	__u64 suffix;
+/* The identity of an executable: its string in s->path (and s->rpath),
+ * len bytes, its class, and EV_TRUNCATED / EV_UNRESOLVED. */
+struct exe_id {
 	__u32 len;
-	__u32 name; /* hash s->name instead of s->path */
+	__u32 cls;   /* enum exe_class */
+	__u32 flags; /* EV_TRUNCATED, EV_UNRESOLVED */
 };
 
-/* hash_step extends the prefix and suffix hashes by byte i. */
-static long hash_step(__u32 i, void *data)
+static const char deleted_suffix[] = " (deleted)";
+#define DELETED_LEN (sizeof(deleted_suffix) - 1)
+
+/* memfd_prefix reports whether s->path starts with "memfd:". */
+static __always_inline bool memfd_prefix(struct scratch *s)
 {
-	struct hash_ctx *h = data;
-	struct scratch *s = get_scratch();
-	if (!s || i >= h->len)
-		return 1;
-	__u32 r = h->len - 1 - i;
-	if (h->name) {
-		h->prefix = (h->prefix ^ (__u8)s->name[i & (NAME_LEN - 1)]) * FNV_PRIME;
-		h->suffix = (h->suffix ^ (__u8)s->name[r & (NAME_LEN - 1)]) * FNV_PRIME;
-		s->nph[(i + 1) & (NAME_LEN * 2 - 1)] = h->prefix;
-		s->nsh[(i + 1) & (NAME_LEN * 2 - 1)] = h->suffix;
-	} else {
-		h->prefix = (h->prefix ^ (__u8)s->path[i & (PATH_LEN - 1)]) * FNV_PRIME;
-		h->suffix = (h->suffix ^ (__u8)s->path[r & (PATH_LEN - 1)]) * FNV_PRIME;
-		s->ph[(i + 1) & (PATH_LEN * 2 - 1)] = h->prefix;
-		s->sh[(i + 1) & (PATH_LEN * 2 - 1)] = h->suffix;
+	return s->path[0] == 'm' && s->path[1] == 'e' && s->path[2] == 'm' && s->path[3] == 'f' &&
+	       s->path[4] == 'd' && s->path[5] == ':';
+}
+
+/* resolve_exe writes file's identity (see the top of this file) to s->path,
+ * resolved from workload w's root, and returns it. s->rpath gets the same
+ * bytes ending at byte PATH_LEN. */
+static __always_inline struct exe_id resolve_exe(struct scratch *s, struct file *file,
+						 struct workload *wl)
+{
+	struct exe_id id = {};
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	struct inode *inode = BPF_CORE_READ(dentry, d_inode);
+	__u32 nlink = BPF_CORE_READ(inode, i_nlink);
+	__u16 imode = BPF_CORE_READ(inode, i_mode);
+	__u32 off = 0;
+
+	if (!nlink && dentry == BPF_CORE_READ(dentry, d_parent)) {
+		/* A file on an internal mount: a memfd is named by the
+		 * kernel, anything else is unresolved. */
+		long n = bpf_probe_read_kernel_str(s->path, PATH_LEN,
+						   BPF_CORE_READ(dentry, d_name.name));
+		off = n > 0 ? n - 1 : 0;
+		if (memfd_prefix(s))
+			id.cls = EXE_MEMFD;
+		else
+			id.flags |= EV_UNRESOLVED;
+		goto done;
 	}
-	return 0;
+	if (!nlink)
+		id.cls = EXE_DELETED;
+	else if ((imode & S_IFMT) == S_IFREG && dentry == BPF_CORE_READ(vfsmnt, mnt_root))
+		id.cls = EXE_BIND;
+
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+	struct mount *mnt = (void *)vfsmnt - mnt_off;
+	struct walk_ctx w = {
+		.mnt_off = mnt_off,
+		.dentry = dentry,
+		.vfsmnt = vfsmnt,
+		.mnt = mnt,
+		.root_ino = wl->root_ino,
+		.root_mnt = wl->root_mnt,
+		.mnt_id = BPF_CORE_READ(mnt, mnt_id),
+	};
+	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
+	if (id.cls == EXE_BIND) {
+		s->path[0] = 'b';
+		s->path[1] = 'i';
+		s->path[2] = 'n';
+		s->path[3] = 'd';
+		s->path[4] = ':';
+		off = 5;
+	}
+	struct join_ctx j = { .n = w.n, .off = off };
+	bpf_loop(MAX_DEPTH, join_step, &j, 0);
+	if (w.truncated | j.truncated)
+		id.flags |= EV_TRUNCATED;
+	else if (!w.reached)
+		id.flags |= EV_UNRESOLVED;
+	if (j.off == off) {
+		s->path[off & (PATH_LEN - 1)] = '/';
+		j.off++;
+	}
+	off = j.off;
+	if (id.cls == EXE_DELETED) {
+		if (off + DELETED_LEN >= PATH_LEN) {
+			id.flags |= EV_TRUNCATED;
+		} else {
+#pragma unroll
+			for (int k = 0; k < DELETED_LEN; k++)
+				s->path[(off + k) & (PATH_LEN - 1)] = deleted_suffix[k];
+			off += DELETED_LEN;
+		}
+	}
+done:
+	off &= PATH_LEN - 1;
+	s->path[off] = 0;
+	bpf_probe_read_kernel(&s->rpath[(PATH_LEN - off) & (PATH_LEN - 1)], off, s->path);
+	id.len = off;
+	return id;
 }
 
-/* hash_path fills s->ph and s->sh for the first len bytes of s->path. */
-static __always_inline void hash_path(struct scratch *s, __u32 len)
-{
-	struct hash_ctx h = { .prefix = FNV_OFFSET, .suffix = FNV_OFFSET, .len = len };
-	s->ph[0] = FNV_OFFSET;
-	s->sh[0] = FNV_OFFSET;
-	bpf_loop(PATH_LEN, hash_step, &h, 0);
-}
-
-/* hash_name fills s->nph and s->nsh for s->name and returns its length. */
-static __always_inline __u32 hash_name(struct scratch *s)
+/* name_len returns the length of s->name and copies it to s->rname. */
+static __always_inline __u32 name_len(struct scratch *s)
 {
 	__u32 len = 0;
 	for (int i = 0; i < NAME_LEN - 1; i++) {
@@ -209,41 +270,172 @@ static __always_inline __u32 hash_name(struct scratch *s)
 			break;
 		len++;
 	}
-	struct hash_ctx h = { .prefix = FNV_OFFSET, .suffix = FNV_OFFSET, .len = len, .name = 1 };
-	s->nph[0] = FNV_OFFSET;
-	s->nsh[0] = FNV_OFFSET;
-	bpf_loop(NAME_LEN, hash_step, &h, 0);
+	len &= NAME_LEN - 1;
+	bpf_probe_read_kernel(&s->rname[(NAME_LEN - len) & (NAME_LEN - 1)], len, s->name);
 	return len;
 }
 
-static __always_inline bool match_pattern(const struct pattern *p, const __u64 *ph,
-					  const __u64 *sh, __u32 len, __u32 max, __u32 mask)
+/* prefix_equal compares the first n bytes of a and b (words of nw). */
+static __always_inline bool prefix_equal(const __u64 *a, const __u64 *b, __u32 n, __u32 nw)
 {
-	__u32 pl = p->prefix_len, sl = p->suffix_len;
-	if (pl > max || sl > max || len > max)
+	__u32 full = n / 8, rem = n % 8;
+	for (__u32 i = 0; i < nw; i++) {
+		if (i >= full)
+			break;
+		if (a[i] != b[i])
+			return false;
+	}
+	if (rem) {
+		__u32 k = full & (nw - 1);
+		if ((a[k] ^ b[k]) & ((1ULL << (rem * 8)) - 1))
+			return false;
+	}
+	return true;
+}
+
+/* suffix_equal compares the last n bytes of a and b (words of nw). */
+static __always_inline bool suffix_equal(const __u64 *a, const __u64 *b, __u32 n, __u32 nw)
+{
+	__u32 start = nw * 8 - n;
+	__u32 first = start / 8, rem = start % 8;
+	if (rem) {
+		__u32 k = first & (nw - 1);
+		if ((a[k] ^ b[k]) & (~0ULL << (rem * 8)))
+			return false;
+		first++;
+	}
+	for (__u32 i = 0; i < nw; i++) {
+		if (i < first)
+			continue;
+		if (a[i] != b[i])
+			return false;
+	}
+	return true;
+}
+
+/* match_bytes tests a pattern (kind, prefix and suffix lengths, its words
+ * p) against the len bytes of str (rstr: the same ending at byte 8 * nw). */
+static __always_inline bool match_bytes(__u8 kind, __u32 pl, __u32 sl, const __u64 *p,
+					const __u64 *str, const __u64 *rstr, __u32 len, __u32 nw)
+{
+	__u32 max = nw * 8;
+	if (pl >= max || sl >= max || len >= max)
 		return false;
-	/* Keep the masks below: clang drops them as redundant after the
-	 * bounds check, and the 6.1 verifier loses that bound when the value
-	 * is spilled to the stack ("R1 max value is outside of the allowed
-	 * memory range"). */
+	/* Keep the bounds: the 6.1 verifier loses them when the values are
+	 * spilled to the stack. */
 	barrier_var(pl);
 	barrier_var(sl);
 	barrier_var(len);
-	switch (p->kind) {
+	switch (kind) {
 	case PAT_ANY:
 		return true;
 	case PAT_EXACT:
-		return pl == len && ph[len & mask] == p->prefix_hash;
+		return pl == len && prefix_equal(p, str, pl, nw);
 	case PAT_GLOB:
-		return pl + sl <= len && ph[pl & mask] == p->prefix_hash &&
-		       sh[sl & mask] == p->suffix_hash;
+		return pl + sl <= len && prefix_equal(p, str, pl, nw) &&
+		       suffix_equal(p, rstr, sl, nw);
 	}
 	return false;
+}
+
+/* match_exe tests an exe pattern against the identity in s: only an
+ * executable of the pattern's class can match. */
+static __always_inline bool match_exe(const struct pattern *p, struct scratch *s, __u32 len,
+				      __u32 cls)
+{
+	return p->cls == cls && match_bytes(p->kind, p->prefix_len, p->suffix_len, p->bytes,
+					    (const __u64 *)s->path, (const __u64 *)s->rpath,
+					    len, PATH_LEN / 8);
+}
+
+/* match_name tests a name pattern against s->name, len bytes. */
+static __always_inline bool match_name(const struct name_pattern *p, struct scratch *s, __u32 len)
+{
+	return match_bytes(p->kind, p->prefix_len, p->suffix_len, p->bytes,
+			   (const __u64 *)s->name, (const __u64 *)s->rname, len, NAME_LEN / 8);
+}
+
+/* SipHash-2-4 state. */
+struct sip {
+	__u64 v0, v1, v2, v3;
+	__u64 len;
+};
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+
+static __always_inline void sip_round(struct sip *h)
+{
+	h->v0 += h->v1;
+	h->v1 = ROTL(h->v1, 13);
+	h->v1 ^= h->v0;
+	h->v0 = ROTL(h->v0, 32);
+	h->v2 += h->v3;
+	h->v3 = ROTL(h->v3, 16);
+	h->v3 ^= h->v2;
+	h->v0 += h->v3;
+	h->v3 = ROTL(h->v3, 21);
+	h->v3 ^= h->v0;
+	h->v2 += h->v1;
+	h->v1 = ROTL(h->v1, 17);
+	h->v1 ^= h->v2;
+	h->v2 = ROTL(h->v2, 32);
+}
+
+static __always_inline void sip_word(struct sip *h, __u64 m)
+{
+	h->v3 ^= m;
+	sip_round(h);
+	sip_round(h);
+	h->v0 ^= m;
+}
+
+/* sip_step adds word i of s->path (a bpf_loop callback). */
+static long sip_step(__u32 i, void *data)
+{
+	struct sip *h = data;
+	struct scratch *s = get_scratch();
+	if (!s || i >= h->len / 8)
+		return 1;
+	sip_word(h, ((const __u64 *)s->path)[i & (PATH_LEN / 8 - 1)]);
+	return 0;
+}
+
+/* keyed_hash is SipHash-2-4 of the first len bytes of words (s->path when
+ * path is set, else the len <= 8 bytes of the word at words). */
+static __always_inline __u64 keyed_hash(const __u64 *words, __u32 len, bool path)
+{
+	__u32 zero = 0;
+	struct hash_key *k = bpf_map_lookup_elem(&exec_hash_key, &zero);
+	__u64 k0 = k ? k->k0 : 0, k1 = k ? k->k1 : 0;
+	struct sip h = {
+		.v0 = k0 ^ 0x736f6d6570736575ULL,
+		.v1 = k1 ^ 0x646f72616e646f6dULL,
+		.v2 = k0 ^ 0x6c7967656e657261ULL,
+		.v3 = k1 ^ 0x7465646279746573ULL,
+		.len = len,
+	};
+	__u32 full = len / 8;
+	if (path)
+		bpf_loop(PATH_LEN / 8, sip_step, &h, 0);
+	else if (full)
+		sip_word(&h, words[0]);
+	__u64 last = (__u64)len << 56;
+	__u32 rem = len % 8;
+	if (rem)
+		last |= words[full & (PATH_LEN / 8 - 1)] & ((1ULL << (rem * 8)) - 1);
+	sip_word(&h, last);
+	h.v2 ^= 0xff;
+	sip_round(&h);
+	sip_round(&h);
+	sip_round(&h);
+	sip_round(&h);
+	return h.v0 ^ h.v1 ^ h.v2 ^ h.v3;
 }
 
 struct exe_ctx {
 	struct node *c;
 	__u32 len;
+	__u32 cls;
 	__u32 found;
 };
 
@@ -255,8 +447,7 @@ static long exe_step(__u32 i, void *data)
 	struct scratch *s = get_scratch();
 	if (!s || !c || i >= c->nexe)
 		return 1;
-	if (match_pattern(&c->exe[i & (MAX_EXE - 1)], s->ph, s->sh, x->len, PATH_LEN,
-			  PATH_LEN * 2 - 1)) {
+	if (match_exe(&c->exe[i & (MAX_EXE - 1)], s, x->len, x->cls)) {
 		x->found = 1;
 		return 1;
 	}
@@ -264,9 +455,9 @@ static long exe_step(__u32 i, void *data)
 }
 
 /* match_exe_and_uid tests node c's exe patterns and effective uids. */
-static __always_inline bool match_exe_and_uid(struct node *c, __u32 len, __u32 euid)
+static __always_inline bool match_exe_and_uid(struct node *c, __u32 len, __u32 cls, __u32 euid)
 {
-	struct exe_ctx x = { .c = c, .len = len };
+	struct exe_ctx x = { .c = c, .len = len, .cls = cls };
 	bpf_loop(MAX_EXE, exe_step, &x, 0);
 	if (!x.found)
 		return false;
@@ -285,6 +476,7 @@ struct match_ctx {
 	__u64 found;
 	__u32 gen;
 	__u32 len;
+	__u32 cls;
 	__u32 nlen;
 	__u32 euid;
 };
@@ -302,13 +494,12 @@ static long match_one(__u32 i, void *data)
 	struct node *c = bpf_map_lookup_elem(&policy_nodes, &ck);
 	if (!c)
 		return 0;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct scratch *s = get_scratch();
 	if (!s)
 		return 1;
-	if (!match_pattern(&c->name, s->nph, s->nsh, m->nlen, NAME_LEN - 1, NAME_LEN * 2 - 1))
+	if (!match_name(&c->name, s, m->nlen))
 		return 0;
-	if (!match_exe_and_uid(c, m->len, m->euid))
+	if (!match_exe_and_uid(c, m->len, m->cls, m->euid))
 		return 0;
 	m->found = ck.node;
 	return 1;
@@ -316,11 +507,12 @@ static long match_one(__u32 i, void *data)
 
 /* match_child returns the id of the child of policy node parent that the
  * exec matches, or 0. */
-static __always_inline __u64 match_child(__u32 gen, __u64 parent, __u32 len, __u32 nlen,
+static __always_inline __u64 match_child(__u32 gen, __u64 parent, struct exe_id *id, __u32 nlen,
 					 __u32 euid)
 {
 	struct match_ctx m = {
-		.parent = parent, .gen = gen, .len = len, .nlen = nlen, .euid = euid,
+		.parent = parent, .gen = gen, .len = id->len, .cls = id->cls, .nlen = nlen,
+		.euid = euid,
 	};
 	bpf_loop(MAX_CHILDREN, match_one, &m, 0);
 	return m.found;
@@ -384,22 +576,22 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 {
 	__u32 gen = w->gen, mode = w->mode, wflags = w->flags;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 truncated = 0;
-	__u32 len = resolve_path(s, file, task, &truncated);
-	hash_path(s, len);
-	__u32 nlen = hash_name(s);
+	struct exe_id id = resolve_exe(s, file, w);
+	__u32 nlen = name_len(s);
+	__u64 exe_hash = keyed_hash((const __u64 *)s->path, id.len, true) + id.cls;
+	__u64 name_hash = keyed_hash((const __u64 *)s->name, nlen, false);
 	__u64 *pp = bpf_map_lookup_elem(&task_nodes, &tgid);
 	__u64 parent = pp ? *pp : 0;
 	__u64 node = 0;
-	__u32 flags = truncated ? EV_TRUNCATED : 0;
+	__u32 flags = id.flags;
 
-	if (mode != MODE_OBSERVE && !truncated)
-		node = match_child(gen, parent, len, nlen, euid);
+	if (mode != MODE_OBSERVE && !id.flags)
+		node = match_child(gen, parent, &id, nlen, euid);
 	if (!node) {
 		/* Not a policy node: a synthetic node keeps its descendants
 		 * apart (and never matches a policy node). */
-		node = parent * FNV_PRIME ^ s->ph[len & (PATH_LEN * 2 - 1)];
-		node = node * FNV_PRIME ^ s->nph[nlen & (NAME_LEN * 2 - 1)];
+		node = parent * FNV_PRIME ^ exe_hash;
+		node = node * FNV_PRIME ^ name_hash;
 		node = (node * FNV_PRIME ^ euid) | NODE_SYNTHETIC;
 		if (mode != MODE_OBSERVE && !(wflags & WL_NO_PROCESS)) {
 			flags |= EV_DEVIATION;
@@ -414,8 +606,8 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 		struct seen_key k = {
 			.cgid = cgid,
 			.a = parent,
-			.b = s->ph[len & (PATH_LEN * 2 - 1)],
-			.c = s->nph[nlen & (NAME_LEN * 2 - 1)],
+			.b = exe_hash,
+			.c = name_hash,
 			.kind_gen = EVENT_EXEC << 24 | (gen & 0xffffff),
 			.d = euid,
 		};

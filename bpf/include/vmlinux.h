@@ -90,9 +90,16 @@ struct qstr {
 	const unsigned char *name;
 } __attribute__((preserve_access_index));
 
+struct inode {
+	__u16 i_mode;
+	unsigned long i_ino;
+	unsigned int i_nlink;
+} __attribute__((preserve_access_index));
+
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
+	struct inode *d_inode;
 } __attribute__((preserve_access_index));
 
 struct vfsmount {
@@ -103,6 +110,7 @@ struct mount {
 	struct mount *mnt_parent;
 	struct dentry *mnt_mountpoint;
 	struct vfsmount mnt;
+	int mnt_id;
 } __attribute__((preserve_access_index));
 
 struct path {
