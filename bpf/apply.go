@@ -161,6 +161,9 @@ func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (
 		if err := e.deleteGen(old.Gen); err != nil {
 			e.log.Warn("stale policy tables left", "generation", old.Gen, "err", err)
 		}
+		if err := e.forgetReported(id); err != nil {
+			e.log.Warn("deviation counts of the old policy left", "cgroup", cgroupPath, "err", err)
+		}
 	}
 	e.log.Debug("workload armed", "cgroup", cgroupPath, "id", id, "mode", mode, "generation", gen)
 	return id, nil
@@ -382,4 +385,29 @@ func (e *Engine) attachCgroup(id uint64, path string) error {
 		l.Close()
 	}
 	return e.adoptLinks(id)
+}
+
+// forgetReported deletes the aggregated deviations of workload cgroupID
+// whose every occurrence an event has reported, so that the same deviation
+// under a new policy is reported again instead of only counted. Entries
+// with repeats still to drain stay for DrainRepeats.
+func (e *Engine) forgetReported(cgroupID uint64) error {
+	var k networkDevKey
+	var c networkDevCount
+	var done []networkDevKey
+	it := e.net.Deviations.Iterate()
+	for it.Next(&k, &c) {
+		if k.Cgid == cgroupID && c.Count <= c.Reported {
+			done = append(done, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read deviation counts: %w", err)
+	}
+	for i := range done {
+		if err := e.net.Deviations.Delete(&done[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete deviation count: %w", err)
+		}
+	}
+	return nil
 }
