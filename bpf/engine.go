@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -76,6 +78,7 @@ const (
 	pinExecPrefix = "link_exec_" // + backend: the exec program's link
 	pinFork       = "link_fork"
 	pinExit       = "link_exit"
+	pinMigrate    = "link_migrate"
 	pinCgroupDir  = "cgroup_" // + cgroup id: that workload's links
 )
 
@@ -109,6 +112,14 @@ func Open(opts Options) (*Engine, error) {
 	spec, err := loadNetwork()
 	if err != nil {
 		return nil, fmt.Errorf("load network object: %w", err)
+	}
+	if err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnTaskStorageGet); err != nil {
+		// Before Linux 6.x cgroup programs cannot read task storage:
+		// they read net_tasks.
+		e.log.Info("network programs read net_tasks", "reason", err)
+		if err := spec.Variables["use_task_storage"].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("configure network object: %w", err)
+		}
 	}
 	if err := spec.LoadAndAssign(&e.net, e.collectionOptions()); err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
@@ -185,7 +196,7 @@ func (e *Engine) chooseBackend(want string) (string, error) {
 // links that are pinned already.
 func (e *Engine) openExec(backend string) error {
 	type progs struct {
-		exec, fork, exit *ebpf.Program
+		exec, fork, exit, migrate *ebpf.Program
 	}
 	var p progs
 	switch backend {
@@ -199,14 +210,14 @@ func (e *Engine) openExec(backend string) error {
 			return fmt.Errorf("load tracing exec programs: %w", err)
 		}
 		e.exec = &objs
-		p = progs{objs.OnExec, objs.OnFork, objs.OnExit}
+		p = progs{objs.OnExec, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
 	case BackendLSM:
 		objs, err := loadLSMObjects(e.collectionOptions())
 		if err != nil {
 			return err
 		}
 		e.exec = objs
-		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit}
+		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
 	}
 	attach := []struct {
 		pin  string
@@ -216,6 +227,7 @@ func (e *Engine) openExec(backend string) error {
 		// Fork tracking first, so no process escapes between the two.
 		{pinFork, p.fork, false},
 		{pinExit, p.exit, false},
+		{pinMigrate, p.migrate, false},
 		{pinExecPrefix + backend, p.exec, backend == BackendLSM},
 	}
 	for _, a := range attach {
@@ -352,9 +364,22 @@ func (e *Engine) ReadEvent(ctx context.Context) (Event, error) {
 // Lost returns how many events the kernel could not queue (ring buffer
 // full), summed over CPUs since the maps were created.
 func (e *Engine) Lost() (uint64, error) {
+	return sumPerCPU(e.net.Lost, "lost-event")
+}
+
+// TaskStateFailures returns how many times a task inside a workload had no
+// state where it should have (its creation failed, or it was found
+// missing), summed over CPUs since the maps were created. Each such task's
+// exec was failed closed.
+func (e *Engine) TaskStateFailures() (uint64, error) {
+	return sumPerCPU(e.net.StateFailures, "task state failure")
+}
+
+// sumPerCPU sums the per-CPU counter at index 0 of m, counting what.
+func sumPerCPU(m *ebpf.Map, what string) (uint64, error) {
 	var perCPU []uint64
-	if err := e.net.Lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("read lost-event counters: %w", err)
+	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read %s counters: %w", what, err)
 	}
 	var n uint64
 	for _, v := range perCPU {

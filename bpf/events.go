@@ -22,9 +22,12 @@ const (
 	// KindListen: a process bound a port (a TCP listener or UDP receiver),
 	// reported once per process node, port and protocol; never a deviation.
 	KindListen Kind = 4
+	// KindMigrate: a task bound to a workload left the workload's cgroup
+	// (always a deviation; in enforce the task is killed).
+	KindMigrate Kind = 5
 )
 
-// String returns "exec", "connect", "accept" or "listen".
+// String returns "exec", "connect", "accept", "listen" or "migrate".
 func (k Kind) String() string {
 	switch k {
 	case KindExec:
@@ -35,6 +38,8 @@ func (k Kind) String() string {
 		return "accept"
 	case KindListen:
 		return "listen"
+	case KindMigrate:
+		return "migrate"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -52,7 +57,8 @@ type Event struct {
 	// PID and PPID are process (thread-group) ids; UID and EUID the
 	// credentials. Accept events run without the listener's task: 0.
 	PID, PPID, UID, EUID uint32
-	// Exe is the resolved executable path (exec events), Comm the name.
+	// Exe is the resolved executable path (exec events; migrate events:
+	// of the task's last exec), Comm the name.
 	Exe, Comm string
 	// Node is the policy node id the process runs as (exec: the node
 	// the new image matched), ParentNode the node it ran as before the
@@ -105,7 +111,7 @@ func decodeEvent(raw []byte) (Event, error) {
 	case protoUDP:
 		ev.Protocol = "UDP"
 	}
-	if ev.Kind != KindExec {
+	if ev.Kind != KindExec && ev.Kind != KindMigrate {
 		ev.Src = netip.AddrPortFrom(addrOf(r.Family, r.Saddr), r.Sport)
 		ev.Dst = netip.AddrPortFrom(addrOf(r.Family, r.Daddr), r.Dport)
 		if ev.Kind == KindConnect || ev.Kind == KindListen {

@@ -19,6 +19,19 @@ type execLSMEngineConfig struct {
 	NextGen   uint32
 }
 
+type execLSMExecTask struct {
+	_       structs.HostLayout
+	Parent  uint64
+	Escaped uint32
+	Pad     uint32
+}
+
+type execLSMNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type execLSMNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -77,6 +90,17 @@ type execLSMSeenKey struct {
 	D       uint32
 }
 
+type execLSMTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type execLSMWorkload struct {
 	_     structs.HostLayout
 	Gen   uint32
@@ -89,17 +113,22 @@ type execLSMWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execLSMMapConfig      = "config"
-	execLSMMapEvents      = "events"
-	execLSMMapExecScratch = "exec_scratch"
-	execLSMMapLost        = "lost"
-	execLSMMapPolicyNodes = "policy_nodes"
-	execLSMMapSeen        = "seen"
-	execLSMMapTaskNodes   = "task_nodes"
-	execLSMMapWorkloads   = "workloads"
-	execLSMProgCheckBprm  = "check_bprm"
-	execLSMProgOnExit     = "on_exit"
-	execLSMProgOnFork     = "on_fork"
+	execLSMMapConfig          = "config"
+	execLSMMapEvents          = "events"
+	execLSMMapExecScratch     = "exec_scratch"
+	execLSMMapExecTask        = "exec_task"
+	execLSMMapLost            = "lost"
+	execLSMMapNetTasks        = "net_tasks"
+	execLSMMapPolicyNodes     = "policy_nodes"
+	execLSMMapSeen            = "seen"
+	execLSMMapStateFailures   = "state_failures"
+	execLSMMapTaskStates      = "task_states"
+	execLSMMapWorkloads       = "workloads"
+	execLSMProgCheckBprm      = "check_bprm"
+	execLSMProgOnCgroupAttach = "on_cgroup_attach"
+	execLSMProgOnExit         = "on_exit"
+	execLSMProgOnFork         = "on_fork"
+	execLSMVarUseTaskStorage  = "use_task_storage"
 )
 
 // loadExecLSM returns the embedded CollectionSpec for execLSM.
@@ -144,29 +173,34 @@ type execLSMSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMProgramSpecs struct {
-	CheckBprm *ebpf.ProgramSpec `ebpf:"check_bprm"`
-	OnExit    *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork    *ebpf.ProgramSpec `ebpf:"on_fork"`
+	CheckBprm      *ebpf.ProgramSpec `ebpf:"check_bprm"`
+	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
+	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
 
 // execLSMMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExecScratch   *ebpf.MapSpec `ebpf:"exec_scratch"`
+	ExecTask      *ebpf.MapSpec `ebpf:"exec_task"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetTasks      *ebpf.MapSpec `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen          *ebpf.MapSpec `ebpf:"seen"`
+	StateFailures *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	Workloads     *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // execLSMVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execLSMObjects contains all objects after they have been loaded into the kernel.
@@ -189,14 +223,17 @@ func (o *execLSMObjects) Close() error {
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config        *ebpf.Map `ebpf:"config"`
+	Events        *ebpf.Map `ebpf:"events"`
+	ExecScratch   *ebpf.Map `ebpf:"exec_scratch"`
+	ExecTask      *ebpf.Map `ebpf:"exec_task"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NetTasks      *ebpf.Map `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.Map `ebpf:"policy_nodes"`
+	Seen          *ebpf.Map `ebpf:"seen"`
+	StateFailures *ebpf.Map `ebpf:"state_failures"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	Workloads     *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *execLSMMaps) Close() error {
@@ -204,10 +241,13 @@ func (m *execLSMMaps) Close() error {
 		m.Config,
 		m.Events,
 		m.ExecScratch,
+		m.ExecTask,
 		m.Lost,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.Workloads,
 	)
 }
@@ -216,20 +256,23 @@ func (m *execLSMMaps) Close() error {
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execLSMPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMPrograms struct {
-	CheckBprm *ebpf.Program `ebpf:"check_bprm"`
-	OnExit    *ebpf.Program `ebpf:"on_exit"`
-	OnFork    *ebpf.Program `ebpf:"on_fork"`
+	CheckBprm      *ebpf.Program `ebpf:"check_bprm"`
+	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
+	OnExit         *ebpf.Program `ebpf:"on_exit"`
+	OnFork         *ebpf.Program `ebpf:"on_fork"`
 }
 
 func (p *execLSMPrograms) Close() error {
 	return _ExecLSMClose(
 		p.CheckBprm,
+		p.OnCgroupAttach,
 		p.OnExit,
 		p.OnFork,
 	)

@@ -19,6 +19,19 @@ type execTracingEngineConfig struct {
 	NextGen   uint32
 }
 
+type execTracingExecTask struct {
+	_       structs.HostLayout
+	Parent  uint64
+	Escaped uint32
+	Pad     uint32
+}
+
+type execTracingNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type execTracingNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -77,6 +90,17 @@ type execTracingSeenKey struct {
 	D       uint32
 }
 
+type execTracingTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type execTracingWorkload struct {
 	_     structs.HostLayout
 	Gen   uint32
@@ -89,17 +113,22 @@ type execTracingWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execTracingMapConfig      = "config"
-	execTracingMapEvents      = "events"
-	execTracingMapExecScratch = "exec_scratch"
-	execTracingMapLost        = "lost"
-	execTracingMapPolicyNodes = "policy_nodes"
-	execTracingMapSeen        = "seen"
-	execTracingMapTaskNodes   = "task_nodes"
-	execTracingMapWorkloads   = "workloads"
-	execTracingProgOnExec     = "on_exec"
-	execTracingProgOnExit     = "on_exit"
-	execTracingProgOnFork     = "on_fork"
+	execTracingMapConfig          = "config"
+	execTracingMapEvents          = "events"
+	execTracingMapExecScratch     = "exec_scratch"
+	execTracingMapExecTask        = "exec_task"
+	execTracingMapLost            = "lost"
+	execTracingMapNetTasks        = "net_tasks"
+	execTracingMapPolicyNodes     = "policy_nodes"
+	execTracingMapSeen            = "seen"
+	execTracingMapStateFailures   = "state_failures"
+	execTracingMapTaskStates      = "task_states"
+	execTracingMapWorkloads       = "workloads"
+	execTracingProgOnCgroupAttach = "on_cgroup_attach"
+	execTracingProgOnExec         = "on_exec"
+	execTracingProgOnExit         = "on_exit"
+	execTracingProgOnFork         = "on_fork"
+	execTracingVarUseTaskStorage  = "use_task_storage"
 )
 
 // loadExecTracing returns the embedded CollectionSpec for execTracing.
@@ -144,29 +173,34 @@ type execTracingSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingProgramSpecs struct {
-	OnExec *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
 
 // execTracingMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExecScratch   *ebpf.MapSpec `ebpf:"exec_scratch"`
+	ExecTask      *ebpf.MapSpec `ebpf:"exec_task"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetTasks      *ebpf.MapSpec `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen          *ebpf.MapSpec `ebpf:"seen"`
+	StateFailures *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	Workloads     *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // execTracingVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execTracingObjects contains all objects after they have been loaded into the kernel.
@@ -189,14 +223,17 @@ func (o *execTracingObjects) Close() error {
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config        *ebpf.Map `ebpf:"config"`
+	Events        *ebpf.Map `ebpf:"events"`
+	ExecScratch   *ebpf.Map `ebpf:"exec_scratch"`
+	ExecTask      *ebpf.Map `ebpf:"exec_task"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NetTasks      *ebpf.Map `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.Map `ebpf:"policy_nodes"`
+	Seen          *ebpf.Map `ebpf:"seen"`
+	StateFailures *ebpf.Map `ebpf:"state_failures"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	Workloads     *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *execTracingMaps) Close() error {
@@ -204,10 +241,13 @@ func (m *execTracingMaps) Close() error {
 		m.Config,
 		m.Events,
 		m.ExecScratch,
+		m.ExecTask,
 		m.Lost,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.Workloads,
 	)
 }
@@ -216,19 +256,22 @@ func (m *execTracingMaps) Close() error {
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execTracingPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingPrograms struct {
-	OnExec *ebpf.Program `ebpf:"on_exec"`
-	OnExit *ebpf.Program `ebpf:"on_exit"`
-	OnFork *ebpf.Program `ebpf:"on_fork"`
+	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.Program `ebpf:"on_exec"`
+	OnExit         *ebpf.Program `ebpf:"on_exit"`
+	OnFork         *ebpf.Program `ebpf:"on_fork"`
 }
 
 func (p *execTracingPrograms) Close() error {
 	return _ExecTracingClose(
+		p.OnCgroupAttach,
 		p.OnExec,
 		p.OnExit,
 		p.OnFork,

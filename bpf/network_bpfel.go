@@ -64,6 +64,12 @@ type networkLpmV6Key struct {
 	Addr      [16]uint8
 }
 
+type networkNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type networkNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -125,6 +131,17 @@ type networkSeenKey struct {
 	D       uint32
 }
 
+type networkTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type networkWorkload struct {
 	_     structs.HostLayout
 	Gen   uint32
@@ -137,27 +154,30 @@ type networkWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	networkMapConfig      = "config"
-	networkMapEgressV4    = "egress_v4"
-	networkMapEgressV6    = "egress_v6"
-	networkMapEvents      = "events"
-	networkMapIngressV4   = "ingress_v4"
-	networkMapIngressV6   = "ingress_v6"
-	networkMapListeners   = "listeners"
-	networkMapLost        = "lost"
-	networkMapNetRules    = "net_rules"
-	networkMapPolicyNodes = "policy_nodes"
-	networkMapSeen        = "seen"
-	networkMapTaskNodes   = "task_nodes"
-	networkMapWorkloads   = "workloads"
-	networkProgBind4      = "bind4"
-	networkProgBind6      = "bind6"
-	networkProgConnect4   = "connect4"
-	networkProgConnect6   = "connect6"
-	networkProgIngress    = "ingress"
-	networkProgSendmsg4   = "sendmsg4"
-	networkProgSendmsg6   = "sendmsg6"
-	networkVarUnusedEvent = "unused_event"
+	networkMapConfig         = "config"
+	networkMapEgressV4       = "egress_v4"
+	networkMapEgressV6       = "egress_v6"
+	networkMapEvents         = "events"
+	networkMapIngressV4      = "ingress_v4"
+	networkMapIngressV6      = "ingress_v6"
+	networkMapListeners      = "listeners"
+	networkMapLost           = "lost"
+	networkMapNetRules       = "net_rules"
+	networkMapNetTasks       = "net_tasks"
+	networkMapPolicyNodes    = "policy_nodes"
+	networkMapSeen           = "seen"
+	networkMapStateFailures  = "state_failures"
+	networkMapTaskStates     = "task_states"
+	networkMapWorkloads      = "workloads"
+	networkProgBind4         = "bind4"
+	networkProgBind6         = "bind6"
+	networkProgConnect4      = "connect4"
+	networkProgConnect6      = "connect6"
+	networkProgIngress       = "ingress"
+	networkProgSendmsg4      = "sendmsg4"
+	networkProgSendmsg6      = "sendmsg6"
+	networkVarUnusedEvent    = "unused_event"
+	networkVarUseTaskStorage = "use_task_storage"
 )
 
 // loadNetwork returns the embedded CollectionSpec for network.
@@ -215,26 +235,29 @@ type networkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	EgressV4    *ebpf.MapSpec `ebpf:"egress_v4"`
-	EgressV6    *ebpf.MapSpec `ebpf:"egress_v6"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	IngressV4   *ebpf.MapSpec `ebpf:"ingress_v4"`
-	IngressV6   *ebpf.MapSpec `ebpf:"ingress_v6"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	NetRules    *ebpf.MapSpec `ebpf:"net_rules"`
-	PolicyNodes *ebpf.MapSpec `ebpf:"policy_nodes"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes   *ebpf.MapSpec `ebpf:"task_nodes"`
-	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	EgressV4      *ebpf.MapSpec `ebpf:"egress_v4"`
+	EgressV6      *ebpf.MapSpec `ebpf:"egress_v6"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	IngressV4     *ebpf.MapSpec `ebpf:"ingress_v4"`
+	IngressV6     *ebpf.MapSpec `ebpf:"ingress_v6"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetRules      *ebpf.MapSpec `ebpf:"net_rules"`
+	NetTasks      *ebpf.MapSpec `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.MapSpec `ebpf:"policy_nodes"`
+	Seen          *ebpf.MapSpec `ebpf:"seen"`
+	StateFailures *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	Workloads     *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // networkVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkVariableSpecs struct {
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // networkObjects contains all objects after they have been loaded into the kernel.
@@ -257,19 +280,21 @@ func (o *networkObjects) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	EgressV4    *ebpf.Map `ebpf:"egress_v4"`
-	EgressV6    *ebpf.Map `ebpf:"egress_v6"`
-	Events      *ebpf.Map `ebpf:"events"`
-	IngressV4   *ebpf.Map `ebpf:"ingress_v4"`
-	IngressV6   *ebpf.Map `ebpf:"ingress_v6"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	NetRules    *ebpf.Map `ebpf:"net_rules"`
-	PolicyNodes *ebpf.Map `ebpf:"policy_nodes"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	TaskNodes   *ebpf.Map `ebpf:"task_nodes"`
-	Workloads   *ebpf.Map `ebpf:"workloads"`
+	Config        *ebpf.Map `ebpf:"config"`
+	EgressV4      *ebpf.Map `ebpf:"egress_v4"`
+	EgressV6      *ebpf.Map `ebpf:"egress_v6"`
+	Events        *ebpf.Map `ebpf:"events"`
+	IngressV4     *ebpf.Map `ebpf:"ingress_v4"`
+	IngressV6     *ebpf.Map `ebpf:"ingress_v6"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NetRules      *ebpf.Map `ebpf:"net_rules"`
+	NetTasks      *ebpf.Map `ebpf:"net_tasks"`
+	PolicyNodes   *ebpf.Map `ebpf:"policy_nodes"`
+	Seen          *ebpf.Map `ebpf:"seen"`
+	StateFailures *ebpf.Map `ebpf:"state_failures"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	Workloads     *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *networkMaps) Close() error {
@@ -283,9 +308,11 @@ func (m *networkMaps) Close() error {
 		m.Listeners,
 		m.Lost,
 		m.NetRules,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.Workloads,
 	)
 }
@@ -294,7 +321,8 @@ func (m *networkMaps) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkVariables struct {
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // networkPrograms contains all programs after they have been loaded into the kernel.
