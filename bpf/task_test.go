@@ -317,3 +317,23 @@ func TestCgroupMigrationKilledInEnforce(t *testing.T) { testMigration(t, ModeEnf
 // TestCgroupMigrationReportedInAudit: the move is reported and the shell's
 // later exec is still checked against its node in the workload it left.
 func TestCgroupMigrationReportedInAudit(t *testing.T) { testMigration(t, ModeAudit) }
+
+// TestCgroupMoveWithinWorkloadAllowed: moving into a cgroup below the
+// workload's stays inside it: not a deviation, the shell lives on.
+func TestCgroupMoveWithinWorkloadAllowed(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	inner := filepath.Join(cg, "inner")
+	if _, err := cgroup.Create(inner); err != nil {
+		t.Fatal(err)
+	}
+	bin := applets(t, "sh", "touch")
+	a := filepath.Join(t.TempDir(), "a")
+	if _, err := e.Apply(cg, mustCompile(t, treeSpec()), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	st, out := run(t, cg, nil, bin+"/sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs; %s/touch %s", inner, bin, a))
+	if st != 0 || !exists(a) {
+		t.Fatalf("move within the workload: status %d, output %q, touch ran %v", st, out, exists(a))
+	}
+}
