@@ -129,7 +129,7 @@ func runHelper(args []string) int {
 		}
 	case "arm":
 		return armHelper(args[1:])
-	case "thread-exec", "leader-exit-exec", "rename-exec":
+	case "thread-exec", "leader-exit-exec", "rename-exec", "wait-thread-exec":
 		return taskHelper(args)
 	}
 	return helperFailed

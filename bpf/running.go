@@ -55,8 +55,9 @@ func (e *Engine) taskState(pid int) (networkTaskState, bool, error) {
 	return st, true, nil
 }
 
-// putTaskState writes the state of process pid, stamped now so that its
-// threads take it too, and its net_tasks entry.
+// putTaskState writes the state of process pid (and its threads'), stamped
+// now so that threads the kernel could not reach take it too, and its
+// net_tasks entry.
 func (e *Engine) putTaskState(pid int, st *networkTaskState) error {
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
@@ -73,6 +74,37 @@ func (e *Engine) putTaskState(pid int, st *networkTaskState) error {
 	}
 	if err := e.net.NetTasks.Put(uint32(pid), networkNetTask{Node: st.Node, Cgid: st.Cgid}); err != nil {
 		return fmt.Errorf("write network task entry of %d: %w", pid, err)
+	}
+	return e.putThreadStates(pid, st)
+}
+
+// putThreadStates writes st to the other threads of process pid too, where
+// the kernel gives pidfds of threads (PIDFD_THREAD, Linux 6.9). Elsewhere
+// the kernel takes the leader's newer state for a thread, except where the
+// tracing backend checks an exec from that thread (after de_thread, on the
+// thread's own state).
+func (e *Engine) putThreadStates(pid int, st *networkTaskState) error {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil // gone
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil || tid == pid {
+			continue
+		}
+		fd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+		if errors.Is(err, unix.EINVAL) {
+			return nil // no thread pidfds here
+		}
+		if err != nil {
+			continue // exited
+		}
+		err = e.net.TaskStates.Put(uint32(fd), st)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("write task state of thread %d of %d: %w", tid, pid, err)
+		}
 	}
 	return nil
 }

@@ -35,6 +35,8 @@ func init() {
 //	leader-exit-exec PATH ARG... the main thread exits, then another thread execs
 //	rename-exec NAME READY PATH ARG... rename the process (PR_SET_NAME) to NAME,
 //	                             create READY, wait for a line on stdin, exec
+//	wait-thread-exec READY PATH ARG... create READY, wait for a line on stdin,
+//	                             exec from a thread other than the main one
 //
 // A failed exec exits with the status statusOf gives its error.
 func taskHelper(args []string) int {
@@ -56,6 +58,17 @@ func taskHelper(args []string) int {
 		})
 		syscall.Syscall(unix.SYS_EXIT, 0, 0, 0)
 		return helperFailed // not reached
+	case "wait-thread-exec":
+		st := make(chan int)
+		onOtherThread(func() {
+			bufio.NewReader(os.Stdin).ReadString('\n')
+			st <- execArgs(args[2:])
+		})
+		if err := os.WriteFile(args[1], nil, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return helperFailed
+		}
+		return <-st
 	case "rename-exec":
 		name := append([]byte(args[1]), 0)
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
@@ -253,6 +266,34 @@ func dropTaskState(t *testing.T, e *Engine, pid int) {
 	defer unix.Close(fd)
 	if err := e.net.TaskStates.Delete(uint32(fd)); err != nil {
 		t.Fatalf("delete the state of %d: %v", pid, err)
+	}
+}
+
+// TestPlacementReachesThreads: a thread of a process placed when the policy
+// arrives execs with the process's new node (helper, allowed to run sh),
+// not with the node it was created with (observed).
+func TestPlacementReachesThreads(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	bin := applets(t, "sh")
+	self, _ := os.Executable()
+	if _, err := e.Apply(cg, nil, ModeObserve); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), helperEnv+"=wait-thread-exec "+ready+" "+bin+"/sh -c true")
+	stdin := startWithStdin(t, cmd, cg, ready)
+	spec := helperSpec(t)
+	spec.ProcessPolicy[0].Children = treeSpec().ProcessPolicy
+	if _, err := e.Apply(cg, mustCompile(t, spec), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exec of sh from a thread of the placed helper: %v, want it allowed", err)
 	}
 }
 
