@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -83,6 +85,7 @@ const (
 	pinExecPrefix = "link_exec_" // + backend: the exec program's link
 	pinFork       = "link_fork"
 	pinExit       = "link_exit"
+	pinMigrate    = "link_migrate"
 	pinCgroupDir  = "cgroup_" // + cgroup id: that workload's links
 )
 
@@ -116,6 +119,14 @@ func Open(opts Options) (*Engine, error) {
 	spec, err := loadNetwork()
 	if err != nil {
 		return nil, fmt.Errorf("load network object: %w", err)
+	}
+	if err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnTaskStorageGet); err != nil {
+		// Before Linux 6.x cgroup programs cannot read task storage:
+		// they read net_tasks.
+		e.log.Info("network programs read net_tasks", "reason", err)
+		if err := spec.Variables["use_task_storage"].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("configure network object: %w", err)
+		}
 	}
 	if err := spec.LoadAndAssign(&e.net, e.collectionOptions()); err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
@@ -200,7 +211,7 @@ func (e *Engine) chooseBackend(want string) (string, error) {
 // links that are pinned already.
 func (e *Engine) openExec(backend string) error {
 	type progs struct {
-		exec, fork, exit *ebpf.Program
+		exec, fork, exit, migrate *ebpf.Program
 	}
 	var p progs
 	switch backend {
@@ -214,14 +225,14 @@ func (e *Engine) openExec(backend string) error {
 			return fmt.Errorf("load tracing exec programs: %w", err)
 		}
 		e.exec = &objs
-		p = progs{objs.OnExec, objs.OnFork, objs.OnExit}
+		p = progs{objs.OnExec, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
 	case BackendLSM:
 		objs, err := loadLSMObjects(e.collectionOptions())
 		if err != nil {
 			return err
 		}
 		e.exec = objs
-		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit}
+		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
 	}
 	attach := []struct {
 		pin  string
@@ -231,6 +242,7 @@ func (e *Engine) openExec(backend string) error {
 		// Fork tracking first, so no process escapes between the two.
 		{pinFork, p.fork, false},
 		{pinExit, p.exit, false},
+		{pinMigrate, p.migrate, false},
 		{pinExecPrefix + backend, p.exec, backend == BackendLSM},
 	}
 	for _, a := range attach {
@@ -428,6 +440,22 @@ func (e *Engine) lostCount(which uint32) (uint64, error) {
 	var perCPU []uint64
 	if err := e.net.Lost.Lookup(which, &perCPU); err != nil {
 		return 0, fmt.Errorf("read lost-event counters: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// TaskStateFailures returns how many times a task inside a workload had no
+// state where it should have (its creation failed, or it was found
+// missing), summed over CPUs since the maps were created. Each such task's
+// exec was failed closed.
+func (e *Engine) TaskStateFailures() (uint64, error) {
+	var perCPU []uint64
+	if err := e.net.StateFailures.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read task state failure counters: %w", err)
 	}
 	var n uint64
 	for _, v := range perCPU {

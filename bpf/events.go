@@ -27,9 +27,13 @@ const (
 	// KindSocket: a socket or packet of a protocol the policy cannot
 	// name (see Event.Protocol); a deviation in audit and enforce mode.
 	KindSocket Kind = 5
+	// KindMigrate: a task bound to a workload left the workload's cgroup
+	// (always a deviation; in enforce the task is killed).
+	KindMigrate Kind = 6
 )
 
-// String returns "exec", "connect", "accept", "listen" or "socket".
+// String returns "exec", "connect", "accept", "listen", "socket" or
+// "migrate".
 func (k Kind) String() string {
 	switch k {
 	case KindExec:
@@ -42,6 +46,8 @@ func (k Kind) String() string {
 		return "listen"
 	case KindSocket:
 		return "socket"
+	case KindMigrate:
+		return "migrate"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -69,7 +75,8 @@ type Event struct {
 	// ticks): with PID it names the process across pid reuse. 0 when the
 	// event has no task (accept events).
 	ProcessStart time.Duration
-	// Exe is the resolved executable path (exec events), Comm the name.
+	// Exe is the resolved executable path (exec events; migrate events:
+	// of the task's last exec), Comm the name.
 	Exe, Comm string
 	// Node is the policy node id the process runs as (exec: the node
 	// the new image matched), ParentNode the node it ran as before the
@@ -211,7 +218,7 @@ func decodeEvent(raw []byte) (Event, error) {
 		ev.Key = deviationKey(&r)
 	}
 	ev.Protocol = protocolName(r.Family, r.Proto)
-	if ev.Kind != KindExec {
+	if ev.Kind != KindExec && ev.Kind != KindMigrate {
 		ev.Src = netip.AddrPortFrom(addrOf(r.Family, r.Saddr), r.Sport)
 		ev.Dst = netip.AddrPortFrom(addrOf(r.Family, r.Daddr), r.Dport)
 		if ev.Kind == KindConnect || ev.Kind == KindListen {

@@ -39,6 +39,13 @@ type execLSMEngineConfig struct {
 	NextGen   uint32
 }
 
+type execLSMExecTask struct {
+	_       structs.HostLayout
+	Parent  uint64
+	Escaped uint32
+	Pad     uint32
+}
+
 type execLSMHashKey struct {
 	_  structs.HostLayout
 	K0 uint64
@@ -49,6 +56,12 @@ type execLSMLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+}
+
+type execLSMNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
 }
 
 type execLSMNode struct {
@@ -106,6 +119,17 @@ type execLSMSeenKey struct {
 	D       uint32
 }
 
+type execLSMTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type execLSMWorkload struct {
 	_       structs.HostLayout
 	Gen     uint32
@@ -121,21 +145,26 @@ type execLSMWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execLSMMapConfig         = "config"
-	execLSMMapDeviations     = "deviations"
-	execLSMMapEvents         = "events"
-	execLSMMapExecHashKey    = "exec_hash_key"
-	execLSMMapExecScratch    = "exec_scratch"
-	execLSMMapLost           = "lost"
-	execLSMMapNetEvents      = "net_events"
-	execLSMMapPolicyNodes    = "policy_nodes"
-	execLSMMapSeen           = "seen"
-	execLSMMapTaskNodes      = "task_nodes"
-	execLSMMapWorkloadLosses = "workload_losses"
-	execLSMMapWorkloads      = "workloads"
-	execLSMProgCheckBprm     = "check_bprm"
-	execLSMProgOnExit        = "on_exit"
-	execLSMProgOnFork        = "on_fork"
+	execLSMMapConfig          = "config"
+	execLSMMapDeviations      = "deviations"
+	execLSMMapEvents          = "events"
+	execLSMMapExecHashKey     = "exec_hash_key"
+	execLSMMapExecScratch     = "exec_scratch"
+	execLSMMapExecTask        = "exec_task"
+	execLSMMapLost            = "lost"
+	execLSMMapNetEvents       = "net_events"
+	execLSMMapNetTasks        = "net_tasks"
+	execLSMMapPolicyNodes     = "policy_nodes"
+	execLSMMapSeen            = "seen"
+	execLSMMapStateFailures   = "state_failures"
+	execLSMMapTaskStates      = "task_states"
+	execLSMMapWorkloadLosses  = "workload_losses"
+	execLSMMapWorkloads       = "workloads"
+	execLSMProgCheckBprm      = "check_bprm"
+	execLSMProgOnCgroupAttach = "on_cgroup_attach"
+	execLSMProgOnExit         = "on_exit"
+	execLSMProgOnFork         = "on_fork"
+	execLSMVarUseTaskStorage  = "use_task_storage"
 )
 
 // loadExecLSM returns the embedded CollectionSpec for execLSM.
@@ -180,9 +209,10 @@ type execLSMSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMProgramSpecs struct {
-	CheckBprm *ebpf.ProgramSpec `ebpf:"check_bprm"`
-	OnExit    *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork    *ebpf.ProgramSpec `ebpf:"on_fork"`
+	CheckBprm      *ebpf.ProgramSpec `ebpf:"check_bprm"`
+	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
+	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
 
 // execLSMMapSpecs contains maps before they are loaded into the kernel.
@@ -194,11 +224,14 @@ type execLSMMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
+	ExecTask       *ebpf.MapSpec `ebpf:"exec_task"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
@@ -207,6 +240,7 @@ type execLSMMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execLSMObjects contains all objects after they have been loaded into the kernel.
@@ -234,11 +268,14 @@ type execLSMMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
+	ExecTask       *ebpf.Map `ebpf:"exec_task"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
-	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	StateFailures  *ebpf.Map `ebpf:"state_failures"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
@@ -250,11 +287,14 @@ func (m *execLSMMaps) Close() error {
 		m.Events,
 		m.ExecHashKey,
 		m.ExecScratch,
+		m.ExecTask,
 		m.Lost,
 		m.NetEvents,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.WorkloadLosses,
 		m.Workloads,
 	)
@@ -264,20 +304,23 @@ func (m *execLSMMaps) Close() error {
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execLSMPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMPrograms struct {
-	CheckBprm *ebpf.Program `ebpf:"check_bprm"`
-	OnExit    *ebpf.Program `ebpf:"on_exit"`
-	OnFork    *ebpf.Program `ebpf:"on_fork"`
+	CheckBprm      *ebpf.Program `ebpf:"check_bprm"`
+	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
+	OnExit         *ebpf.Program `ebpf:"on_exit"`
+	OnFork         *ebpf.Program `ebpf:"on_fork"`
 }
 
 func (p *execLSMPrograms) Close() error {
 	return _ExecLSMClose(
 		p.CheckBprm,
+		p.OnCgroupAttach,
 		p.OnExit,
 		p.OnFork,
 	)

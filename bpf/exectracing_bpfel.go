@@ -39,6 +39,13 @@ type execTracingEngineConfig struct {
 	NextGen   uint32
 }
 
+type execTracingExecTask struct {
+	_       structs.HostLayout
+	Parent  uint64
+	Escaped uint32
+	Pad     uint32
+}
+
 type execTracingHashKey struct {
 	_  structs.HostLayout
 	K0 uint64
@@ -49,6 +56,12 @@ type execTracingLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+}
+
+type execTracingNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
 }
 
 type execTracingNode struct {
@@ -106,6 +119,17 @@ type execTracingSeenKey struct {
 	D       uint32
 }
 
+type execTracingTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type execTracingWorkload struct {
 	_       structs.HostLayout
 	Gen     uint32
@@ -121,21 +145,26 @@ type execTracingWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execTracingMapConfig         = "config"
-	execTracingMapDeviations     = "deviations"
-	execTracingMapEvents         = "events"
-	execTracingMapExecHashKey    = "exec_hash_key"
-	execTracingMapExecScratch    = "exec_scratch"
-	execTracingMapLost           = "lost"
-	execTracingMapNetEvents      = "net_events"
-	execTracingMapPolicyNodes    = "policy_nodes"
-	execTracingMapSeen           = "seen"
-	execTracingMapTaskNodes      = "task_nodes"
-	execTracingMapWorkloadLosses = "workload_losses"
-	execTracingMapWorkloads      = "workloads"
-	execTracingProgOnExec        = "on_exec"
-	execTracingProgOnExit        = "on_exit"
-	execTracingProgOnFork        = "on_fork"
+	execTracingMapConfig          = "config"
+	execTracingMapDeviations      = "deviations"
+	execTracingMapEvents          = "events"
+	execTracingMapExecHashKey     = "exec_hash_key"
+	execTracingMapExecScratch     = "exec_scratch"
+	execTracingMapExecTask        = "exec_task"
+	execTracingMapLost            = "lost"
+	execTracingMapNetEvents       = "net_events"
+	execTracingMapNetTasks        = "net_tasks"
+	execTracingMapPolicyNodes     = "policy_nodes"
+	execTracingMapSeen            = "seen"
+	execTracingMapStateFailures   = "state_failures"
+	execTracingMapTaskStates      = "task_states"
+	execTracingMapWorkloadLosses  = "workload_losses"
+	execTracingMapWorkloads       = "workloads"
+	execTracingProgOnCgroupAttach = "on_cgroup_attach"
+	execTracingProgOnExec         = "on_exec"
+	execTracingProgOnExit         = "on_exit"
+	execTracingProgOnFork         = "on_fork"
+	execTracingVarUseTaskStorage  = "use_task_storage"
 )
 
 // loadExecTracing returns the embedded CollectionSpec for execTracing.
@@ -180,9 +209,10 @@ type execTracingSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingProgramSpecs struct {
-	OnExec *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
 
 // execTracingMapSpecs contains maps before they are loaded into the kernel.
@@ -194,11 +224,14 @@ type execTracingMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
+	ExecTask       *ebpf.MapSpec `ebpf:"exec_task"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
@@ -207,6 +240,7 @@ type execTracingMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execTracingObjects contains all objects after they have been loaded into the kernel.
@@ -234,11 +268,14 @@ type execTracingMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
+	ExecTask       *ebpf.Map `ebpf:"exec_task"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
-	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	StateFailures  *ebpf.Map `ebpf:"state_failures"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
@@ -250,11 +287,14 @@ func (m *execTracingMaps) Close() error {
 		m.Events,
 		m.ExecHashKey,
 		m.ExecScratch,
+		m.ExecTask,
 		m.Lost,
 		m.NetEvents,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.WorkloadLosses,
 		m.Workloads,
 	)
@@ -264,19 +304,22 @@ func (m *execTracingMaps) Close() error {
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execTracingPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingPrograms struct {
-	OnExec *ebpf.Program `ebpf:"on_exec"`
-	OnExit *ebpf.Program `ebpf:"on_exit"`
-	OnFork *ebpf.Program `ebpf:"on_fork"`
+	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.Program `ebpf:"on_exec"`
+	OnExit         *ebpf.Program `ebpf:"on_exit"`
+	OnFork         *ebpf.Program `ebpf:"on_fork"`
 }
 
 func (p *execTracingPrograms) Close() error {
 	return _ExecTracingClose(
+		p.OnCgroupAttach,
 		p.OnExec,
 		p.OnExit,
 		p.OnFork,

@@ -58,7 +58,8 @@ const (
 // runHelper performs one action: "connect tcp|udp|tcp6 ADDR",
 // "connect-mapped IP PORT", "sendto ADDR", "serve ADDR" (answer "hi" to
 // every connection), "serve-udp ADDR" (echo), "arm PINDIR CGROUP" (see
-// TestPinsSurviveLoaderExit) or "print-euid" (see TestExecSetuidEuser).
+// TestPinsSurviveLoaderExit), "print-euid" (see TestExecSetuidEuser), or
+// one of the task-state actions of taskHelper (task_test.go).
 func runHelper(args []string) int {
 	switch args[0] {
 	case "print-euid":
@@ -132,6 +133,8 @@ func runHelper(args []string) int {
 		return floodHelper(args[0] == "flood-spread", args[1:])
 	case "identity":
 		return identityHelper(args[1:])
+	case "thread-exec", "leader-exit-exec", "rename-exec", "wait-thread-exec":
+		return taskHelper(args)
 	}
 	if f, ok := netHelpers[args[0]]; ok {
 		return f(args[1:])

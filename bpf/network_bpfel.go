@@ -107,6 +107,12 @@ type networkNamePattern struct {
 	Bytes     [2]uint64
 }
 
+type networkNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type networkNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -181,6 +187,17 @@ type networkSockInfo struct {
 	}
 }
 
+type networkTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type networkUserSock struct {
 	_    structs.HostLayout
 	Node uint64
@@ -213,10 +230,12 @@ const (
 	networkMapLost           = "lost"
 	networkMapNetEvents      = "net_events"
 	networkMapNetRules       = "net_rules"
+	networkMapNetTasks       = "net_tasks"
 	networkMapPolicyNodes    = "policy_nodes"
 	networkMapSeen           = "seen"
 	networkMapSockInfos      = "sock_infos"
-	networkMapTaskNodes      = "task_nodes"
+	networkMapStateFailures  = "state_failures"
+	networkMapTaskStates     = "task_states"
 	networkMapUserSocks      = "user_socks"
 	networkMapWorkloadLosses = "workload_losses"
 	networkMapWorkloads      = "workloads"
@@ -230,6 +249,7 @@ const (
 	networkProgSendmsg6      = "sendmsg6"
 	networkProgSockCreate    = "sock_create"
 	networkVarUnusedEvent    = "unused_event"
+	networkVarUseTaskStorage = "use_task_storage"
 )
 
 // loadNetwork returns the embedded CollectionSpec for network.
@@ -301,10 +321,12 @@ type networkMapSpecs struct {
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
 	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
+	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
 	SockInfos      *ebpf.MapSpec `ebpf:"sock_infos"`
-	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
@@ -314,7 +336,8 @@ type networkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkVariableSpecs struct {
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // networkObjects contains all objects after they have been loaded into the kernel.
@@ -349,10 +372,12 @@ type networkMaps struct {
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
 	NetRules       *ebpf.Map `ebpf:"net_rules"`
+	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
 	SockInfos      *ebpf.Map `ebpf:"sock_infos"`
-	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	StateFailures  *ebpf.Map `ebpf:"state_failures"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
@@ -372,10 +397,12 @@ func (m *networkMaps) Close() error {
 		m.Lost,
 		m.NetEvents,
 		m.NetRules,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
 		m.SockInfos,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
@@ -386,7 +413,8 @@ func (m *networkMaps) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkVariables struct {
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // networkPrograms contains all programs after they have been loaded into the kernel.

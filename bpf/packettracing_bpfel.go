@@ -65,6 +65,12 @@ type packetTracingLpmV6Key struct {
 	Addr      [16]uint8
 }
 
+type packetTracingNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type packetTracingNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -129,6 +135,17 @@ type packetTracingSeenKey struct {
 	D       uint32
 }
 
+type packetTracingTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type packetTracingUserSock struct {
 	_    structs.HostLayout
 	Node uint64
@@ -160,14 +177,17 @@ const (
 	packetTracingMapLost            = "lost"
 	packetTracingMapNetEvents       = "net_events"
 	packetTracingMapNetRules        = "net_rules"
+	packetTracingMapNetTasks        = "net_tasks"
 	packetTracingMapPolicyNodes     = "policy_nodes"
 	packetTracingMapSeen            = "seen"
-	packetTracingMapTaskNodes       = "task_nodes"
+	packetTracingMapStateFailures   = "state_failures"
+	packetTracingMapTaskStates      = "task_states"
 	packetTracingMapUserSocks       = "user_socks"
 	packetTracingMapWorkloadLosses  = "workload_losses"
 	packetTracingMapWorkloads       = "workloads"
 	packetTracingProgEgressPassedIn = "egress_passed_in"
 	packetTracingProgOnCapCapable   = "on_cap_capable"
+	packetTracingVarUseTaskStorage  = "use_task_storage"
 )
 
 // loadPacketTracing returns the embedded CollectionSpec for packetTracing.
@@ -231,9 +251,11 @@ type packetTracingMapSpecs struct {
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
 	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
+	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
@@ -243,6 +265,7 @@ type packetTracingMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type packetTracingVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // packetTracingObjects contains all objects after they have been loaded into the kernel.
@@ -276,9 +299,11 @@ type packetTracingMaps struct {
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
 	NetRules       *ebpf.Map `ebpf:"net_rules"`
+	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
-	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	StateFailures  *ebpf.Map `ebpf:"state_failures"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
@@ -297,9 +322,11 @@ func (m *packetTracingMaps) Close() error {
 		m.Lost,
 		m.NetEvents,
 		m.NetRules,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
@@ -310,6 +337,7 @@ func (m *packetTracingMaps) Close() error {
 //
 // It can be passed to loadPacketTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type packetTracingVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // packetTracingPrograms contains all programs after they have been loaded into the kernel.

@@ -10,28 +10,117 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwarkhq/bulwark/cgroup"
 )
 
 // runningProcess is what placing a process already running in a workload
-// needs from /proc: the same facts the kernel matches at exec.
+// needs: its parent from /proc, and the facts the kernel matched at its
+// last exec, from the kernel's record in its task state (never /proc's
+// comm and exe, which the process can change).
 type runningProcess struct {
 	ppid int
-	comm string // the process name (comm, at most 15 bytes)
+	comm string // the name at the last exec (comm, at most 15 bytes)
 	exe  string // the executable's path inside the process's root
 	euid uint32
+}
+
+// Task state flags from include/bulwark.h.
+const (
+	tsTruncated = 1
+	tsNoExec    = 4
+)
+
+// nodeUnknown is the kernel's NODE_UNKNOWN: a synthetic node without
+// children, for a process whose node cannot be known.
+const nodeUnknown = nodeSynthetic | 1
+
+// taskState reads the kernel's state of process pid (its thread-group
+// leader's task storage, looked up by pidfd); false when it has none.
+func (e *Engine) taskState(pid int) (networkTaskState, bool, error) {
+	var st networkTaskState
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return st, false, fmt.Errorf("pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	err = e.net.TaskStates.Lookup(uint32(fd), &st)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("read task state of %d: %w", pid, err)
+	}
+	return st, true, nil
+}
+
+// putTaskState writes the state of process pid (and its threads'), stamped
+// now so that threads the kernel could not reach take it too, and its
+// net_tasks entry.
+func (e *Engine) putTaskState(pid int, st *networkTaskState) error {
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		return err
+	}
+	st.Stamp = uint64(now.Nano())
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	if err := e.net.TaskStates.Put(uint32(fd), st); err != nil {
+		return fmt.Errorf("write task state of %d: %w", pid, err)
+	}
+	if err := e.net.NetTasks.Put(uint32(pid), networkNetTask{Node: st.Node, Cgid: st.Cgid}); err != nil {
+		return fmt.Errorf("write network task entry of %d: %w", pid, err)
+	}
+	return e.putThreadStates(pid, st)
+}
+
+// putThreadStates writes st to the other threads of process pid too, where
+// the kernel gives pidfds of threads (PIDFD_THREAD, Linux 6.9). Elsewhere
+// the kernel takes the leader's newer state for a thread, except where the
+// tracing backend checks an exec from that thread (after de_thread, on the
+// thread's own state).
+func (e *Engine) putThreadStates(pid int, st *networkTaskState) error {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil // gone
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil || tid == pid {
+			continue
+		}
+		fd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+		if errors.Is(err, unix.EINVAL) {
+			return nil // no thread pidfds here
+		}
+		if err != nil {
+			continue // exited
+		}
+		err = e.net.TaskStates.Put(uint32(fd), st)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("write task state of thread %d of %d: %w", tid, pid, err)
+		}
+	}
+	return nil
 }
 
 // placeRunning gives the processes already running in the workload of
 // cgroup id (directory cgroupPath and below) their node under c, as if c had
 // been in force when they were executed: a process keeps a node c has; a
 // forked process that has executed nothing since shares its parent's new
-// node; otherwise it takes the child of its parent's node that its name,
-// exe and effective user match, if any. Listening sockets bound by a re-placed
-// process follow it. Without this, a policy applied to a running workload
-// would see every running process as outside it. The processes of a cgroup
-// below that is armed as a workload of its own are left on its nodes.
+// node; otherwise it takes the child of its parent's node that the name,
+// exe and effective user the kernel recorded at its last exec match, if
+// any. A process with no record (running since before the engine) gets
+// nodeUnknown: its execs are deviations, and it cannot pick its node by
+// renaming itself. Listening sockets bound by a re-placed process follow
+// it. Without this, a policy applied to a running workload would see every
+// running process as outside it. The processes of a cgroup below that is
+// armed as a workload of its own are left on its nodes.
 //
 // earlier holds each process's node before the earlier passes of this
 // Apply placed it, and gains this pass's: a process whose node is its
@@ -47,15 +136,22 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 	if err != nil {
 		return err
 	}
-	// Each process's node before placement: a forked process that has not
-	// executed anything since has its parent's.
+	// Each process's state before placement: a forked process that has
+	// not executed anything since has its parent's node.
 	before := make(map[int]uint64, len(pids))
+	states := make(map[int]networkTaskState, len(pids))
 	for _, pid := range pids {
-		var cur uint64
-		if err := e.net.TaskNodes.Lookup(uint32(pid), &cur); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			e.log.Warn("read process node", "pid", pid, "err", err)
+		st, ok, err := e.taskState(pid)
+		if err != nil {
+			if !errors.Is(err, unix.ESRCH) {
+				e.log.Warn("read process state", "pid", pid, "err", err)
+			}
+			continue
 		}
-		before[pid] = cur
+		before[pid] = st.Node
+		if ok {
+			states[pid] = st
+		}
 	}
 	// /proc is read only for the processes to place (and their parents):
 	// a process with a node c has keeps it.
@@ -68,7 +164,9 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		f, done := read[pid]
 		if !done {
 			if _, listed := before[pid]; listed {
-				f.p, f.ok = readProcess(pid)
+				f.p.ppid, f.ok = readPPid(pid)
+				st := states[pid]
+				f.p.comm, f.p.exe, f.p.euid = cString(st.Name[:]), cString(st.Exe[:]), st.Euid
 			}
 			read[pid] = f
 		}
@@ -94,6 +192,7 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		if !ok {
 			return cur
 		}
+		st, recorded := states[pid]
 		node := cur
 		_, parentIn := running(p.ppid)
 		var parent uint64
@@ -101,18 +200,22 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 			parent = place(p.ppid)
 		}
 		switch {
+		case !recorded:
+			node = nodeUnknown
+			st = networkTaskState{Cgid: id, Flags: tsNoExec}
 		case parentIn && cur != 0 && (before[p.ppid] == cur || forkedEarlier(p.ppid, cur)):
 			// Forked, not executed since: the kernel gives a child
 			// its parent's node (an exec always gives another).
 			node = parent
-		default:
+		case st.Flags&(tsTruncated|tsNoExec) == 0:
 			if n := c.matchChild(parent, p); n != 0 {
 				node = n
 			}
 		}
 		placed[pid] = node
 		if node != cur {
-			if err := e.net.TaskNodes.Put(uint32(pid), node); err != nil {
+			st.Node = node
+			if err := e.putTaskState(pid, &st); err != nil {
 				e.log.Warn("place running process", "pid", pid, "err", err)
 			} else if cur != 0 {
 				moved[cur] = node
@@ -192,46 +295,18 @@ func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
 	return 0
 }
 
-// readProcess reads pid's parent, name, exe (inside its own root) and
-// effective uid; false when it is gone or unreadable (a kernel thread).
-func readProcess(pid int) (runningProcess, bool) {
-	dir := "/proc/" + strconv.Itoa(pid)
-	var p runningProcess
-	exe, err := os.Readlink(dir + "/exe")
+// readPPid reads pid's parent; false when it is gone or unreadable.
+func readPPid(pid int) (int, bool) {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return p, false
-	}
-	// Spelled as the kernel's exe classes are: /proc shows a memfd as
-	// "/memfd:NAME (deleted)", an unlinked file as "PATH (deleted)".
-	if name, ok := strings.CutPrefix(exe, "/"+memfdPrefix); ok && strings.HasSuffix(name, deletedSuffix) {
-		exe = memfdPrefix + strings.TrimSuffix(name, deletedSuffix)
-	}
-	if root, err := os.Readlink(dir + "/root"); err == nil && root != "/" {
-		if rel, ok := strings.CutPrefix(exe, root); ok && strings.HasPrefix(rel, "/") {
-			exe = rel
-		}
-	}
-	p.exe = exe
-	comm, err := os.ReadFile(dir + "/comm")
-	if err != nil {
-		return p, false
-	}
-	p.comm = strings.TrimSuffix(string(comm), "\n")
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return p, false
+		return 0, false
 	}
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
-		key, val, _ := strings.Cut(sc.Text(), ":")
-		f := strings.Fields(val)
-		switch {
-		case key == "PPid" && len(f) > 0:
-			p.ppid, _ = strconv.Atoi(f[0])
-		case key == "Uid" && len(f) > 1:
-			u, _ := strconv.ParseUint(f[1], 10, 32)
-			p.euid = uint32(u)
+		if v, ok := strings.CutPrefix(sc.Text(), "PPid:"); ok {
+			ppid, err := strconv.Atoi(strings.TrimSpace(v))
+			return ppid, err == nil
 		}
 	}
-	return p, true
+	return 0, false
 }

@@ -190,34 +190,42 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 	}
 	ready := filepath.Join(t.TempDir(), "ready")
 	sh, _ := startReader(t, bin, cg, fmt.Sprintf("( : > %s; read l ); read l", ready), ready)
-	pids, err := cgroup.Procs(cg, nil)
-	if err != nil || len(pids) != 2 {
-		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
+	sub := subshell(t, cg, sh)
+	st, ok, err := e.taskState(sh.Process.Pid)
+	if err != nil || !ok {
+		t.Fatalf("shell state: %v, %v", ok, err)
 	}
-	sub := pids[0]
-	if sub == sh.Process.Pid {
-		sub = pids[1]
-	}
-	var old, subOld uint64
-	if err := e.net.TaskNodes.Lookup(uint32(sh.Process.Pid), &old); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.net.TaskNodes.Lookup(uint32(sub), &subOld); err != nil || subOld != old {
-		t.Fatalf("subshell node %x, %v; want the shell's %x", subOld, err, old)
+	old := st.Node
+	if sst, ok, err := e.taskState(sub); err != nil || !ok || sst.Node != old {
+		t.Fatalf("subshell node %x, %v, %v; want the shell's %x", sst.Node, ok, err, old)
 	}
 	// An earlier pass placed the shell only.
 	shNode := nodeHash("sh_0")
-	if err := e.net.TaskNodes.Put(uint32(sh.Process.Pid), shNode); err != nil {
+	st.Node = shNode
+	if err := e.putTaskState(sh.Process.Pid, &st); err != nil {
 		t.Fatal(err)
 	}
 	earlier := map[int]uint64{sh.Process.Pid: old}
 	if err := e.placeRunning(id, cg, mustCompile(t, treeSpec()), earlier); err != nil {
 		t.Fatal(err)
 	}
-	var got uint64
-	if err := e.net.TaskNodes.Lookup(uint32(sub), &got); err != nil || got != shNode {
-		t.Fatalf("subshell node %x, %v; want the shell's new node %x", got, err, shNode)
+	if got, ok, err := e.taskState(sub); err != nil || !ok || got.Node != shNode {
+		t.Fatalf("subshell node %x, %v, %v; want the shell's new node %x", got.Node, ok, err, shNode)
 	}
+}
+
+// subshell returns the pid of the one process in cgroup cg besides the
+// shell sh (its subshell).
+func subshell(t *testing.T, cg string, sh *exec.Cmd) int {
+	t.Helper()
+	pids, err := cgroup.Procs(cg, nil)
+	if err != nil || len(pids) != 2 {
+		t.Fatalf("processes %v, %v; want the shell and its subshell", pids, err)
+	}
+	if pids[0] == sh.Process.Pid {
+		return pids[1]
+	}
+	return pids[0]
 }
 
 // startReader starts busybox sh (in bin) running script in cgroup cg with
@@ -226,16 +234,23 @@ func TestPlaceRunningForkedBeforeParentPlaced(t *testing.T) {
 func startReader(t *testing.T, bin, cg, script, ready string) (*exec.Cmd, io.Writer) {
 	t.Helper()
 	sh := exec.Command(bin+"/sh", "-c", script)
-	stdin, err := sh.StdinPipe()
+	return sh, startWithStdin(t, sh, cg, ready)
+}
+
+// startWithStdin starts cmd in cgroup cg with a pipe to its stdin; it is
+// killed when the test ends. It returns once cmd has created the file ready.
+func startWithStdin(t *testing.T, cmd *exec.Cmd, cg, ready string) io.Writer {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cgroup.StartIn(sh, cg); err != nil {
+	if err := cgroup.StartIn(cmd, cg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	waitForFile(t, ready, "the shell did not create "+ready)
-	return sh, stdin
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitForFile(t, ready, "the process did not create "+ready)
+	return stdin
 }
 
 // waitForFile waits up to 10 s for path to exist; the test fails with

@@ -65,6 +65,12 @@ type socketLSMLpmV6Key struct {
 	Addr      [16]uint8
 }
 
+type socketLSMNetTask struct {
+	_    structs.HostLayout
+	Node uint64
+	Cgid uint64
+}
+
 type socketLSMNode struct {
 	_         structs.HostLayout
 	Nchildren uint32
@@ -129,6 +135,17 @@ type socketLSMSeenKey struct {
 	D       uint32
 }
 
+type socketLSMTaskState struct {
+	_     structs.HostLayout
+	Node  uint64
+	Cgid  uint64
+	Stamp uint64
+	Euid  uint32
+	Flags uint32
+	Name  [16]int8
+	Exe   [256]int8
+}
+
 type socketLSMUserSock struct {
 	_    structs.HostLayout
 	Node uint64
@@ -160,15 +177,18 @@ const (
 	socketLSMMapLost                = "lost"
 	socketLSMMapNetEvents           = "net_events"
 	socketLSMMapNetRules            = "net_rules"
+	socketLSMMapNetTasks            = "net_tasks"
 	socketLSMMapPolicyNodes         = "policy_nodes"
 	socketLSMMapSeen                = "seen"
-	socketLSMMapTaskNodes           = "task_nodes"
+	socketLSMMapStateFailures       = "state_failures"
+	socketLSMMapTaskStates          = "task_states"
 	socketLSMMapUserSocks           = "user_socks"
 	socketLSMMapWorkloadLosses      = "workload_losses"
 	socketLSMMapWorkloads           = "workloads"
 	socketLSMProgCheckSocketConnect = "check_socket_connect"
 	socketLSMProgCheckSocketCreate  = "check_socket_create"
 	socketLSMProgCheckSocketSendmsg = "check_socket_sendmsg"
+	socketLSMVarUseTaskStorage      = "use_task_storage"
 )
 
 // loadSocketLSM returns the embedded CollectionSpec for socketLSM.
@@ -233,9 +253,11 @@ type socketLSMMapSpecs struct {
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
 	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
+	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
-	TaskNodes      *ebpf.MapSpec `ebpf:"task_nodes"`
+	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
@@ -245,6 +267,7 @@ type socketLSMMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketLSMVariableSpecs struct {
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // socketLSMObjects contains all objects after they have been loaded into the kernel.
@@ -278,9 +301,11 @@ type socketLSMMaps struct {
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
 	NetRules       *ebpf.Map `ebpf:"net_rules"`
+	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
-	TaskNodes      *ebpf.Map `ebpf:"task_nodes"`
+	StateFailures  *ebpf.Map `ebpf:"state_failures"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
@@ -299,9 +324,11 @@ func (m *socketLSMMaps) Close() error {
 		m.Lost,
 		m.NetEvents,
 		m.NetRules,
+		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
-		m.TaskNodes,
+		m.StateFailures,
+		m.TaskStates,
 		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
@@ -312,6 +339,7 @@ func (m *socketLSMMaps) Close() error {
 //
 // It can be passed to loadSocketLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketLSMVariables struct {
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // socketLSMPrograms contains all programs after they have been loaded into the kernel.

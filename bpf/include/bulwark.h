@@ -45,6 +45,7 @@ enum event_kind {
 	EVENT_ACCEPT = 3,
 	EVENT_LISTEN = 4, /* a process bound a port (observation only) */
 	EVENT_SOCKET = 5, /* a protocol the policy cannot name (raw, packet, ...) */
+	EVENT_MIGRATE = 6, /* a task bound to a workload left its cgroup */
 };
 
 /* Event flags. */
@@ -76,6 +77,11 @@ enum exe_class {
 /* Marks a task node that is not a policy node: observe mode and audited
  * deviations get a synthetic node so their descendants stay apart. */
 #define NODE_SYNTHETIC (1ULL << 63)
+
+/* The synthetic node of a task whose node is unknown: created inside a
+ * workload but found without state, or running before the engine. It has
+ * no children, so every exec from it is a deviation. */
+#define NODE_UNKNOWN (NODE_SYNTHETIC | 1)
 
 /* One entry of the workloads table, keyed by cgroup id. */
 struct workload {
@@ -240,14 +246,67 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy_nodes SEC(".maps");
 
-/* Process node of every task (by tgid) running inside a workload. */
+/* Task state flags. */
+enum task_flag {
+	TS_TRUNCATED = 1, /* the last exec's exe did not fit: matches no node */
+	TS_ESCAPED = 2,   /* left its workload's cgroup */
+	TS_NO_EXEC = 4,   /* no exec recorded (written by placement) */
+};
+
+/* The state of a task that is or was inside a workload, in task storage:
+ * its process node, the workload it stays bound to wherever it moves, and
+ * what its last exec was (the kernel's record, for placement). Forks and
+ * new threads copy their creator's; a thread's process is its group
+ * leader's state when that is newer (placement writes the leader's). */
+struct task_state {
+	__u64 node;
+	__u64 cgid;  /* workload cgroup id */
+	__u64 stamp; /* CLOCK_MONOTONIC ns of the last exec or placement */
+	__u32 euid;  /* of the last exec */
+	__u32 flags; /* enum task_flag */
+	char name[NAME_LEN];
+	char exe[PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} task_states SEC(".maps");
+
+/* Whether this program may call bpf_task_storage_get: Open clears it for
+ * the network programs where cgroup programs may not (before Linux 6.x),
+ * which then read net_tasks instead. */
+volatile const __u32 use_task_storage = 1;
+
+/* What the network programs need of a process's task state, by tgid, for
+ * kernels where they cannot read task storage: written wherever the node
+ * changes (exec, fork, placement), deleted when the thread group exits. A
+ * full table leaves a process without entry: its network checks run as
+ * node 0, which no process-restricted rule allows (and it is counted). */
+struct net_task {
+	__u64 node;
+	__u64 cgid;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
+	__type(value, struct net_task);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_tasks SEC(".maps");
+
+/* Task states that could not be created or were found missing, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} task_nodes SEC(".maps");
+} state_failures SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -417,12 +476,65 @@ static __always_inline void dev_reported(struct dev_count *slot, __u64 n, bool e
 		slot->retry = 1;
 }
 
-/* The workload the current task belongs to: its own cgroup, or the nearest
- * ancestor at a level where some workload sits. */
+static __always_inline void count_state_failure(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&state_failures, &zero);
+	if (n)
+		(*n)++;
+}
+
+/* The state of task: its own, or its group leader's when that is newer. */
+static __always_inline struct task_state *task_state_of(struct task_struct *task)
+{
+	struct task_state *ts = bpf_task_storage_get(&task_states, task, 0, 0);
+	struct task_struct *leader = task->group_leader;
+	if (!leader || leader == task)
+		return ts;
+	struct task_state *ls = bpf_task_storage_get(&task_states, leader, 0, 0);
+	if (ls && (!ts || ls->stamp > ts->stamp))
+		return ls;
+	return ts;
+}
+
+/* The workload the current task belongs to: the one its state is bound to
+ * (wherever it moved since), else its own cgroup's, or the nearest
+ * ancestor's at a level where some workload sits. */
+/* current_binding returns the workload cgroup id and node the current task
+ * is bound to, from its task state or (where this program cannot read task
+ * storage) net_tasks; false when it has none. */
+static __always_inline bool current_binding(__u64 *cgid, __u64 *node)
+{
+	if (use_task_storage) {
+		struct task_state *ts = task_state_of(bpf_get_current_task_btf());
+		if (!ts)
+			return false;
+		*cgid = ts->cgid;
+		*node = ts->node;
+		return true;
+	}
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct net_task *nt = bpf_map_lookup_elem(&net_tasks, &tgid);
+	if (!nt)
+		return false;
+	*cgid = nt->cgid;
+	*node = nt->node;
+	return true;
+}
+
 static __always_inline struct workload *current_workload(__u64 *cgid)
 {
-	__u64 id = bpf_get_current_cgroup_id();
-	struct workload *w = bpf_map_lookup_elem(&workloads, &id);
+	struct workload *w;
+	__u64 id = 0, node;
+	if (current_binding(&id, &node) && id) {
+		w = bpf_map_lookup_elem(&workloads, &id);
+		if (w) {
+			*cgid = id;
+			return w;
+		}
+	}
+	id = bpf_get_current_cgroup_id();
+	w = bpf_map_lookup_elem(&workloads, &id);
 	if (w) {
 		*cgid = id;
 		return w;
@@ -457,11 +569,11 @@ static __always_inline bool first_seen(struct seen_key *k)
 	return true;
 }
 
+/* The process node of the current task; 0 when it has no state. */
 static __always_inline __u64 current_node(void)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 *n = bpf_map_lookup_elem(&task_nodes, &tgid);
-	return n ? *n : 0;
+	__u64 cgid, node;
+	return current_binding(&cgid, &node) ? node : 0;
 }
 
 #endif /* __BULWARK_H__ */

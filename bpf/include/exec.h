@@ -566,25 +566,109 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	dev_reported(slot, count, true);
 }
 
+/* cgroup_within reports whether cgroup cg is the workload cgroup cgid (at
+ * level) or below it. */
+static __always_inline bool cgroup_within(struct cgroup *cg, __u64 cgid, __u32 level)
+{
+	if (!cg || level >= MAX_LEVEL || BPF_CORE_READ(cg, level) < (int)level)
+		return false;
+	struct cgroup *anc = NULL;
+	bpf_probe_read_kernel(&anc, sizeof(anc),
+			      (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) +
+				      level * sizeof(anc));
+	return anc && BPF_CORE_READ(anc, kn, id) == cgid;
+}
+
+/* state_lost reports whether task, without state in workload cgid (at
+ * level), was created inside it: its parent has state or is inside too. A
+ * task entering from outside (runc init, docker exec, nsenter and a write
+ * to cgroup.procs) has a parent outside. */
+static __always_inline bool state_lost(struct task_struct *task, __u64 cgid, __u32 level)
+{
+	struct task_struct *parent = task->real_parent;
+	if (!parent)
+		return false;
+	if (bpf_task_storage_get(&task_states, parent, 0, 0))
+		return true;
+	return cgroup_within(BPF_CORE_READ(parent, cgroups, dfl_cgrp), cgid, level);
+}
+
+/* record_net_task writes the node and workload of process tgid to
+ * net_tasks; a failure (a full table) is counted. */
+static __always_inline void record_net_task(__u32 tgid, struct task_state *ts)
+{
+	struct net_task nt = { .node = ts->node, .cgid = ts->cgid };
+	if (bpf_map_update_elem(&net_tasks, &tgid, &nt, BPF_ANY))
+		count_state_failure();
+}
+
+/* What check_exec learns from the task's state before deciding. It goes
+ * through map memory, whose contents the verifier does not track, so the
+ * paths through the state lookups merge again before the decision. */
+struct exec_task {
+	__u64 parent;  /* the task's node; NODE_UNKNOWN for a lost state */
+	__u32 escaped; /* TS_ESCAPED or 0 */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_task);
+} exec_task SEC(".maps");
+
+/* load_parent fills x for an exec by task in workload cgid (at level) and
+ * makes sure the task has a state to record the exec in. A task without
+ * state entered the workload from outside and may exec a root node (parent
+ * 0); one created inside whose state is missing, or whose state cannot be
+ * created, fails closed with NODE_UNKNOWN (counted). */
+static __always_inline void load_parent(struct exec_task *x, struct task_struct *task,
+					__u64 cgid, __u32 level)
+{
+	struct task_state *ts = task_state_of(task);
+	x->parent = 0;
+	x->escaped = 0;
+	if (ts) {
+		x->parent = ts->node;
+		x->escaped = ts->flags & TS_ESCAPED;
+	} else if (state_lost(task, cgid, level)) {
+		count_state_failure();
+		x->parent = NODE_UNKNOWN;
+	}
+	if (!bpf_task_storage_get(&task_states, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
+		count_state_failure();
+		x->parent = NODE_UNKNOWN;
+	}
+}
+
 /* check_exec decides an exec by the current task (already in workload w of
- * cgroup cgid) of file, named s->name, with the given credentials: it
- * records the task's new node, reports the exec and returns the verdict the
- * backend must enforce. */
+ * cgroup cgid) of file, named s->name, with the given credentials, from
+ * the node in its state (load_parent): it records the task's new node and
+ * the exec in its state, reports the exec and returns the verdict the
+ * backend must enforce. A task that left the workload's cgroup is denied
+ * in enforce. */
 static __always_inline int check_exec(struct scratch *s, struct workload *w, __u64 cgid,
 				      struct task_struct *task, struct file *file, __u32 uid,
 				      __u32 euid)
 {
 	__u32 gen = w->gen, mode = w->mode, wflags = w->flags;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0;
+	struct exec_task *x = bpf_map_lookup_elem(&exec_task, &zero);
+	if (!x)
+		return mode == MODE_ENFORCE ? VERDICT_BLOCK : VERDICT_ALLOW;
+	load_parent(x, task, cgid, w->level);
 	struct exe_id id = resolve_exe(s, file, w);
 	__u32 nlen = name_len(s);
 	__u64 exe_hash = keyed_hash((const __u64 *)s->path, id.len, true) + id.cls;
 	__u64 name_hash = keyed_hash((const __u64 *)s->name, nlen, false);
-	__u64 *pp = bpf_map_lookup_elem(&task_nodes, &tgid);
-	__u64 parent = pp ? *pp : 0;
+	__u64 parent = x->parent;
+	__u32 escaped = x->escaped;
 	__u64 node = 0;
 	__u32 flags = id.flags;
 
+	/* NODE_UNKNOWN has no children: nothing matches under it. */
 	if (mode != MODE_OBSERVE && !id.flags)
 		node = match_child(gen, parent, &id, nlen, euid);
 	if (!node) {
@@ -599,6 +683,8 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 				flags |= EV_BLOCKED;
 		}
 	}
+	if (mode == MODE_ENFORCE)
+		flags |= -(escaped / TS_ESCAPED) & (EV_DEVIATION | EV_BLOCKED);
 
 	if (flags & EV_DEVIATION) {
 		emit_exec(s, task, cgid, node, parent, flags, uid, euid);
@@ -614,40 +700,150 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 		if (first_seen(&k))
 			emit_exec(s, task, cgid, node, parent, flags, uid, euid);
 	}
-	if (flags & EV_BLOCKED)
+	struct task_state *own = bpf_task_storage_get(&task_states, task, 0, 0);
+	if (flags & EV_BLOCKED) {
+		/* The task keeps its image (lsm backend): a state created
+		 * just now keeps its node (NODE_UNKNOWN when lost, never the
+		 * roots' rights once the task was inside). */
+		if (own && !own->cgid) {
+			own->node = parent;
+			own->cgid = cgid;
+			own->stamp = bpf_ktime_get_ns();
+			record_net_task(tgid, own);
+		}
 		return VERDICT_BLOCK;
-	bpf_map_update_elem(&task_nodes, &tgid, &node, BPF_ANY);
+	}
+	if (!own)
+		return VERDICT_ALLOW;
+	own->node = node;
+	own->cgid = cgid;
+	own->stamp = bpf_ktime_get_ns();
+	own->euid = euid;
+	own->flags = escaped | (id.flags ? TS_TRUNCATED : 0);
+	__builtin_memcpy(own->name, s->name, NAME_LEN);
+	bpf_probe_read_kernel(own->exe, PATH_LEN, s->path);
+	record_net_task(tgid, own);
 	return VERDICT_ALLOW;
 }
 
-/* A new process inherits its parent's node; threads share their process's. */
+/* Present from Linux 6.13; bpf_ksym_exists tells. */
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				__u64 value) __ksym __weak;
+
+#ifndef bpf_ksym_exists
+#define bpf_ksym_exists(sym) (!!&(sym))
+#endif
+
+static __always_inline void emit_migrate(struct task_struct *task, struct task_state *ts,
+					 __u32 flags)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss(ts->cgid, LOSS_EVENTS);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->time_ns = bpf_ktime_get_ns();
+	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->count = 1;
+	e->cgid = ts->cgid;
+	e->node = ts->node;
+	e->kind = EVENT_MIGRATE;
+	e->flags = flags;
+	e->pid = BPF_CORE_READ(task, tgid);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->euid = BPF_CORE_READ(task, cred, euid.val);
+	__builtin_memcpy(e->comm, ts->name, NAME_LEN);
+	bpf_probe_read_kernel(e->exe, PATH_LEN, ts->exe);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* check_move handles task, with state ts, arriving in cgroup dst (a write
+ * to cgroup.procs, or a fork with CLONE_INTO_CGROUP, by the current task):
+ * leaving the workload it is bound to is a deviation, and in enforce the
+ * task is killed (the cgroup network programs follow the socket's cgroup,
+ * so its new sockets would escape them), with the current task when that
+ * is bound to the same workload. Without bpf_send_signal_task (before
+ * 6.13) a task other than the current one cannot be killed here: its
+ * escaped flag denies its every exec. */
+static __always_inline void check_move(struct task_struct *task, struct task_state *ts,
+				       struct cgroup *dst)
+{
+	__u64 cgid = ts->cgid;
+	if (!cgid)
+		return;
+	struct workload *w = bpf_map_lookup_elem(&workloads, &cgid);
+	if (!w || cgroup_within(dst, cgid, w->level))
+		return;
+	ts->flags |= TS_ESCAPED;
+	if (w->mode == MODE_OBSERVE)
+		return;
+	bool enforce = w->mode == MODE_ENFORCE;
+	emit_migrate(task, ts, EV_DEVIATION | (enforce ? EV_BLOCKED : 0));
+	if (!enforce)
+		return;
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct task_state *cs = task_state_of(cur);
+	if (task == cur || (cs && cs->cgid == cgid))
+		bpf_send_signal(SIGKILL);
+	if (task != cur && bpf_ksym_exists(bpf_send_signal_task))
+		bpf_send_signal_task(task, SIGKILL, PIDTYPE_TGID, 0);
+}
+
+/* A new task (process or thread) copies its creator's state. Task storage
+ * goes with its task: nothing of it is deleted at exit, so neither the
+ * leader's exit while other threads run nor an exec from another thread
+ * (de_thread: the exec'ing thread's own storage survives) loses a node. */
 SEC("tp_btf/sched_process_fork")
 int on_fork(__u64 *ctx)
 {
 	struct task_struct *parent = (void *)ctx[0];
 	struct task_struct *child = (void *)ctx[1];
-	__u32 ptgid = BPF_CORE_READ(parent, tgid);
-	__u32 cpid = BPF_CORE_READ(child, pid);
+	struct task_state *ps = task_state_of(parent);
+	if (!ps)
+		return 0;
+	struct task_state *cs = bpf_task_storage_get(&task_states, child, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!cs) {
+		count_state_failure();
+		return 0;
+	}
+	bpf_probe_read_kernel(cs, sizeof(*cs), ps);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (cpid != ctgid)
-		return 0;
-	__u64 *n = bpf_map_lookup_elem(&task_nodes, &ptgid);
-	if (!n)
-		return 0;
-	__u64 node = *n;
-	bpf_map_update_elem(&task_nodes, &ctgid, &node, BPF_ANY);
+	if (BPF_CORE_READ(child, pid) == ctgid)
+		record_net_task(ctgid, cs);
+	/* clone3(CLONE_INTO_CGROUP) places the child with no attach event. */
+	check_move(child, cs, BPF_CORE_READ(child, cgroups, dfl_cgrp));
 	return 0;
 }
 
-/* A process's node goes when its thread-group leader exits. */
+/* A thread group's net_tasks entry goes when its last thread exits
+ * (group_dead: signal->live has dropped to 0 here), not with the leader:
+ * the leader may exit first (while other threads run, or during an exec
+ * from another thread). */
 SEC("tp_btf/sched_process_exit")
 int on_exit(__u64 *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if ((__u32)id != tgid)
+	struct task_struct *task = (void *)ctx[0];
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	bpf_map_delete_elem(&task_nodes, &tgid);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&net_tasks, &tgid);
+	return 0;
+}
+
+/* A write to cgroup.procs moved task into dst (v1 hierarchies fire too). */
+SEC("tp_btf/cgroup_attach_task")
+int on_cgroup_attach(__u64 *ctx)
+{
+	struct cgroup *dst = (void *)ctx[0];
+	struct task_struct *task = (void *)ctx[2];
+	if (BPF_CORE_READ(dst, root, hierarchy_id) != 0)
+		return 0;
+	struct task_state *ts = bpf_task_storage_get(&task_states, task, 0, 0);
+	if (ts)
+		check_move(task, ts, dst);
 	return 0;
 }
 

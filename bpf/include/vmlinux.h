@@ -34,6 +34,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_LPM_TRIE = 11,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
 enum {
@@ -44,6 +45,10 @@ enum {
 
 enum {
 	BPF_F_NO_PREALLOC = 1,
+};
+
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
 #define __bpf_md_ptr(type, name) \
@@ -126,6 +131,46 @@ struct fs_struct {
 	struct path root;
 } __attribute__((preserve_access_index));
 
+struct kernfs_node {
+	__u64 id; /* the cgroup id, for a cgroup's directory */
+} __attribute__((preserve_access_index));
+
+struct cgroup_root {
+	int hierarchy_id; /* 0: the cgroup v2 hierarchy */
+} __attribute__((preserve_access_index));
+
+struct cgroup_subsys_state {
+	struct cgroup_subsys_state *parent;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct cgroup_subsys_state self; /* first member: a css pointer is its cgroup */
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+	int level;
+	struct cgroup *ancestors[]; /* ancestors[level] is the cgroup itself */
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
+enum pid_type {
+	PIDTYPE_PID,
+	PIDTYPE_TGID,
+	PIDTYPE_PGID,
+	PIDTYPE_SID,
+	PIDTYPE_MAX,
+};
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not exited yet */
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
@@ -134,6 +179,8 @@ struct task_struct {
 	__u64 start_boottime;
 	const struct cred *cred;
 	struct fs_struct *fs;
+	struct signal_struct *signal;
+	struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {

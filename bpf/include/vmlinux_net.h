@@ -72,19 +72,6 @@ struct in6_addr {
 	__u8 u6_addr8[16];
 } __attribute__((preserve_access_index));
 
-struct kernfs_node {
-	__u64 id;
-} __attribute__((preserve_access_index));
-
-struct cgroup_subsys_state {
-	struct cgroup_subsys_state *parent;
-} __attribute__((preserve_access_index));
-
-struct cgroup {
-	struct cgroup_subsys_state self; /* first member: a css pointer is its cgroup */
-	struct kernfs_node *kn;
-} __attribute__((preserve_access_index));
-
 struct sock_cgroup_data {
 	struct cgroup *cgroup;
 } __attribute__((preserve_access_index));
