@@ -437,15 +437,7 @@ func (e *Engine) Lost() (uint64, error) {
 
 // lostCount sums the global loss counter which over CPUs.
 func (e *Engine) lostCount(which uint32) (uint64, error) {
-	var perCPU []uint64
-	if err := e.net.Lost.Lookup(which, &perCPU); err != nil {
-		return 0, fmt.Errorf("read lost-event counters: %w", err)
-	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n, nil
+	return sumPerCPU(e.net.Lost, which, "lost-event")
 }
 
 // TaskStateFailures returns how many times a task inside a workload had no
@@ -453,9 +445,14 @@ func (e *Engine) lostCount(which uint32) (uint64, error) {
 // missing), summed over CPUs since the maps were created. Each such task's
 // exec was failed closed.
 func (e *Engine) TaskStateFailures() (uint64, error) {
+	return sumPerCPU(e.net.StateFailures, 0, "task state failure")
+}
+
+// sumPerCPU sums the per-CPU counter at index of m, counting what.
+func sumPerCPU(m *ebpf.Map, index uint32, what string) (uint64, error) {
 	var perCPU []uint64
-	if err := e.net.StateFailures.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("read task state failure counters: %w", err)
+	if err := m.Lookup(index, &perCPU); err != nil {
+		return 0, fmt.Errorf("read %s counters: %w", what, err)
 	}
 	var n uint64
 	for _, v := range perCPU {

@@ -31,7 +31,7 @@ func TestRemovedPinsKeepEnforcing(t *testing.T) {
 	}
 	cgDir := filepath.Join(pins, pinCgroupDir+strconv.FormatUint(id, 10))
 	removed := []string{cgDir}
-	for _, p := range []string{pinExecPrefix + e.Backend(), pinFork, pinExit, "workloads", "task_nodes"} {
+	for _, p := range []string{pinExecPrefix + e.Backend(), pinFork, pinExit, "workloads", "task_states"} {
 		removed = append(removed, filepath.Join(pins, p))
 	}
 	for _, p := range removed {
