@@ -33,8 +33,8 @@ suite() {
 		vm_die "go test -c ./$name failed"
 	local status=0 kopt=()
 	[ -z "$kernel" ] || kopt=(--kernel "$kernel")
-	"$(dirname "$0")/run.sh" ${kopt[@]+"${kopt[@]}"} --workdir "$name" "$@" -- \
-		"$tmp/$name.test" -test.v -test.count=1 -test.timeout=5m | tee "$tmp/$name.log" || status=$?
+	"$(dirname "$0")/run.sh" ${kopt[@]+"${kopt[@]}"} --timeout 1200 --workdir "$name" "$@" -- \
+		"$tmp/$name.test" -test.v -test.count=1 -test.timeout=19m | tee "$tmp/$name.log" || status=$?
 	local passed failed skipped
 	passed=$(grep -cE '^--- PASS: ' "$tmp/$name.log" || true)
 	failed=$(grep -cE '^--- FAIL: ' "$tmp/$name.log" || true)
