@@ -387,18 +387,23 @@ func (e *Engine) attachCgroup(id uint64, path string) error {
 	return e.adoptLinks(id)
 }
 
-// forgetReported deletes the aggregated deviations of workload cgroupID
-// whose every occurrence an event has reported, so that the same deviation
-// under a new policy is reported again instead of only counted. Entries
-// with repeats still to drain stay for DrainRepeats.
+// forgetReported makes the aggregated deviations of workload cgroupID
+// report again, so that the same deviation under a new policy emits an
+// event instead of only being counted: entries whose every occurrence an
+// event reported are deleted, the others are marked to emit with their
+// next occurrence (carrying the occurrences not reported yet).
 func (e *Engine) forgetReported(cgroupID uint64) error {
 	var k networkDevKey
 	var c networkDevCount
-	var done []networkDevKey
+	var done, pending []networkDevKey
 	it := e.net.Deviations.Iterate()
 	for it.Next(&k, &c) {
-		if k.Cgid == cgroupID && c.Count <= c.Reported {
+		switch {
+		case k.Cgid != cgroupID:
+		case c.Count <= c.Reported:
 			done = append(done, k)
+		default:
+			pending = append(pending, k)
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -407,6 +412,15 @@ func (e *Engine) forgetReported(cgroupID uint64) error {
 	for i := range done {
 		if err := e.net.Deviations.Delete(&done[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete deviation count: %w", err)
+		}
+	}
+	for i := range pending {
+		if err := e.net.Deviations.Lookup(&pending[i], &c); err != nil {
+			continue // drained meanwhile
+		}
+		c.Retry = 1
+		if err := e.net.Deviations.Update(&pending[i], &c, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("mark deviation count: %w", err)
 		}
 	}
 	return nil

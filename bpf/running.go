@@ -32,10 +32,6 @@ const (
 	tsNoExec    = 4
 )
 
-// nodeUnknown is the kernel's NODE_UNKNOWN: a synthetic node without
-// children, for a process whose node cannot be known.
-const nodeUnknown = nodeSynthetic | 1
-
 // taskState reads the kernel's state of process pid (its thread-group
 // leader's task storage, looked up by pidfd); false when it has none.
 func (e *Engine) taskState(pid int) (networkTaskState, bool, error) {
@@ -115,9 +111,10 @@ func (e *Engine) putThreadStates(pid int, st *networkTaskState) error {
 // forked process that has executed nothing since shares its parent's new
 // node; otherwise it takes the child of its parent's node that the name,
 // exe and effective user the kernel recorded at its last exec match, if
-// any. A process with no record (running since before the engine) gets
-// nodeUnknown: its execs are deviations, and it cannot pick its node by
-// renaming itself. Listening sockets bound by a re-placed process follow
+// any. A process with no record has executed nothing inside the workload
+// (a runtime's init, or a process running since before the engine): it is
+// left without state, like a task entering from outside, and may exec only
+// a root node; renaming itself cannot pick another node. Listening sockets bound by a re-placed process follow
 // it. Without this, a policy applied to a running workload would see every
 // running process as outside it. The processes of a cgroup below that is
 // armed as a workload of its own are left on its nodes.
@@ -201,8 +198,11 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		}
 		switch {
 		case !recorded:
-			node = nodeUnknown
-			st = networkTaskState{Cgid: id, Flags: tsNoExec}
+			// Executed nothing inside the workload yet: it entered
+			// from outside (a runtime's init at StartContainer, a
+			// process running since before the engine) and stays
+			// without state, so it may exec only a root node, as
+			// the kernel treats a task that enters from outside.
 		case parentIn && cur != 0 && (before[p.ppid] == cur || forkedEarlier(p.ppid, cur)):
 			// Forked, not executed since: the kernel gives a child
 			// its parent's node (an exec always gives another).
