@@ -32,7 +32,7 @@ func main() {
 		os.Exit(connectLoop(strings.Fields(args)))
 	}
 	backend := flag.String("backend", bpf.BackendAuto, "auto, lsm or tracing")
-	reps := flag.Int("reps", 41, "repetitions of each loop per cgroup (interleaved)")
+	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
 	execs := flag.Int("execs", 100, "execs per exec-loop repetition")
 	connects := flag.Int("connects", 1000, "connects per connect-loop repetition")
 	flag.Parse()
