@@ -27,6 +27,12 @@ const (
 	Index = "05"
 )
 
+// TolerateMissingAnnotation is the pod annotation that exempts a pod from
+// NRI's required-plugins validator ("true"), set on Bulwark's own pods so
+// they start while no agent is registered. Install writes it into the
+// runtime's validator configuration.
+const TolerateMissingAnnotation = "bulwark.dev/tolerate-missing-plugins"
+
 // Agent is what the plugin needs of the agent.
 type Agent interface {
 	ContainerCreated(agent.ContainerInfo)
