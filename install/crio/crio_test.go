@@ -1,0 +1,168 @@
+package crio
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/bulwarkhq/bulwark/plugin"
+)
+
+// CRI-O cannot run pods on this machine (it is not packaged for Debian 12
+// and its pods fail on oom_score_adj without CAP_SYS_RESOURCE), so the
+// drop-in is checked the way CRI-O reads it instead: CRI-O decodes its
+// files with the same BurntSushi/toml library into its configuration
+// structs. crioConfig copies the [crio.nri] part of those structs, keys
+// and types, from CRI-O v1.36's internal/config/nri/nri.go; the drop-in
+// must decode into it with no key left over (CRI-O rejects or ignores
+// unknown keys, depending on the version; either way NRI would stay as
+// it was).
+type crioConfig struct {
+	Crio struct {
+		NRI struct {
+			Enabled                   bool          `toml:"enable_nri"`
+			SocketPath                string        `toml:"nri_listen"`
+			PluginPath                string        `toml:"nri_plugin_dir"`
+			PluginConfigPath          string        `toml:"nri_plugin_config_dir"`
+			PluginRegistrationTimeout time.Duration `toml:"nri_plugin_registration_timeout"`
+			PluginRequestTimeout      time.Duration `toml:"nri_plugin_request_timeout"`
+			DisableConnections        bool          `toml:"nri_disable_connections"`
+			DefaultValidator          struct {
+				Enable                                bool     `toml:"nri_enable_default_validator"`
+				RejectOCIHookAdjustment               bool     `toml:"nri_validator_reject_oci_hook_adjustment"`
+				RejectRuntimeDefaultSeccompAdjustment bool     `toml:"nri_validator_reject_runtime_default_seccomp_adjustment"`
+				RejectUnconfinedSeccompAdjustment     bool     `toml:"nri_validator_reject_unconfined_seccomp_adjustment"`
+				RejectCustomSeccompAdjustment         bool     `toml:"nri_validator_reject_custom_seccomp_adjustment"`
+				RejectNamespaceAdjustment             bool     `toml:"nri_validator_reject_namespace_adjustment"`
+				RequiredPlugins                       []string `toml:"nri_validator_required_plugins"`
+				TolerateMissingAnnotation             string   `toml:"nri_validator_tolerate_missing_plugins_annotation"`
+			} `toml:"default_validator"`
+		} `toml:"nri"`
+	} `toml:"crio"`
+}
+
+// readAsCRIO decodes files in CRI-O's order onto one configuration, the
+// way CRI-O applies its main file and then each drop-in, and fails on a
+// key CRI-O's schema does not have.
+func readAsCRIO(t *testing.T, files ...string) crioConfig {
+	t.Helper()
+	var c crioConfig
+	for _, f := range files {
+		md, err := toml.DecodeFile(f, &c)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if u := md.Undecoded(); len(u) != 0 {
+			t.Fatalf("%s: keys CRI-O does not know: %v", f, u)
+		}
+	}
+	return c
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A host whose crio.conf turns NRI off and requires another plugin: the
+// drop-in turns NRI on, requires Bulwark next to that plugin, exempts
+// Bulwark's pods; a second run changes nothing; uninstall leaves the tree
+// as it was, the directory install created included.
+func TestInstallCRIO(t *testing.T) {
+	root := t.TempDir()
+	opts := Options{Config: filepath.Join(root, "crio.conf"), Dir: filepath.Join(root, "crio.conf.d"), Require: true}
+	write(t, opts.Config, "[crio.nri]\nenable_nri = false\n[crio.nri.default_validator]\nnri_validator_required_plugins = [\"other\"]\n")
+	p, err := Install(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	c := readAsCRIO(t, opts.Config, opts.DropIn())
+	v := c.Crio.NRI.DefaultValidator
+	if !c.Crio.NRI.Enabled || !v.Enable || !slices.Equal(v.RequiredPlugins, []string{"other", plugin.Name}) ||
+		v.TolerateMissingAnnotation != plugin.TolerateMissingAnnotation {
+		t.Fatalf("CRI-O would read %+v", c.Crio.NRI)
+	}
+	if again, err := Install(opts); err != nil || len(again) != 0 {
+		t.Fatalf("second install: %v\n%s", err, again.Diff())
+	}
+	u, err := Uninstall(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(root)
+	if len(ents) != 1 || ents[0].Name() != "crio.conf" {
+		t.Fatalf("after uninstall %s holds %v", root, ents)
+	}
+}
+
+// Without --require the drop-in only enables NRI, and an existing
+// drop-in directory with the user's files stays after uninstall.
+func TestInstallCRIONoRequire(t *testing.T) {
+	root := t.TempDir()
+	opts := Options{Config: filepath.Join(root, "crio.conf"), Dir: filepath.Join(root, "crio.conf.d")}
+	write(t, filepath.Join(opts.Dir, "10-user.conf"), "[crio.runtime]\n")
+	p, err := Install(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(opts.DropIn())
+	if strings.Contains(string(b), "default_validator") {
+		t.Fatalf("validator configured without --require:\n%s", b)
+	}
+	var c crioConfig
+	md, err := toml.Decode(string(b), &c)
+	if err != nil || len(md.Undecoded()) != 0 || !c.Crio.NRI.Enabled {
+		t.Fatalf("drop-in %q: %v %v", b, err, md.Undecoded())
+	}
+	u, _ := Uninstall(opts)
+	if err := u.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(opts.Dir); len(ents) != 1 {
+		t.Fatalf("uninstall touched the user's drop-ins: %v", ents)
+	}
+}
+
+// Refusals: a drop-in sorting after Bulwark's could override it, a file
+// that does not parse is named with its line, a file at Bulwark's path
+// that Bulwark did not write is neither replaced nor removed.
+func TestInstallCRIORefuses(t *testing.T) {
+	root := t.TempDir()
+	opts := Options{Config: filepath.Join(root, "crio.conf"), Dir: filepath.Join(root, "d")}
+	write(t, filepath.Join(opts.Dir, "zz.conf"), "")
+	if _, err := Install(opts); err == nil || !strings.Contains(err.Error(), "zz.conf sorts after") {
+		t.Fatalf("error %v", err)
+	}
+	os.Remove(filepath.Join(opts.Dir, "zz.conf"))
+	write(t, opts.Config, "[crio.nri]\nenable_nri = tru\n")
+	if _, err := Install(opts); err == nil || !strings.Contains(err.Error(), "crio.conf:2:") {
+		t.Fatalf("error %v", err)
+	}
+	os.Remove(opts.Config)
+	write(t, opts.DropIn(), "[crio.nri]\n")
+	if _, err := Install(opts); err == nil {
+		t.Fatal("replaced a foreign drop-in")
+	}
+	if _, err := Uninstall(opts); err == nil {
+		t.Fatal("removed a foreign drop-in")
+	}
+}
