@@ -14,8 +14,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
 
 # Every apt group of test/deps.sh. The targets below install only the group
-# they use: generate the build group, install.sh (e2e, demo, bench) the e2e
-# group, the VM harness (vmtest, vmbench) the vm group.
+# they use: generate the build group, unit the unit group, install.sh (e2e,
+# demo, bench) the e2e group, the VM harness (vmtest, vmbench) the vm group.
 deps:
 	bash test/deps.sh
 
@@ -33,6 +33,7 @@ generate-check: generate
 	@git diff --exit-code --stat -- 'bpf/*_bpfel.go' 'bpf/*_bpfel.o' || { echo "generated BPF objects are stale: run make generate and commit"; exit 1; }
 
 unit:
+	bash test/deps.sh unit
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 # Short fuzz runs of the loader and the merges (the seed corpora also run in
