@@ -7,6 +7,7 @@ package containerd
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/bulwarkhq/bulwark/install/internal/edit"
+	"github.com/bulwarkhq/bulwark/install/edit"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
 
@@ -373,13 +374,66 @@ func dropInContent(version int64, table map[string]any, created []string) ([]byt
 	for _, d := range created {
 		b.WriteString(edit.CreatedDirMark + d + "\n")
 	}
-	b.WriteString("version = " + strconv.FormatInt(version, 10) + "\n\n")
-	enc := toml.NewEncoder(&b)
-	enc.Indent = "  "
-	if err := enc.Encode(map[string]any{"plugins": map[string]any{NRIPlugin: table}}); err != nil {
+	b.WriteString("version = " + strconv.FormatInt(version, 10) + "\n")
+	if err := writeTable(&b, "plugins."+tomlString(NRIPlugin), table); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// writeTable writes t as the TOML table name: its values, then its
+// subtables, keys sorted.
+func writeTable(b *bytes.Buffer, name string, t map[string]any) error {
+	fmt.Fprintf(b, "\n[%s]\n", name)
+	keys := slices.Sorted(maps.Keys(t))
+	var subs []string
+	for _, k := range keys {
+		switch v := t[k].(type) {
+		case map[string]any:
+			subs = append(subs, k)
+		case bool:
+			fmt.Fprintf(b, "  %s = %t\n", k, v)
+		case string:
+			fmt.Fprintf(b, "  %s = %s\n", k, tomlString(v))
+		case []any:
+			elems := make([]string, len(v))
+			for i, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return fmt.Errorf("%s.%s: want strings, got %v", name, k, v)
+				}
+				elems[i] = tomlString(s)
+			}
+			fmt.Fprintf(b, "  %s = [%s]\n", k, strings.Join(elems, ", "))
+		default:
+			return fmt.Errorf("%s.%s: unexpected value %v", name, k, v)
+		}
+	}
+	for _, k := range subs {
+		if err := writeTable(b, name+"."+k, t[k].(map[string]any)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // verify checks that with the planned files in place containerd's
@@ -422,9 +476,9 @@ var (
 
 // importElem and importLine are the two texts addImport inserts, into an
 // existing imports array or as a new line after the version line.
-func importElem(dropIn string) string { return strconv.Quote(dropIn) + ", " }
+func importElem(dropIn string) string { return tomlString(dropIn) + ", " }
 func importLine(dropIn string) string {
-	return "imports = [" + strconv.Quote(dropIn) + "] # added by bulwark install containerd\n"
+	return "imports = [" + tomlString(dropIn) + "] # added by bulwark install containerd\n"
 }
 
 // createdMain is the main file install writes where there was none: the

@@ -16,7 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/bulwarkhq/bulwark/install/internal/edit"
+	"github.com/bulwarkhq/bulwark/install/edit"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
 

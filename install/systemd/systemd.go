@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"text/template"
 
-	"github.com/bulwarkhq/bulwark/install/internal/edit"
+	"github.com/bulwarkhq/bulwark/install/edit"
 )
 
 // Defaults: where units and the binary live.

@@ -105,11 +105,8 @@ func (p Plan) Diff() string {
 			to = "/dev/null"
 		}
 		d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: difflib.SplitLines(string(c.Old)), B: difflib.SplitLines(string(c.New)),
-			FromFile: from, ToFile: to, Context: 3,
+			A: lines(c.Old), B: lines(c.New), FromFile: from, ToFile: to, Context: 3,
 		})
-		// SplitLines marks a last line without a newline by adding one;
-		// the diff is for reading, so that is kept.
 		b.WriteString(d)
 		if c.Backup && c.Old != nil && c.New != nil {
 			fmt.Fprintf(&b, "# backup of the old %s in %s\n", c.Path, c.Path+BackupSuffix)
@@ -160,6 +157,20 @@ func (p Plan) Apply() error {
 		}
 	}
 	return nil
+}
+
+// lines splits data into lines that each end in a newline (one is added
+// to a last line without it; the diff is for reading).
+func lines(data []byte) []string {
+	if len(data) == 0 {
+		return nil
+	}
+	l := strings.SplitAfter(string(data), "\n")
+	if l[len(l)-1] == "" {
+		return l[:len(l)-1]
+	}
+	l[len(l)-1] += "\n"
+	return l
 }
 
 func dirHasEntries(dir string) bool {
