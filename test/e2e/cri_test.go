@@ -262,6 +262,17 @@ type container struct {
 // Create creates a container in the pod without starting it.
 func (p *pod) Create(t *testing.T, spec ctrSpec) *container {
 	t.Helper()
+	c, err := p.TryCreate(t, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TryCreate is Create returning the runtime's error (NRI's validator can
+// refuse a creation).
+func (p *pod) TryCreate(t *testing.T, spec ctrSpec) (*container, error) {
+	t.Helper()
 	var cfg criContainerConfig
 	cfg.Metadata = criMetadata{Name: spec.Name}
 	cfg.Image.Image = spec.Image
@@ -275,8 +286,11 @@ func (p *pod) Create(t *testing.T, spec ctrSpec) *container {
 	cfg.Labels = spec.Labels
 	cfg.Annotations = spec.Annotations
 	cfg.LogPath = spec.Name + ".log"
-	id := p.rt.mustRun(t, "create", p.ID, writeJSON(t, "ctr-"+spec.Name+".json", cfg), p.config)
-	return &container{rt: p.rt, ID: id, Name: spec.Name}
+	out, err := p.rt.run(context.Background(), "create", p.ID, writeJSON(t, "ctr-"+spec.Name+".json", cfg), p.config)
+	if err != nil {
+		return nil, err
+	}
+	return &container{rt: p.rt, ID: strings.TrimSpace(out), Name: spec.Name}, nil
 }
 
 // Start starts a created container; it returns the runtime's error (an NRI
