@@ -63,16 +63,18 @@ func nriOf(t *testing.T, m map[string]any) map[string]any {
 }
 
 // The real containerd reads the installed configuration, version 2 and
-// version 3 files alike: `containerd config dump` differs from the dump
+// version 3 files and no file at all (install creates one) alike: `containerd config dump` differs from the dump
 // before install only in the NRI keys install sets (and in imports, which
 // gains the drop-in); after uninstall the dump is the one from before.
 func TestRealContainerdConfigDump(t *testing.T) {
 	bin := realContainerd(t)
-	for _, tc := range []struct{ name, config string }{{"v3", v3Config}, {"v2", v2Config}} {
+	for _, tc := range []struct{ name, config string }{{"v3", v3Config}, {"v2", v2Config}, {"none", ""}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "config.toml")
-			write(t, cfg, tc.config)
+			if tc.config != "" { // "none": containerd's defaults, no file
+				write(t, cfg, tc.config)
+			}
 			if tc.name == "v2" {
 				write(t, filepath.Join(dir, "other.toml"), "version = 2\n")
 			}
