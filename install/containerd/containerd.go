@@ -269,7 +269,7 @@ func chain(mainPath string, contents map[string][]byte, target string, fn func(p
 			if p == mainPath || p == target {
 				continue
 			}
-			return fmt.Errorf("%s: imported file does not exist (containerd would not start)", p)
+			return fmt.Errorf("%s: imported file does not exist", p)
 		}
 		cfg, err := parse(p, data)
 		if err != nil {

@@ -121,7 +121,8 @@ func setprivCaps(set []string) string {
 
 // runAgent starts the agent with only the capabilities in caps (as
 // systemd's CapabilityBoundingSet leaves root) and reports whether it
-// came up (its socket appeared) or the error it exited with.
+// came up (its socket appeared) or the error it exited with. It guards
+// no services and talks to no runtime: only loading and attaching count.
 func runAgent(t *testing.T, bin string, caps []string) (bool, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "bulwark-unit-")
@@ -134,7 +135,7 @@ func runAgent(t *testing.T, bin string, caps []string) (bool, string) {
 	sock := filepath.Join(dir, "agent.sock")
 	var out bytes.Buffer
 	cmd := exec.Command("setpriv", "--inh-caps=-all", "--bounding-set="+setprivCaps(caps), bin, "agent",
-		"--no-nri", "--no-collector", "--kube-api=", "--pin-dir", pins, "--socket", sock,
+		"--no-nri", "--no-collector", "--services=false", "--kube-api=", "--pin-dir", pins, "--socket", sock,
 		"--policy-dir", filepath.Join(dir, "policies"), "--spool-dir", filepath.Join(dir, "spool"))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
