@@ -191,8 +191,12 @@ func modeOf(path string, perm fs.FileMode) fs.FileMode {
 
 // WriteAtomic replaces path with data: a temporary file in the same
 // directory is written, synced and renamed over path, then the directory
-// is synced. A reader sees the old or the new content, never a mix.
+// is synced. A reader sees the old or the new content, never a mix. A
+// symlink at path stays: the file it points to is replaced.
 func WriteAtomic(path string, data []byte, perm fs.FileMode) error {
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -65,3 +65,24 @@ func TestApplyModesBackupDirs(t *testing.T) {
 		t.Fatal("file not removed")
 	}
 }
+
+// A configuration file that is a symlink stays one; its target changes.
+func TestWriteAtomicKeepsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real, link := filepath.Join(dir, "real.toml"), filepath.Join(dir, "config.toml")
+	os.WriteFile(real, []byte("old\n"), 0o640)
+	os.Symlink("real.toml", link)
+	p := Plan{{Path: link, Old: []byte("old\n"), New: []byte("new\n")}}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("symlink replaced: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(real); string(b) != "new\n" {
+		t.Fatalf("target holds %q", b)
+	}
+	if fi, _ := os.Stat(real); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("target mode %v", fi.Mode().Perm())
+	}
+}
