@@ -34,6 +34,7 @@ func TestInstallRequireFailsClosed(t *testing.T) {
 			t.Errorf("%s not restored by uninstall; writing it back", cfg)
 			os.WriteFile(cfg, orig, 0o644)
 		}
+		registered := rt.pluginStarts()
 		if err := rt.script("restart-containerd.sh"); err != nil {
 			t.Error(err)
 		}
@@ -41,6 +42,15 @@ func TestInstallRequireFailsClosed(t *testing.T) {
 			if err := rt.agent("start"); err != nil {
 				t.Error(err)
 			}
+		}
+		// Leave the runtime as the next test expects it: the agent
+		// registered again, not still reconnecting.
+		for deadline := time.Now().Add(20 * time.Second); rt.pluginStarts() == registered; {
+			if time.Now().After(deadline) {
+				t.Error("the agent did not register with the restarted containerd")
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 	rt.bulwark(t, "install", "containerd", "--require", "--config", cfg)
@@ -91,4 +101,11 @@ func TestInstallRequireFailsClosed(t *testing.T) {
 func missingPlugin(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "required plugin") &&
 		strings.Contains(err.Error(), plugin.Name) && strings.Contains(err.Error(), "not present")
+}
+
+// pluginStarts counts the times containerd's log (appended to across
+// restarts) says Bulwark's NRI plugin connected and was synchronized.
+func (rt *runtimeEnv) pluginStarts() int {
+	b, _ := os.ReadFile(filepath.Join(rt.dir, "log", "containerd.log"))
+	return bytes.Count(b, []byte(plugin.Index+"-"+plugin.Name+`\" connected and synchronized`))
 }
