@@ -179,8 +179,19 @@ for img in bulwark-pause bulwark-test; do
 	ctr_cmd images import "$E2E_IMAGES/$img.tar" >>"$E2E_DIR/log/import.log" 2>&1 ||
 		die "import $E2E_IMAGES/$img.tar failed; see $E2E_DIR/log/import.log"
 done
-crictl_cmd inspecti "$TEST_IMAGE" >/dev/null || die "CRI does not see $TEST_IMAGE"
-crictl_cmd inspecti "$PAUSE_IMAGE" >/dev/null || die "CRI does not see $PAUSE_IMAGE"
+# cri_sees IMAGE waits up to 5 s for the CRI plugin to list IMAGE: it
+# learns of imported images from containerd's events, asynchronously (an
+# immediate inspecti failed in 3 of 9 runs here on a loaded machine).
+cri_sees() {
+	local i
+	for i in $(seq 1 50); do
+		crictl_cmd inspecti "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	crictl_cmd inspecti "$1" >/dev/null
+}
+cri_sees "$TEST_IMAGE" || die "CRI does not see $TEST_IMAGE"
+cri_sees "$PAUSE_IMAGE" || die "CRI does not see $PAUSE_IMAGE"
 log "containerd ready; images $TEST_IMAGE and $PAUSE_IMAGE imported"
 
 "$E2E_SRC/collector.sh" start
