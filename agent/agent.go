@@ -45,6 +45,9 @@ type Config struct {
 	AwaitSynchronize bool
 	// RuntimeEndpoint is the CRI socket used by agentKillPod.
 	RuntimeEndpoint string
+	// DockerHost is the Docker Engine API the OCI hook's containers are
+	// looked up in (and killed through); "" for Docker's default.
+	DockerHost string
 	// MaxRecords bounds the deviations and flags kept in memory.
 	MaxRecords int
 	// CollectorSocket is the collector's socket; "" sends nothing.
@@ -68,6 +71,7 @@ type Agent struct {
 	engine   *bpf.Engine
 	nsLabels namespaceLabels
 	pods     podKiller
+	docker   *DockerSource
 	out      *collector.Client // nil without a collector
 	events   atomic.Uint64     // kernel events read
 	// linkRepairs counts the links and pins CheckLinks restored.
@@ -113,6 +117,7 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		compile:      bpf.Compile,
 		nsLabels:     namespaceLabels{file: cfg.NamespaceLabelsFile},
 		pods:         podKiller{endpoint: cfg.RuntimeEndpoint},
+		docker:       NewDockerSource(cfg.DockerHost),
 		workloads:    map[string]*Workload{},
 		byCgroup:     map[uint64]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
@@ -319,6 +324,13 @@ func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error 
 		w = &Workload{}
 		a.workloads[info.ID] = w
 	}
+	if w.hookArmed && w.Info.PID == info.PID {
+		// The OCI hook armed this very process (runc init) moments ago,
+		// from the identity the runtime reported: the start adds nothing.
+		w.hookArmed = false
+		a.mu.Unlock()
+		return nil
+	}
 	w.Info = info
 	w.Identity = a.identityOf(info)
 	id, desc := w.Identity, w.describe()
@@ -419,8 +431,8 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	var gone []*Workload
 	a.mu.Lock()
 	for key, w := range a.workloads {
-		// Services are not the runtime's: they stay.
-		if !running[key] && !strings.HasPrefix(key, servicePrefix) {
+		// Services and Docker's containers are not the runtime's: they stay.
+		if !running[key] && !strings.HasPrefix(key, servicePrefix) && w.Info.Runtime != RuntimeDocker {
 			a.forgetLocked(key)
 			gone = append(gone, w)
 		} else if w.CgroupID != 0 {
