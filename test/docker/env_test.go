@@ -88,14 +88,17 @@ func (e *env) start(t *testing.T, name string, args ...string) string {
 	return e.mustRun(t, append([]string{"run", "-d", "--name", name}, args...)...)
 }
 
-// bulwark runs the bulwark binary against the suite's agent and collector.
+// bulwark runs the bulwark binary against the suite's agent and
+// collector and returns its standard output.
 func (e *env) bulwark(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(os.Environ(), "BULWARK_AGENT_SOCKET="+e.agentSock, "BULWARK_COLLECTOR_SOCKET="+e.collectorSock)
-	out, err := cmd.CombinedOutput()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("bulwark %s: %v: %s", strings.Join(args, " "), err, out)
+		t.Fatalf("bulwark %s: %v: %s%s", strings.Join(args, " "), err, out, errb.String())
 	}
 	return string(out)
 }

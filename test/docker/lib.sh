@@ -48,3 +48,23 @@ dk_daemon() {
 }
 
 log() { printf 'docker-e2e: %s\n' "$*" >&2; }
+
+# dk_session brings the Docker runtime up for the calling script (the
+# docker deps group, the offline images, up.sh, its environment exported)
+# and tears it down when the script exits, unless it was up already.
+dk_session() {
+	bash "$REPO_ROOT/test/deps.sh" docker
+	"$E2E_SRC/images.sh"
+	DK_WAS_UP=
+	dockerd_pid >/dev/null && DK_WAS_UP=1
+	trap dk_teardown EXIT
+	eval "$("$DK_SRC/up.sh")"
+}
+
+dk_teardown() {
+	local rc=$?
+	if [ -z "$DK_WAS_UP" ]; then
+		"$DK_SRC/down.sh" || rc=1
+	fi
+	exit "$rc"
+}

@@ -8,18 +8,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 
-bash "$REPO_ROOT/test/deps.sh" docker
-"$E2E_SRC/images.sh"
-was_up=
-dockerd_pid >/dev/null && was_up=1
-teardown() {
-	local rc=$?
-	if [ -z "$was_up" ]; then
-		"$DK_SRC/down.sh" || rc=1
-	fi
-	exit "$rc"
-}
-trap teardown EXIT
-eval "$("$DK_SRC/up.sh")"
+dk_session
 cd "$REPO_ROOT"
 go test -count=1 -v "$@" ./test/docker/
