@@ -164,7 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.sendPolicies()
 	tasks := []func(context.Context) error{
 		func(ctx context.Context) error { return a.serveAPI(ctx, a.cfg.Socket) },
-		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel,
+		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel, a.watchDocker,
 	}
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)

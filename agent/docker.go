@@ -83,3 +83,21 @@ func (d *DockerSource) Kill(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// runningPID returns the pid of container id's first process, 0 when it
+// does not run. It inspects the container, which waits for the
+// container's lock: never call it from the container's OCI hook.
+func (d *DockerSource) runningPID(ctx context.Context, id string) (int, error) {
+	cli, err := d.client()
+	if err != nil {
+		return 0, fmt.Errorf("docker client: %w", err)
+	}
+	c, err := cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("docker: inspect container %s: %w", id, err)
+	}
+	if c.State == nil || !c.State.Running {
+		return 0, nil
+	}
+	return c.State.Pid, nil
+}

@@ -100,8 +100,10 @@ func TestAuditBlocksNothing(t *testing.T) {
 }
 
 // TestRuntimes: `docker run` through the default runtime (bulwark) and
-// through `--runtime bulwark` are both armed by the hook; `--runtime
-// runc` bypasses the shim (the benchmark's baseline) and is not.
+// through `--runtime bulwark` are armed by the hook. `--runtime runc`
+// bypasses the shim (the benchmark's baseline): the agent, following
+// Docker's events, arms such a container after it started, and kills one
+// an enforce-mode policy selects, whose entrypoint ran unguarded.
 func TestRuntimes(t *testing.T) {
 	e := newEnv(t)
 	n := nonce()
@@ -115,15 +117,35 @@ func TestRuntimes(t *testing.T) {
 		e.armed(t, id, "", "observe")
 	}
 	id := e.start(t, "dk-rt-runc"+n, "--runtime", "runc", e.image, "/bin/sleep", "30")
-	st, err := e.cl.Status()
-	if err != nil {
-		t.Fatal(err)
+	e.armed(t, id, "", "observe")
+
+	name := "dk-bypass-" + n
+	e.apply(t, e.policyFor(name, policy.ModeEnforce, node("sleep", "/bin/busybox")))
+	e.start(t, name, "--runtime", "runc", e.image, "/bin/sleep", "30")
+	poll(t, "the bypassing container killed", func() (bool, string) {
+		st := strings.TrimSpace(e.run(t, "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", name).stdout)
+		return st == "false 137", st
+	})
+}
+
+// TestAgentRestartAdopts: a container armed in enforce mode while the
+// agent is stopped and started again is adopted from Docker's list: the
+// agent knows it again, and a denied exec is its policy's deviation.
+func TestAgentRestartAdopts(t *testing.T) {
+	e := newEnv(t)
+	name := "dk-adopt-" + nonce()
+	e.apply(t, e.policyFor(name, policy.ModeEnforce, httpserver))
+	id := e.start(t, name, e.image, "/bin/httpserver", "-listen", ":8080")
+	e.armed(t, id, name, policy.ModeEnforce)
+	e.agentDaemon(t, "stop")
+	// Enforcement holds while the agent is away (its kernel state stays).
+	if r := e.run(t, "exec", name, "/bin/cat", "/etc/passwd"); r.stdout != "" {
+		t.Errorf("exec with the agent stopped printed %q", r.stdout)
 	}
-	for _, w := range st.Workloads {
-		if w.ID == id {
-			t.Errorf("container run with --runtime runc is tracked: %+v", w)
-		}
-	}
+	e.agentDaemon(t, "start")
+	e.armed(t, id, name, policy.ModeEnforce)
+	e.run(t, "exec", name, "/bin/cat", "/etc/hostname")
+	e.waitDeviation(t, name, "exec", "cat", true)
 }
 
 // TestAgentStopped: with the agent stopped, a container an enforce-mode
