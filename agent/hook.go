@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/bulwarkhq/bulwark/internal/unixapi"
@@ -77,8 +78,9 @@ func (a *Agent) handleHookStopped(w http.ResponseWriter, r *http.Request) {
 // before it runs anything, by the end of ctx. A container the NRI runtime
 // reported is armed with that identity; any other is a Docker container,
 // whose identity comes from Docker's container list. It fails as
-// ContainerStarted does: an enforce-mode policy not armed in time, or a
-// container whose identity cannot be found.
+// ContainerStarted does (an enforce-mode policy not armed in time), and
+// for a container whose identity cannot be found while an enforce-mode
+// policy is in force.
 func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookReply, error) {
 	a.mu.Lock()
 	w, known := a.workloads[req.ID]
@@ -88,12 +90,15 @@ func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookRep
 	}
 	a.mu.Unlock()
 	if !known {
-		if a.docker == nil {
-			return HookReply{}, fmt.Errorf("container %s: no runtime reported it and no Docker API is configured", req.ID)
-		}
 		var err error
 		if info, err = a.docker.Container(ctx, req.ID); err != nil {
-			return HookReply{}, err
+			// Unknown identity: fail closed if any enforce-mode policy
+			// could select the container.
+			if pol := anyEnforcing(a.store.Policies()); pol != nil {
+				return HookReply{}, fmt.Errorf("container %s: identity unknown (%w) and enforce-mode policy %s could select it", req.ID, err, pol.Metadata.Name)
+			}
+			a.log.Warn("container of unknown identity armed by its id only", "container", req.ID, "error", err)
+			info = ContainerInfo{ID: req.ID, Runtime: RuntimeDocker}
 		}
 	}
 	info.PID, info.Rootfs = req.PID, req.Rootfs
@@ -141,6 +146,9 @@ func NewHookClient(socket string, timeout time.Duration) *Client {
 // counts. Namespace labels are unknown there, so a namespaceSelector sees
 // only the implied name label.
 func EnforcingPolicy(dir, hostname string, info *ContainerInfo) (*policy.WorkloadPolicy, error) {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, nil // no agent ever ran here: no policy exists
+	}
 	s := NewStore(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := s.Reload(); err != nil {
 		return nil, err
@@ -151,16 +159,22 @@ func EnforcingPolicy(dir, hostname string, info *ContainerInfo) (*policy.Workloa
 		return nil, fmt.Errorf("policy file %s: %s", file, problem)
 	}
 	if info == nil {
-		for _, p := range s.Policies() {
-			if p.Spec.Mode == policy.ModeEnforce && (p.Spec.Enabled == nil || *p.Spec.Enabled) && p.Spec.ContainerSelector != nil {
-				return p, nil
-			}
-		}
-		return nil, nil
+		return anyEnforcing(s.Policies()), nil
 	}
 	pol, _ := choosePolicy(s.Policies(), containerIdentity(*info, hostname, nil))
 	if pol == nil || pol.Spec.Mode != policy.ModeEnforce {
 		return nil, nil
 	}
 	return pol, nil
+}
+
+// anyEnforcing returns an enabled enforce-mode container policy among
+// pols, or nil: what could guard a container whose identity is unknown.
+func anyEnforcing(pols []*policy.WorkloadPolicy) *policy.WorkloadPolicy {
+	for _, p := range pols {
+		if p.Spec.Mode == policy.ModeEnforce && (p.Spec.Enabled == nil || *p.Spec.Enabled) && p.Spec.ContainerSelector != nil {
+			return p
+		}
+	}
+	return nil
 }

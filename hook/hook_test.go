@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,50 @@ func TestRootfsOf(t *testing.T) {
 	}
 	if _, err := rootfsOf(writeBundle(t, `{"process":{}}`)); err == nil {
 		t.Error("rootfsOf of a config without root.path succeeded")
+	}
+}
+
+// TestCreateRuntimeWithoutAgent: with no agent on the socket (and no
+// Docker to name the container), the hook refuses a container when an
+// enforce-mode policy is in the policy directory, and lets it start,
+// saying so, when none is.
+func TestCreateRuntimeWithoutAgent(t *testing.T) {
+	bundle := writeBundle(t, `{"root":{"path":"rootfs"}}`)
+	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := `{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":` + strconv.Itoa(os.Getpid()) + `,"bundle":"` + bundle + `"}`
+	dir := t.TempDir()
+	o := Options{Socket: filepath.Join(dir, "no-agent.sock"), PolicyDir: filepath.Join(dir, "policies"),
+		DockerHost: "unix://" + filepath.Join(dir, "no-docker.sock"), Timeout: time.Second}
+	var log strings.Builder
+	if err := CreateRuntime(strings.NewReader(state), o, &log); err != nil {
+		t.Fatalf("no policies: %v", err)
+	}
+	if !strings.Contains(log.String(), "starts unguarded") {
+		t.Errorf("log %q does not say the container starts unguarded", log.String())
+	}
+	if err := os.Mkdir(o.PolicyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pol := `apiVersion: bulwark/v1
+kind: WorkloadPolicy
+metadata: {name: web, type: container}
+spec:
+  containerSelector: {image: localhost/web:1}
+  mode: enforce
+  processPolicy: [{name: sh, id: sh_0, exe: [/bin/busybox], euser: [root]}]
+  networkPolicy: {ingress: [], egress: []}
+  response: {default: [{makeRedFlag: {severity: high}}]}
+`
+	if err := os.WriteFile(filepath.Join(o.PolicyDir, "web.yaml"), []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := CreateRuntime(strings.NewReader(state), o, &log)
+	if err == nil || !strings.Contains(err.Error(), "enforce-mode policy web") {
+		t.Fatalf("enforce-mode policy present, identity unknown: %v; want a refusal naming web", err)
+	}
+	if err := CreateRuntime(strings.NewReader(`{"id":""}`), o, &log); err == nil {
+		t.Error("state without an id accepted")
 	}
 }
