@@ -106,7 +106,6 @@ func (a *Agent) handler() http.Handler {
 		unixapi.WriteJSON(w, http.StatusOK, a.Deviations())
 	})
 	mux.HandleFunc("POST /v1/hooks/create-runtime", a.handleHook)
-	mux.HandleFunc("POST /v1/hooks/poststop/{id}", a.handleHookStopped)
 	mux.HandleFunc("GET /v1/flags", func(w http.ResponseWriter, r *http.Request) {
 		unixapi.WriteJSON(w, http.StatusOK, a.Flags())
 	})

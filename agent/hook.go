@@ -64,16 +64,6 @@ func (a *Agent) handleHook(w http.ResponseWriter, r *http.Request) {
 	unixapi.WriteJSON(w, http.StatusOK, reply)
 }
 
-// handleHookStopped serves POST /v1/hooks/poststop/{id}: the container
-// ended and is forgotten.
-func (a *Agent) handleHookStopped(w http.ResponseWriter, r *http.Request) {
-	if err := a.ContainerRemoved(r.PathValue("id")); err != nil {
-		unixapi.WriteError(w, http.StatusInternalServerError, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // ContainerCreating arms a container from its OCI createRuntime hook,
 // before it runs anything, by the end of ctx. A container the NRI runtime
 // reported is armed with that identity; any other is a Docker container,
@@ -126,11 +116,6 @@ func (c *Client) ContainerCreating(req HookRequest) (HookReply, error) {
 	var out HookReply
 	err = c.api.Do(http.MethodPost, "/v1/hooks/create-runtime", bytes.NewReader(body), &out)
 	return out, err
-}
-
-// ContainerStopped tells the agent container id ended.
-func (c *Client) ContainerStopped(id string) error {
-	return c.api.Do(http.MethodPost, "/v1/hooks/poststop/"+id, nil, nil)
 }
 
 // NewHookClient returns a client whose calls give up after timeout.

@@ -1,6 +1,6 @@
 // Package hook brings Bulwark to runtimes whose containers never reach
 // NRI (Docker) or where a failed NRI start is ignored (CRI-O): a runc
-// wrapper adds Bulwark's OCI hooks to each container's bundle, and the
+// wrapper adds Bulwark's OCI hook to each container's bundle, and the
 // createRuntime hook, run by runc once the container's cgroup and init
 // process exist and before anything of the image runs, has the agent arm
 // the container and fails the container when it must not run unguarded.
@@ -32,27 +32,23 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Stage names, the hook's first argument.
-const (
-	StageCreateRuntime = "createRuntime"
-	StagePoststop      = "poststop"
-)
+// StageCreateRuntime names the hook's stage, its first argument. It is
+// the only one: the agent learns that a container ended from the runtime
+// (NRI, Docker's events), so no poststop hook slows its removal.
+const StageCreateRuntime = "createRuntime"
 
-// Hooks returns the createRuntime and poststop hooks that run binary (the
-// bulwark executable) as `bulwark oci-hook STAGE` with o.
-func Hooks(binary string, o Options) (createRuntime, poststop specs.Hook) {
+// Hook returns the createRuntime hook that runs binary (the bulwark
+// executable) as `bulwark oci-hook createRuntime` with o.
+func Hook(binary string, o Options) specs.Hook {
 	// runc kills a hook that outlives its timeout (whole seconds); the
 	// hook gives up on the agent before then and decides alone.
 	kill := int(o.Timeout/time.Second) + 2
-	hk := func(stage string) specs.Hook {
-		args := []string{"bulwark", "oci-hook", stage,
-			"--socket", o.Socket, "--policy-dir", o.PolicyDir, "--timeout", o.Timeout.String()}
-		if o.DockerHost != "" {
-			args = append(args, "--docker-host", o.DockerHost)
-		}
-		return specs.Hook{Path: binary, Args: args, Timeout: &kill}
+	args := []string{"bulwark", "oci-hook", StageCreateRuntime,
+		"--socket", o.Socket, "--policy-dir", o.PolicyDir, "--timeout", o.Timeout.String()}
+	if o.DockerHost != "" {
+		args = append(args, "--docker-host", o.DockerHost)
 	}
-	return hk(StageCreateRuntime), hk(StagePoststop)
+	return specs.Hook{Path: binary, Args: args, Timeout: &kill}
 }
 
 // IsBulwarkHook reports whether h runs Bulwark's OCI hook.
@@ -60,11 +56,11 @@ func IsBulwarkHook(h specs.Hook) bool {
 	return len(h.Args) >= 2 && h.Args[1] == "oci-hook"
 }
 
-// AddHooks adds Bulwark's hooks to the bundle's config.json, unless it
-// already holds them (a second wrapper, or NRI's hook injection), and
+// AddHooks adds Bulwark's hook to the bundle's config.json, unless it
+// already holds it (a second wrapper, or NRI's hook injection), and
 // writes it back atomically. Only "hooks" is decoded and rewritten: every
 // other key keeps its value, including any a newer runtime-spec defines.
-func AddHooks(bundle, binary string, o Options) error {
+func AddHook(bundle, binary string, o Options) error {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -85,9 +81,7 @@ func AddHooks(bundle, binary string, o Options) error {
 			return nil
 		}
 	}
-	create, stop := Hooks(binary, o)
-	hooks.CreateRuntime = append(hooks.CreateRuntime, create)
-	hooks.Poststop = append(hooks.Poststop, stop)
+	hooks.CreateRuntime = append(hooks.CreateRuntime, Hook(binary, o))
 	raw, err := json.Marshal(hooks)
 	if err != nil {
 		return err

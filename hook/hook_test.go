@@ -48,14 +48,14 @@ func writeBundle(t *testing.T, spec string) string {
 	return dir
 }
 
-func TestAddHooksKeepsTheRestAndIsIdempotent(t *testing.T) {
+func TestAddHookKeepsTheRestAndIsIdempotent(t *testing.T) {
 	// A key no runtime-spec version defines must survive, as must the
 	// hooks already there.
 	bundle := writeBundle(t, `{"ociVersion":"1.0.2","root":{"path":"rootfs"},"futureKey":{"a":[1,2]},
 		"hooks":{"createRuntime":[{"path":"/other"}],"prestart":[{"path":"/p"}]}}`)
 	o := Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 3 * time.Second}
 	for range 2 {
-		if err := AddHooks(bundle, "/usr/bin/bulwark", o); err != nil {
+		if err := AddHook(bundle, "/usr/bin/bulwark", o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +77,7 @@ func TestAddHooksKeepsTheRestAndIsIdempotent(t *testing.T) {
 	if len(cr) != 2 || cr[0].Path != "/other" || !IsBulwarkHook(cr[1]) {
 		t.Fatalf("createRuntime hooks = %+v, want /other then Bulwark's once", cr)
 	}
-	if len(doc.Hooks.Prestart) != 1 || len(doc.Hooks.Poststop) != 1 || !IsBulwarkHook(doc.Hooks.Poststop[0]) {
+	if len(doc.Hooks.Prestart) != 1 || len(doc.Hooks.Poststop) != 0 {
 		t.Errorf("prestart %+v poststop %+v", doc.Hooks.Prestart, doc.Hooks.Poststop)
 	}
 	want := []string{"bulwark", "oci-hook", StageCreateRuntime, "--socket", "/run/a.sock", "--policy-dir", "/p", "--timeout", "3s"}
@@ -93,17 +93,17 @@ func TestAddHooksKeepsTheRestAndIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestAddHooksRefusesABrokenConfig(t *testing.T) {
+func TestAddHookRefusesABrokenConfig(t *testing.T) {
 	const broken = `{"ociVersion":"1.0.2",`
 	bundle := writeBundle(t, broken)
-	err := AddHooks(bundle, "/b", Options{Timeout: time.Second})
+	err := AddHook(bundle, "/b", Options{Timeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Fatalf("AddHooks of a broken config.json: %v, want an error naming it", err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(bundle, "config.json")); string(data) != broken {
 		t.Errorf("config.json changed to %q", data)
 	}
-	if err := AddHooks(t.TempDir(), "/b", Options{Timeout: time.Second}); err == nil {
+	if err := AddHook(t.TempDir(), "/b", Options{Timeout: time.Second}); err == nil {
 		t.Error("AddHooks of a bundle without config.json succeeded")
 	}
 }

@@ -106,16 +106,3 @@ func identity(st specs.State, o Options) (info agent.ContainerInfo, known bool) 
 	}
 	return info, true
 }
-
-// Poststop is the poststop hook: it tells the agent the container ended,
-// so it is disarmed and forgotten. It never fails (runc ignores poststop
-// failures anyway); a failure is written to log.
-func Poststop(stdin io.Reader, o Options, log io.Writer) {
-	st, err := readState(stdin)
-	if err == nil {
-		err = agent.NewHookClient(o.Socket, o.Timeout).ContainerStopped(st.ID)
-	}
-	if err != nil {
-		fmt.Fprintf(log, "bulwark oci-hook poststop: %v\n", err)
-	}
-}

@@ -57,18 +57,18 @@ func ParseRuncArgs(args []string) (sub, bundle string) {
 }
 
 // Wrap runs runc with args, as the runtime that called the wrapper asked,
-// after adding Bulwark's hooks (running binary with o) to the bundle of a
+// after adding Bulwark's hook (running binary with o) to the bundle of a
 // create or run. It replaces the process with runc, so runc's exit status,
 // output and signals reach the caller unchanged. A bundle that cannot be
-// given the hooks fails the command: the container would run unguarded.
+// given the hook fails the command: the container would run unguarded.
 func Wrap(runc string, args []string, binary string, o Options) error {
 	path, err := exec.LookPath(runc)
 	if err != nil {
 		return fmt.Errorf("runc: %w", err)
 	}
 	if sub, bundle := ParseRuncArgs(args); bundle != "" {
-		if err := AddHooks(bundle, binary, o); err != nil {
-			return fmt.Errorf("runc %s: add Bulwark's hooks: %w", sub, err)
+		if err := AddHook(bundle, binary, o); err != nil {
+			return fmt.Errorf("runc %s: add Bulwark's hook: %w", sub, err)
 		}
 	}
 	return syscall.Exec(path, append([]string{runc}, args...), os.Environ())

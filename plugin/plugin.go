@@ -54,7 +54,7 @@ type Plugin struct {
 // blocks (a failed NRI start is ignored there), on containerd a second
 // line behind StartContainer, which then finds it armed.
 func (p *Plugin) InjectHook(binary string, o hook.Options) {
-	h, _ := hook.Hooks(binary, o)
+	h := hook.Hook(binary, o)
 	p.hook = &api.Hook{Path: h.Path, Args: h.Args, Timeout: api.Int(*h.Timeout)}
 }
 

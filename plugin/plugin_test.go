@@ -91,9 +91,6 @@ func TestCreateContainerInjectsHookOnce(t *testing.T) {
 		!hook.IsBulwarkHook(specs.Hook{Path: cr[0].Path, Args: cr[0].Args}) || cr[0].Args[2] != hook.StageCreateRuntime {
 		t.Fatalf("injected hooks %+v", cr)
 	}
-	if other := adj.GetHooks().GetPoststop(); len(other) != 0 {
-		t.Errorf("poststop hooks injected: %+v (NRI's RemoveContainer forgets containers)", other)
-	}
 	hooked := &api.Container{Id: "c2", Hooks: &api.Hooks{CreateRuntime: cr}}
 	if adj, _, err := h.CreateContainer(context.Background(), nil, hooked); err != nil || adj != nil {
 		t.Errorf("container already hooked: adjustment %v, %v; want none", adj, err)

@@ -34,7 +34,7 @@ func newInstallDockerCmd() *cobra.Command {
 		Use:   "docker",
 		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
 		Long: "Adds the \"bulwark\" runtime (bulwark runc, which gives each container Bulwark's OCI\n" +
-			"hooks) to Docker's daemon.json, keeping every other key, and with --default makes it the\n" +
+			"hook) to Docker's daemon.json, keeping every other key, and with --default makes it the\n" +
 			"default runtime. The previous file is kept as daemon.json.bulwark-backup. Running it again\n" +
 			"changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,

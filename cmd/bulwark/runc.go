@@ -27,9 +27,9 @@ func hookFlags(fs *pflag.FlagSet, o *hook.Options) {
 func newRuncCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "runc [--runc PATH] [hook options] -- RUNC-ARGS...",
-		Short: "Run runc, adding Bulwark's OCI hooks to each container created (a Docker runtime)",
+		Short: "Run runc, adding Bulwark's OCI hook to each container created (a Docker runtime)",
 		Long: "Registered as a Docker runtime (bulwark install docker), it adds Bulwark's createRuntime\n" +
-			"and poststop hooks to the bundle of every `runc create` and then execs the real runc with\n" +
+			"hook to the bundle of every `runc create` and then execs the real runc with\n" +
 			"the same arguments; other subcommands go straight to runc. Options before `--` are\n" +
 			"Bulwark's (--runc, --socket, --policy-dir, --docker-host, --timeout); without `--` every\n" +
 			"argument is runc's.",
@@ -61,23 +61,18 @@ func newRuncCmd() *cobra.Command {
 func newOCIHookCmd() *cobra.Command {
 	var o hook.Options
 	cmd := &cobra.Command{
-		Use:   "oci-hook createRuntime|poststop",
+		Use:   "oci-hook createRuntime",
 		Short: "The OCI hook runc runs: has the agent arm a container before it runs",
 		Long: "createRuntime reads the OCI state on stdin and waits for the agent to arm the container;\n" +
 			"it fails (and runc fails the container) when the agent refuses it, or when the agent\n" +
-			"cannot be reached and an enforce-mode policy selects it. poststop tells the agent the\n" +
-			"container ended.",
+			"cannot be reached and an enforce-mode policy selects it.",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{hook.StageCreateRuntime, hook.StagePoststop},
+		ValidArgs: []string{hook.StageCreateRuntime},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch args[0] {
-			case hook.StageCreateRuntime:
-				return hook.CreateRuntime(os.Stdin, o, os.Stderr)
-			case hook.StagePoststop:
-				hook.Poststop(os.Stdin, o, os.Stderr)
-				return nil
+			if args[0] != hook.StageCreateRuntime {
+				return fmt.Errorf("unknown hook stage %q (want %s)", args[0], hook.StageCreateRuntime)
 			}
-			return fmt.Errorf("unknown hook stage %q (want %s or %s)", args[0], hook.StageCreateRuntime, hook.StagePoststop)
+			return hook.CreateRuntime(os.Stdin, o, os.Stderr)
 		},
 	}
 	hookFlags(cmd.Flags(), &o)

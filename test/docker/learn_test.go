@@ -12,8 +12,8 @@ import (
 )
 
 // TestLearnThenEnforce: containers no policy selects are fingerprinted
-// (the collector gets a fingerprint when the container stops, through the
-// poststop hook); `bulwark create policy --image` turns them into an
+// (the collector gets a fingerprint when the container stops: the agent
+// follows Docker's die events); `bulwark create policy --image` turns them into an
 // enforce-mode policy; the same workload then runs clean under it, and a
 // process it never ran is blocked. (The workload is not a busybox shell
 // script: busybox runs its applets through /proc/self/exe, so a learned
