@@ -3,8 +3,11 @@ package docker
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bulwarkhq/bulwark/policy"
 )
@@ -173,4 +176,52 @@ func TestAgentStopped(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "free" {
 		t.Errorf("unpoliced container with the agent down: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// TestAgentHungHookTimesOut: with the agent stopped by SIGSTOP (its socket
+// accepts, nothing answers), the hook gives up after its timeout (5 s)
+// instead of hanging docker run: an enforced container is refused, an
+// unpoliced one starts.
+func TestAgentHungHookTimesOut(t *testing.T) {
+	e := newEnv(t)
+	name := "dk-hung-" + nonce()
+	e.apply(t, e.policyFor(name, policy.ModeEnforce, httpserver))
+	data, err := os.ReadFile(filepath.Join(os.Getenv("BULWARK_DOCKER_DIR"), "run", "agent.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	t.Cleanup(func() { e.run(t, "rm", "-f", name) })
+	start := time.Now()
+	r := e.run(t, "run", "--name", name, e.image, "/bin/httpserver", "-listen", ":8080")
+	took := time.Since(start)
+	if r.code == 0 || !strings.Contains(r.stderr, "refusing to start it unguarded") {
+		t.Errorf("enforced container with the agent hung: exit %d, stderr %q; want a refused start", r.code, r.stderr)
+	}
+	if took > 15*time.Second {
+		t.Errorf("docker run took %s with the agent hung; the hook's timeout is 5 s", took)
+	}
+	start = time.Now()
+	r = e.run(t, "run", "--rm", e.image, "/bin/sh", "-c", "echo free")
+	took = time.Since(start)
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "free" || took > 15*time.Second {
+		t.Errorf("unpoliced container with the agent hung: exit %d, stdout %q, stderr %q, took %s", r.code, r.stdout, r.stderr, took)
+	}
+	t.Logf("with the agent hung, an unpoliced docker run took %s", took)
+	resume()
 }
