@@ -45,8 +45,10 @@ type Config struct {
 	AwaitSynchronize bool
 	// RuntimeEndpoint is the CRI socket used by agentKillPod.
 	RuntimeEndpoint string
-	// DockerHost is the Docker Engine API the OCI hook's containers are
-	// looked up in (and killed through); "" for Docker's default.
+	// Docker makes the agent name the OCI hook's containers from the
+	// Docker Engine API at DockerHost ("" for Docker's default), kill
+	// them through it and follow its events.
+	Docker     bool
 	DockerHost string
 	// MaxRecords bounds the deviations and flags kept in memory.
 	MaxRecords int
@@ -164,7 +166,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.sendPolicies()
 	tasks := []func(context.Context) error{
 		func(ctx context.Context) error { return a.serveAPI(ctx, a.cfg.Socket) },
-		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel, a.watchDocker,
+		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel,
+	}
+	if a.cfg.Docker {
+		tasks = append(tasks, a.watchDocker)
 	}
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)

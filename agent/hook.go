@@ -80,15 +80,21 @@ func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookRep
 	}
 	a.mu.Unlock()
 	if !known {
-		var err error
-		if info, err = a.docker.Container(ctx, req.ID); err != nil {
+		err := errors.New("no runtime reported it and Docker is not followed")
+		if a.cfg.Docker {
+			info, err = a.docker.Container(ctx, req.ID)
+		}
+		if err != nil {
 			// Unknown identity: fail closed if any enforce-mode policy
 			// could select the container.
 			if pol := anyEnforcing(a.store.Policies()); pol != nil {
 				return HookReply{}, fmt.Errorf("container %s: identity unknown (%w) and enforce-mode policy %s could select it", req.ID, err, pol.Metadata.Name)
 			}
 			a.log.Warn("container of unknown identity armed by its id only", "container", req.ID, "error", err)
-			info = ContainerInfo{ID: req.ID, Runtime: RuntimeDocker}
+			info = ContainerInfo{ID: req.ID}
+			if a.cfg.Docker {
+				info.Runtime = RuntimeDocker // NRI's Synchronize does not know it
+			}
 		}
 	}
 	info.PID, info.Rootfs = req.PID, req.Rootfs

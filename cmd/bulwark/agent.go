@@ -111,6 +111,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.NamespaceLabelsFile, "namespace-labels", "", "YAML file mapping namespace names to their labels (reread when it changes; used without a Kubernetes API)")
 	f.StringVar(&kubeAPI, "kube-api", "auto", `Kubernetes API URL whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
 	f.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "CRI socket used by agentKillPod")
+	f.BoolVar(&cfg.Docker, "docker", true, "name the OCI hook's containers from Docker's API, and follow Docker's events")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine API the OCI hook's containers are looked up in (default: Docker's)")
 	f.StringVar(&nriSocket, "nri-socket", plugin.DefaultSocket, "runtime NRI socket")
 	f.BoolVar(&noNRI, "no-nri", false, "do not connect to a runtime over NRI")

@@ -41,7 +41,7 @@ daemon_cmd() {
 		if [ -n "${BULWARK_DAEMON_DOCKER_HOST:-}" ]; then
 			printf '%s\0' "$BULWARK_BIN" agent --no-nri --docker-host "$BULWARK_DAEMON_DOCKER_HOST"
 		else
-			printf '%s\0' "$BULWARK_BIN" agent --nri-socket "$NRI_SOCK"
+			printf '%s\0' "$BULWARK_BIN" agent --nri-socket "$NRI_SOCK" --docker=false
 		fi
 		printf '%s\0' \
 			--policy-dir "$POLICY_DIR" \
