@@ -8,7 +8,7 @@ BIN     := bin/bulwark
 # targets). Listed when the unit target runs.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 
-.PHONY: build deps test unit lint generate generate-check fuzz vmtest install-e2e e2e e2e-up e2e-down bench demo
+.PHONY: build deps test unit lint generate generate-check fuzz vmtest install-e2e e2e e2e-up e2e-down docker-e2e docker-up docker-down bench demo
 
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
@@ -75,6 +75,19 @@ e2e-up: build
 e2e-down:
 	bash test/e2e/down.sh
 
+# The Docker suite against Debian's dockerd with Bulwark's runtime as its
+# default (brought up and torn down; its own roots, socket and bridge).
+docker-e2e: build
+	bash test/docker/run.sh
+
+docker-up: build
+	@bash test/deps.sh docker >&2
+	@bash test/e2e/images.sh >&2
+	@bash test/docker/up.sh
+
+docker-down:
+	bash test/docker/down.sh
+
 # Benchmarks (not tests): overhead ratios measured side by side, with vs
 # without Bulwark, in one run each; then the collector's and the whole
 # observation pipeline's throughput and memory.
@@ -85,12 +98,13 @@ bench: build
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
 	bash test/e2e/bench.sh --compare
+	bash test/docker/bench.sh
 	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)
 
 # deps: the unit tests run /bin/busybox (busybox-static), which no earlier
 # step installs; the later steps need the other groups anyway.
-test: deps lint generate-check unit fuzz vmtest install-e2e e2e
+test: deps lint generate-check unit fuzz vmtest install-e2e e2e docker-e2e
 
 demo: build
 	bash test/e2e/demo.sh

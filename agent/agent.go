@@ -45,6 +45,11 @@ type Config struct {
 	AwaitSynchronize bool
 	// RuntimeEndpoint is the CRI socket used by agentKillPod.
 	RuntimeEndpoint string
+	// Docker makes the agent name the OCI hook's containers from the
+	// Docker Engine API at DockerHost ("" for Docker's default), kill
+	// them through it and follow its events.
+	Docker     bool
+	DockerHost string
 	// MaxRecords bounds the deviations and flags kept in memory.
 	MaxRecords int
 	// CollectorSocket is the collector's socket; "" sends nothing.
@@ -68,6 +73,7 @@ type Agent struct {
 	engine   *bpf.Engine
 	nsLabels namespaceLabels
 	pods     podKiller
+	docker   *DockerSource
 	out      *collector.Client // nil without a collector
 	events   atomic.Uint64     // kernel events read
 	// linkRepairs counts the links and pins CheckLinks restored.
@@ -113,6 +119,7 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		compile:      bpf.Compile,
 		nsLabels:     namespaceLabels{file: cfg.NamespaceLabelsFile},
 		pods:         podKiller{endpoint: cfg.RuntimeEndpoint},
+		docker:       NewDockerSource(cfg.DockerHost),
 		workloads:    map[string]*Workload{},
 		byCgroup:     map[uint64]*Workload{},
 		records:      newRecords(cfg.MaxRecords),
@@ -160,6 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	tasks := []func(context.Context) error{
 		func(ctx context.Context) error { return a.serveAPI(ctx, a.cfg.Socket) },
 		a.watchPolicies, a.consumeEvents, a.streamTelemetry, a.keepKernel,
+	}
+	if a.cfg.Docker {
+		tasks = append(tasks, a.watchDocker)
 	}
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)
@@ -319,6 +329,13 @@ func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error 
 		w = &Workload{}
 		a.workloads[info.ID] = w
 	}
+	if w.hookArmed && w.Info.PID == info.PID {
+		// The OCI hook armed this very process (runc init) moments ago,
+		// from the identity the runtime reported: the start adds nothing.
+		w.hookArmed = false
+		a.mu.Unlock()
+		return nil
+	}
 	w.Info = info
 	w.Identity = a.identityOf(info)
 	id, desc := w.Identity, w.describe()
@@ -419,8 +436,8 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	var gone []*Workload
 	a.mu.Lock()
 	for key, w := range a.workloads {
-		// Services are not the runtime's: they stay.
-		if !running[key] && !strings.HasPrefix(key, servicePrefix) {
+		// Services and Docker's containers are not the runtime's: they stay.
+		if !running[key] && !strings.HasPrefix(key, servicePrefix) && w.Info.Runtime != RuntimeDocker {
 			a.forgetLocked(key)
 			gone = append(gone, w)
 		} else if w.CgroupID != 0 {

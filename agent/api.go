@@ -105,6 +105,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/deviations", func(w http.ResponseWriter, r *http.Request) {
 		unixapi.WriteJSON(w, http.StatusOK, a.Deviations())
 	})
+	mux.HandleFunc("POST /v1/hooks/create-runtime", a.handleHook)
 	mux.HandleFunc("GET /v1/flags", func(w http.ResponseWriter, r *http.Request) {
 		unixapi.WriteJSON(w, http.StatusOK, a.Flags())
 	})

@@ -64,7 +64,10 @@ func (a *Agent) arm(ctx context.Context, w *Workload) error {
 		}
 		path = p
 	}
-	users, err := workloadUsers(info.PID, id.Type)
+	// A container's root never changes: found at its first arm (maybe
+	// before its process entered it, from an OCI hook), it is kept.
+	dir := containerDir(info, w.root == nil)
+	users, err := workloadUsers(info.PID, dir, id.Type)
 	if err != nil {
 		a.log.Warn("no /etc/passwd in workload; euser names other than root cannot match", "workload", desc, "error", err)
 	}
@@ -90,10 +93,14 @@ func (a *Agent) arm(ctx context.Context, w *Workload) error {
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	execRoot, err := workloadRoot(id.Type, info.PID)
-	if err != nil {
-		return fail(err)
+	if w.root == nil {
+		r, err := workloadRoot(id.Type, info.PID, dir)
+		if err != nil {
+			return fail(err)
+		}
+		w.root = &r
 	}
+	execRoot := *w.root
 	cgid, err := a.engine.ApplyIn(path, execRoot, compiled, mode)
 	if err != nil {
 		return fail(err)
@@ -135,16 +142,29 @@ func lockContext(ctx context.Context, mu *sync.Mutex) error {
 }
 
 // workloadRoot is the root the kernel resolves a workload's executables
-// from: its process's (a container's init, already in its own root), or,
-// for a service not running yet, the host's (the agent's).
-func workloadRoot(typ string, pid int) (bpf.Root, error) {
+// from: a container's (dir, from containerDir), or, for a service not
+// running yet, the host's (the agent's).
+func workloadRoot(typ string, pid int, dir string) (bpf.Root, error) {
 	switch {
 	case pid > 0:
-		return bpf.RootOf(pid)
+		return bpf.RootAt(dir)
 	case typ == policy.TypeLinuxService:
 		return bpf.RootOf(os.Getpid())
 	}
 	return bpf.Root{}, errors.New("container has no process yet: its root is unknown")
+}
+
+// containerDir is the directory a container's files are read from: its
+// process's root, or, at its first arm from an OCI hook (before the
+// process entered its root filesystem), that filesystem as the process's
+// mount namespace shows it. Later arms never read the rootfs path: once
+// the workload runs, a path inside it is the workload's to forge.
+func containerDir(info ContainerInfo, first bool) string {
+	dir := "/proc/" + strconv.Itoa(info.PID) + "/root"
+	if first && info.Rootfs != "" {
+		return dir + info.Rootfs
+	}
+	return dir
 }
 
 // containerCgroup finds a container's cgroup v2 directory from its process
@@ -157,15 +177,15 @@ func containerCgroup(info ContainerInfo) (string, error) {
 }
 
 // workloadUsers reads the user table of a workload: a container's own
-// (under its process's root), the host's for services.
-func workloadUsers(pid int, typ string) (map[string]uint32, error) {
+// (under dir, from containerDir), the host's for services.
+func workloadUsers(pid int, dir, typ string) (map[string]uint32, error) {
 	if typ == policy.TypeLinuxService {
 		return ReadUsers("/")
 	}
 	if pid <= 0 {
 		return map[string]uint32{"root": 0}, errors.New("no process")
 	}
-	return ReadUsers("/proc/" + strconv.Itoa(pid) + "/root")
+	return ReadUsers(dir)
 }
 
 // eventQueue is how many kernel events may wait between the ring buffer

@@ -98,7 +98,16 @@ func (a *Agent) respond(t target, pol *policy.WorkloadPolicy, d policy.Deviation
 		case act.AgentKillProcessGroup != nil:
 			a.kill(t, p, true)
 		case act.AgentKillPod != nil:
-			if err := a.pods.stop(t.podSandbox); err != nil {
+			if t.dockerID != "" {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := a.docker.Kill(ctx, t.dockerID)
+				cancel()
+				if err != nil {
+					a.log.Error("agentKillPod", "workload", t.name, "error", err)
+				} else {
+					a.log.Info("agentKillPod: Docker container killed", "workload", t.name, "container", t.dockerID)
+				}
+			} else if err := a.pods.stop(t.podSandbox); err != nil {
 				a.log.Error("agentKillPod", "workload", t.name, "error", err)
 			} else {
 				a.log.Info("agentKillPod: pod stopped", "workload", t.name, "pod", t.podSandbox)

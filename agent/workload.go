@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -23,6 +24,12 @@ type ContainerInfo struct {
 	// PID is a process inside the container (runc init before the
 	// entrypoint runs); 0 when not known yet.
 	PID int
+	// Runtime is RuntimeDocker for a Docker container, "" for one the NRI
+	// runtime reports.
+	Runtime string
+	// Rootfs, set by the OCI hook, is the container's root filesystem as
+	// a path in PID's mount namespace: the hook runs before PID enters it.
+	Rootfs string
 }
 
 // Workload is one container the agent tracks: its identity, where it runs
@@ -41,10 +48,16 @@ type Workload struct {
 	Mode   string
 	// Users maps the workload's own user names to uids (its /etc/passwd).
 	Users map[string]uint32
+	// hookArmed says the OCI hook armed the container the runtime
+	// reported, whose NRI start is still to come.
+	hookArmed bool
 
 	// armMu serializes arming and disarming the workload; it is taken
 	// before the agent's lock, never while holding it.
 	armMu sync.Mutex
+	// root is the root the workload's executables resolve from, found at
+	// its first arm (armMu guards it).
+	root *bpf.Root
 
 	// policy is what the kernel enforces for the workload.
 	policy *policy.WorkloadPolicy
@@ -114,12 +127,17 @@ type target struct {
 	name       string // describe()
 	id         policy.Identity
 	podSandbox string
+	dockerID   string // a Docker container's id, which agentKillPod kills
 	cgroupID   uint64 // the workload's cgroup, which kills stay inside
 }
 
 // targetOf copies what a response needs of w; a.mu is held.
 func targetOf(w *Workload) target {
-	return target{name: w.describe(), id: w.Identity, podSandbox: w.Info.PodSandboxID, cgroupID: w.CgroupID}
+	t := target{name: w.describe(), id: w.Identity, podSandbox: w.Info.PodSandboxID, cgroupID: w.CgroupID}
+	if w.Info.Runtime == RuntimeDocker {
+		t.dockerID = w.Info.ID
+	}
+	return t
 }
 
 // describe names a workload for people: namespace/pod/container, or the

@@ -26,17 +26,28 @@ type Root struct {
 // RootOf returns the root of process pid (/proc/PID/root): for a
 // container, its init process's; for `bulwark exec`, the caller's.
 func RootOf(pid int) (Root, error) {
-	path := "/proc/" + strconv.Itoa(pid) + "/root"
-	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_INO|unix.STATX_MNT_ID, &st); err != nil {
+	r, err := RootAt("/proc/" + strconv.Itoa(pid) + "/root")
+	if err != nil {
 		return Root{}, fmt.Errorf("root of process %d: %w", pid, err)
 	}
+	return r, nil
+}
+
+// RootAt returns the root that directory path would be for a process
+// chrooted or pivoted into it: a container's root filesystem before its
+// init process has entered it (an OCI createRuntime hook runs before
+// pivot_root, and the mount it pivots to is already there).
+func RootAt(path string) (Root, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_INO|unix.STATX_MNT_ID, &st); err != nil {
+		return Root{}, fmt.Errorf("stat %s: %w", path, err)
+	}
 	if st.Mask&unix.STATX_MNT_ID == 0 {
-		return Root{}, fmt.Errorf("root of process %d: the kernel reports no mount id", pid)
+		return Root{}, fmt.Errorf("%s: the kernel reports no mount id", path)
 	}
 	r := Root{MountID: uint32(st.Mnt_id), Inode: st.Ino}
 	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
-		return Root{}, fmt.Errorf("root of process %d: the kernel does not say whether it is a mount's root", pid)
+		return Root{}, fmt.Errorf("%s: the kernel does not say whether it is a mount's root", path)
 	}
 	if st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
 		r.Inode = 0

@@ -14,7 +14,10 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/bulwarkhq/bulwark/agent"
+	"github.com/bulwarkhq/bulwark/hook"
 )
 
 // DefaultSocket is the runtime's NRI socket.
@@ -46,6 +49,19 @@ type Plugin struct {
 	agent  Agent
 	socket string
 	log    *slog.Logger
+	// hook, when set, is the OCI createRuntime hook CreateContainer adds
+	// to every container.
+	hook *api.Hook
+}
+
+// InjectHook makes CreateContainer give every container Bulwark's OCI
+// createRuntime hook (binary run with o), so the container is armed from
+// inside runc create, before its entrypoint: on CRI-O the only point that
+// blocks (a failed NRI start is ignored there), on containerd a second
+// line behind StartContainer, which then finds it armed.
+func (p *Plugin) InjectHook(binary string, o hook.Options) {
+	h := hook.Hook(binary, o)
+	p.hook = &api.Hook{Path: h.Path, Args: h.Args, Timeout: api.Int(*h.Timeout)}
 }
 
 // New returns a plugin that reports to a over the NRI socket.
@@ -152,10 +168,21 @@ func (h handlers) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs 
 	return nil, nil
 }
 
-// CreateContainer records the container's identity; it adjusts nothing.
+// CreateContainer records the container's identity and adds Bulwark's
+// OCI hook (InjectHook) unless the container already has it.
 func (h handlers) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	h.p.agent.ContainerCreated(ContainerInfo(pod, c))
-	return nil, nil, nil
+	if h.p.hook == nil {
+		return nil, nil, nil
+	}
+	for _, have := range c.GetHooks().GetCreateRuntime() {
+		if hook.IsBulwarkHook(specs.Hook{Path: have.GetPath(), Args: have.GetArgs()}) {
+			return nil, nil, nil
+		}
+	}
+	adj := &api.ContainerAdjustment{}
+	adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{h.p.hook}})
+	return adj, nil, nil
 }
 
 // StartContainer arms the container before its entrypoint runs, within

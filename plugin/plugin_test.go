@@ -1,9 +1,15 @@
 package plugin
 
 import (
+	"context"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bulwarkhq/bulwark/hook"
 )
 
 func TestContainerInfo(t *testing.T) {
@@ -62,5 +68,31 @@ func TestContainerInfo(t *testing.T) {
 				t.Errorf("pod labels/uid not copied: %+v", info)
 			}
 		})
+	}
+}
+
+// TestCreateContainerInjectsHookOnce: with InjectHook, CreateContainer
+// adds Bulwark's createRuntime hook, once: a container that already has
+// it (a second plugin instance, a hooks.d entry) gets no second one.
+func TestCreateContainerInjectsHookOnce(t *testing.T) {
+	p := New(&armingAgent{}, "", slog.Default())
+	h := handlers{p}
+	adj, _, err := h.CreateContainer(context.Background(), nil, &api.Container{Id: "c1"})
+	if err != nil || adj != nil {
+		t.Fatalf("without InjectHook: adjustment %v, %v; want none", adj, err)
+	}
+	p.InjectHook("/usr/bin/bulwark", hook.Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 2 * time.Second})
+	adj, _, err = h.CreateContainer(context.Background(), nil, &api.Container{Id: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := adj.GetHooks().GetCreateRuntime()
+	if len(cr) != 1 || cr[0].Path != "/usr/bin/bulwark" || cr[0].Timeout.GetValue() <= 2 ||
+		!hook.IsBulwarkHook(specs.Hook{Path: cr[0].Path, Args: cr[0].Args}) || cr[0].Args[2] != hook.StageCreateRuntime {
+		t.Fatalf("injected hooks %+v", cr)
+	}
+	hooked := &api.Container{Id: "c2", Hooks: &api.Hooks{CreateRuntime: cr}}
+	if adj, _, err := h.CreateContainer(context.Background(), nil, hooked); err != nil || adj != nil {
+		t.Errorf("container already hooked: adjustment %v, %v; want none", adj, err)
 	}
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
-# need; the one list of them. Usage: test/deps.sh [build|e2e|vm|unit]... (all
+# need; the one list of them. Usage: test/deps.sh [build|e2e|vm|unit|docker]... (all
 # groups when none is named):
 #   build  clang, llvm and libbpf-dev to regenerate the BPF objects
 #   unit   systemd (systemd-analyze verify of the install units) and
@@ -8,6 +8,9 @@
 #   e2e    runc, iptables and busybox-static for the e2e runtime and images,
 #          wget for the demo's requests to its pods
 #   vm     qemu, cpio and busybox-static for the LSM tests in a VM
+#   docker dockerd (docker.io, which brings containerd 1.6 and runc) for
+#          the Docker e2e suite (test/docker), with busybox-static for
+#          its offline image
 # Go modules come from the module proxy.
 set -euo pipefail
 
@@ -17,15 +20,16 @@ group_packages() {
 	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
 	unit) echo systemd util-linux ;;
+	docker) echo docker.io busybox-static ;;
 	*) return 1 ;;
 	esac
 }
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm unit)
+[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm unit docker)
 for g in "${groups[@]}"; do
 	group_packages "$g" >/dev/null || {
-		echo "deps: unknown group $g (want build, e2e, vm or unit)" >&2
+		echo "deps: unknown group $g (want build, e2e, vm, unit or docker)" >&2
 		exit 2
 	}
 done

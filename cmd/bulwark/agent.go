@@ -15,13 +15,14 @@ import (
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/collector"
+	"github.com/bulwarkhq/bulwark/hook"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
 
 func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
 	var nriSocket, pinDir, backend string
-	var noNRI, noCollector, services bool
+	var noNRI, noCollector, services, ociHook bool
 	var servicesRoot, kubeAPI string
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -75,8 +76,16 @@ func newAgentCmd() *cobra.Command {
 			defer cancelRun()
 			perrc := make(chan error, 1)
 			if !noNRI {
+				p := plugin.New(a, nriSocket, log)
+				if ociHook {
+					self, err := os.Executable()
+					if err != nil {
+						return err
+					}
+					p.InjectHook(self, hook.Options{Socket: cfg.Socket, PolicyDir: cfg.PolicyDir, Timeout: defaultHookTimeout})
+				}
 				go func() {
-					perr := plugin.New(a, nriSocket, log).Run(runCtx)
+					perr := p.Run(runCtx)
 					cancelRun()
 					perrc <- perr
 				}()
@@ -102,8 +111,11 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.NamespaceLabelsFile, "namespace-labels", "", "YAML file mapping namespace names to their labels (reread when it changes; used without a Kubernetes API)")
 	f.StringVar(&kubeAPI, "kube-api", "auto", `Kubernetes API URL whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
 	f.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "CRI socket used by agentKillPod")
+	f.BoolVar(&cfg.Docker, "docker", true, "name the OCI hook's containers from Docker's API, and follow Docker's events")
+	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine API the OCI hook's containers are looked up in (default: Docker's)")
 	f.StringVar(&nriSocket, "nri-socket", plugin.DefaultSocket, "runtime NRI socket")
 	f.BoolVar(&noNRI, "no-nri", false, "do not connect to a runtime over NRI")
+	f.BoolVar(&ociHook, "oci-hook", true, "give every container created over NRI Bulwark's OCI createRuntime hook, which arms it inside runc create (CRI-O ignores a failed NRI start)")
 	f.StringVar(&pinDir, "pin-dir", "/sys/fs/bpf/bulwark", "bpffs directory for pinned programs and maps")
 	f.StringVar(&backend, "backend", "auto", "enforcement backend: auto, lsm or tracing")
 	f.StringVar(&cfg.CollectorSocket, "collector-socket", collector.DefaultSocket, "collector socket the agent streams records to")

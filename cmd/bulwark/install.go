@@ -14,7 +14,8 @@ import (
 )
 
 // newInstallCmd is `bulwark install TARGET`: one subcommand per target,
-// each in the file named after it (containerd, CRI-O and systemd here).
+// each in the file named after it (containerd, CRI-O and systemd here;
+// docker in install_docker.go).
 func newInstallCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -25,7 +26,7 @@ it modifies, and does nothing on a second run. "bulwark uninstall TARGET"
 takes out exactly what it put in.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newInstallContainerdCmd(), newInstallCRIOCmd(), newInstallSystemdCmd())
+	cmd.AddCommand(newInstallContainerdCmd(), newInstallCRIOCmd(), newInstallSystemdCmd(), newInstallDockerCmd())
 	return cmd
 }
 
@@ -36,7 +37,7 @@ func newUninstallCmd() *cobra.Command {
 		Short: "Take out what bulwark install put in",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newUninstallContainerdCmd(), newUninstallCRIOCmd(), newUninstallSystemdCmd())
+	cmd.AddCommand(newUninstallContainerdCmd(), newUninstallCRIOCmd(), newUninstallSystemdCmd(), newUninstallDockerCmd())
 	return cmd
 }
 

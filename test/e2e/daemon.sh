@@ -12,6 +12,9 @@
 #                          collector is).
 #   daemon.sh NAME status  exit 0 when it is running.
 #
+# BULWARK_DAEMON_DOCKER_HOST starts the agent for the Docker suite
+# (test/docker): no NRI, Docker's API at that address.
+#
 # The daemons' command lines are in daemon_cmd below: the one place to
 # change when their flags change. agent.sh and collector.sh are shorthands.
 set -euo pipefail
@@ -33,8 +36,14 @@ exefile="$E2E_DIR/run/$name.exe"
 daemon_cmd() {
 	case "$name" in
 	agent)
-		printf '%s\0' "$BULWARK_BIN" agent \
-			--nri-socket "$NRI_SOCK" \
+		# The Docker suite's agent (test/docker) reaches no NRI runtime:
+		# Docker's containers come through the OCI hook.
+		if [ -n "${BULWARK_DAEMON_DOCKER_HOST:-}" ]; then
+			printf '%s\0' "$BULWARK_BIN" agent --no-nri --docker-host "$BULWARK_DAEMON_DOCKER_HOST"
+		else
+			printf '%s\0' "$BULWARK_BIN" agent --nri-socket "$NRI_SOCK" --docker=false
+		fi
+		printf '%s\0' \
 			--policy-dir "$POLICY_DIR" \
 			--socket "$AGENT_SOCK" \
 			--runtime-endpoint "$CONTAINERD_SOCK" \

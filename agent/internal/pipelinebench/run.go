@@ -113,7 +113,7 @@ func runOnce(ctx context.Context, cfg config) (res *result, err error) {
 
 	asock := filepath.Join(tmp, "agent.sock")
 	ag, err := startDaemon("agent", filepath.Join(tmp, "agent.log"), cfg.bulwark,
-		"agent", "--no-nri", "--hostname", agentName, "--services-root", slice,
+		"agent", "--no-nri", "--docker=false", "--hostname", agentName, "--services-root", slice,
 		"--collector-socket", csock, "--spool-dir", filepath.Join(tmp, "spool"),
 		"--policy-dir", filepath.Join(tmp, "policies"), "--socket", asock,
 		"--pin-dir", filepath.Join(pins, "bulwark"))

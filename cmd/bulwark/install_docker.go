@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/install/edit"
+)
+
+// dockerRuntime is the name Bulwark's runtime is registered under in
+// daemon.json (`docker run --runtime bulwark`).
+const dockerRuntime = "bulwark"
+
+// dockerInstall is what `bulwark install docker` writes.
+type dockerInstall struct {
+	path        string // daemon.json
+	binary      string // the bulwark executable the runtime runs
+	runc        string
+	hook        hook.Options
+	makeDefault bool
+}
+
+func newInstallDockerCmd() *cobra.Command {
+	var in dockerInstall
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "docker",
+		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
+		Long: "Adds the \"bulwark\" runtime (bulwark runc, which gives each container Bulwark's OCI\n" +
+			"hook) to Docker's daemon.json, keeping every other key, and with --default makes it the\n" +
+			"default runtime. The previous file is kept as daemon.json.bulwark-backup. Running it again\n" +
+			"changes nothing. Restart dockerd to apply it.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in.binary == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				in.binary = self
+			}
+			old, err := readDaemonJSON(in.path)
+			if err != nil {
+				return err
+			}
+			out, err := installDocker(old, in)
+			if err != nil {
+				return fmt.Errorf("%s: %w", in.path, err)
+			}
+			return writeDaemonJSON(cmd.OutOrStdout(), in.path, old, out, dryRun)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in.path, "daemon-json", "/etc/docker/daemon.json", "Docker's daemon configuration")
+	f.BoolVar(&in.makeDefault, "default", false, "make bulwark Docker's default runtime")
+	f.BoolVar(&dryRun, "dry-run", false, "print the new daemon.json instead of writing it")
+	f.StringVar(&in.binary, "bulwark", "", "the bulwark executable Docker runs (default: this one)")
+	f.StringVar(&in.runc, "runc", "runc", "the real runc the wrapper runs")
+	hookFlags(f, &in.hook)
+	return cmd
+}
+
+func newUninstallDockerCmd() *cobra.Command {
+	var path string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "docker",
+		Short: "Remove Bulwark's runtime from Docker's daemon.json",
+		Long: "Removes the \"bulwark\" runtime and, when it is the default, the default-runtime key\n" +
+			"(Docker's default, runc, applies again), keeping every other key. Restart dockerd to apply it.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			old, err := readDaemonJSON(path)
+			if err != nil {
+				return err
+			}
+			out, err := uninstallDocker(old)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			return writeDaemonJSON(cmd.OutOrStdout(), path, old, out, dryRun)
+		},
+	}
+	cmd.Flags().StringVar(&path, "daemon-json", "/etc/docker/daemon.json", "Docker's daemon configuration")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the new daemon.json instead of writing it")
+	return cmd
+}
+
+// readDaemonJSON reads daemon.json; a missing file reads as empty.
+func readDaemonJSON(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// parseDaemonJSON decodes daemon.json's top level, keeping each value as
+// written. Invalid JSON is reported with its line and column.
+func parseDaemonJSON(data []byte) (map[string]json.RawMessage, error) {
+	doc := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return doc, nil
+	}
+	err := json.Unmarshal(data, &doc)
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		line, col := lineCol(data, syn.Offset-1) // Offset is just past the bad byte
+		return nil, fmt.Errorf("line %d, column %d: %v (file left untouched)", line, col, syn)
+	case errors.As(err, &typ):
+		line, col := lineCol(data, typ.Offset)
+		return nil, fmt.Errorf("line %d, column %d: the file is not a JSON object (file left untouched)", line, col)
+	case err != nil:
+		return nil, fmt.Errorf("%v (file left untouched)", err)
+	}
+	return doc, nil
+}
+
+// lineCol turns a byte offset of data into a 1-based line and column.
+func lineCol(data []byte, off int64) (int, int) {
+	off = max(0, min(off, int64(len(data))))
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := int(off) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// runtimesOf decodes daemon.json's "runtimes" object.
+func runtimesOf(doc map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	rts := map[string]json.RawMessage{}
+	if raw, ok := doc["runtimes"]; ok {
+		if err := json.Unmarshal(raw, &rts); err != nil {
+			return nil, fmt.Errorf("\"runtimes\" is not an object (file left untouched)")
+		}
+	}
+	return rts, nil
+}
+
+// installDocker returns daemon.json data with Bulwark's runtime added.
+func installDocker(data []byte, in dockerInstall) ([]byte, error) {
+	doc, err := parseDaemonJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	rts, err := runtimesOf(doc)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"runc", "--runc", in.runc, "--socket", in.hook.Socket, "--policy-dir", in.hook.PolicyDir,
+		"--timeout", in.hook.Timeout.String()}
+	if in.hook.DockerHost != "" {
+		args = append(args, "--docker-host", in.hook.DockerHost)
+	}
+	args = append(args, "--")
+	rt, err := json.Marshal(struct {
+		Path        string   `json:"path"`
+		RuntimeArgs []string `json:"runtimeArgs"`
+	}{in.binary, args})
+	if err != nil {
+		return nil, err
+	}
+	rts[dockerRuntime] = rt
+	if doc["runtimes"], err = json.Marshal(rts); err != nil {
+		return nil, err
+	}
+	if in.makeDefault {
+		doc["default-runtime"], _ = json.Marshal(dockerRuntime)
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// uninstallDocker returns daemon.json data without Bulwark's runtime.
+func uninstallDocker(data []byte) ([]byte, error) {
+	doc, err := parseDaemonJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	rts, err := runtimesOf(doc)
+	if err != nil {
+		return nil, err
+	}
+	delete(rts, dockerRuntime)
+	if len(rts) == 0 {
+		delete(doc, "runtimes")
+	} else if doc["runtimes"], err = json.Marshal(rts); err != nil {
+		return nil, err
+	}
+	var def string
+	if json.Unmarshal(doc["default-runtime"], &def) == nil && def == dockerRuntime {
+		delete(doc, "default-runtime")
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// writeDaemonJSON writes out to path as install does (carryOut: a diff with
+// dryRun, an atomic write with a backup otherwise), unless it means the same
+// as old.
+func writeDaemonJSON(w io.Writer, path string, old, out []byte, dryRun bool) error {
+	out = append(out, '\n')
+	var plan edit.Plan
+	if !sameJSON(old, out) {
+		if old == nil {
+			plan = append(plan, edit.Change{Dir: filepath.Dir(path), DirOp: edit.MkdirDir})
+		}
+		plan = append(plan, edit.Change{Path: path, Old: old, New: out, Perm: 0o644, Backup: true})
+	}
+	return carryOut(w, plan, dryRun, "restart dockerd to apply it")
+}
+
+// sameJSON reports whether a and b hold equal JSON values (an absent file
+// equals an empty object).
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if len(bytes.TrimSpace(a)) == 0 {
+		a = []byte("{}")
+	}
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// daemonJSON decodes the daemon.json at path.
+func daemonJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return doc
+}
+
+func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "daemon.json")
+	const orig = `{"log-level": "warn", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+  "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 64000, "Soft": 64000}}}`
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before map[string]any
+	json.Unmarshal([]byte(orig), &before)
+	install := []string{"install", "docker", "--daemon-json", path, "--default", "--bulwark", "/usr/bin/bulwark",
+		"--runc", "/usr/sbin/runc", "--socket", "/run/b.sock"}
+	if _, errOut, err := runCLIWithInput(t, "", install...); err != nil {
+		t.Fatalf("install: %v: %s", err, errOut)
+	}
+	doc := daemonJSON(t, path)
+	if doc["default-runtime"] != "bulwark" || doc["log-level"] != "warn" || !reflect.DeepEqual(doc["default-ulimits"], before["default-ulimits"]) {
+		t.Errorf("installed daemon.json lost or missed keys: %v", doc)
+	}
+	rts := doc["runtimes"].(map[string]any)
+	bw := rts["bulwark"].(map[string]any)
+	args, _ := json.Marshal(bw["runtimeArgs"])
+	if bw["path"] != "/usr/bin/bulwark" || rts["nvidia"] == nil ||
+		!strings.HasPrefix(string(args), `["runc","--runc","/usr/sbin/runc","--socket","/run/b.sock",`) || !strings.HasSuffix(string(args), `"--"]`) {
+		t.Errorf("runtimes = %v", rts)
+	}
+	if backup, err := os.ReadFile(path + ".bulwark-backup"); err != nil || string(backup) != orig {
+		t.Errorf("backup = %q, %v; want the original file", backup, err)
+	}
+	// Again: nothing changes, the backup still holds the original.
+	installed, _ := os.ReadFile(path)
+	out, _, err := runCLIWithInput(t, "", install...)
+	if now, _ := os.ReadFile(path); err != nil || string(now) != string(installed) || !strings.Contains(out, "nothing changed") {
+		t.Errorf("second install: %v, %q; file changed: %v", err, out, string(now) != string(installed))
+	}
+	if backup, _ := os.ReadFile(path + ".bulwark-backup"); string(backup) != orig {
+		t.Errorf("second install overwrote the backup with %q", backup)
+	}
+	if _, errOut, err := runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path); err != nil {
+		t.Fatalf("uninstall: %v: %s", err, errOut)
+	}
+	if after := daemonJSON(t, path); !reflect.DeepEqual(after, before) {
+		t.Errorf("after uninstall:\n%v\nwant the original\n%v", after, before)
+	}
+}
+
+func TestInstallDockerMissingFileAndDryRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "docker", "daemon.json")
+	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", "/b")
+	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") {
+		t.Fatalf("dry run: %v: %s", err, out)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("dry run wrote %s: %v", path, err)
+	}
+	if _, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", "/b"); err != nil {
+		t.Fatal(err)
+	}
+	if doc := daemonJSON(t, path); doc["runtimes"] == nil || doc["default-runtime"] != nil {
+		t.Errorf("installed without --default: %v", doc)
+	}
+}
+
+func TestInstallDockerRefusesBadJSON(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{"{\n  \"log-level\": \"warn\",\n  \"debug\": tru\n}\n", "line 3"},
+		{"[1, 2]", "not a JSON object"},
+		{`{"runtimes": 7}`, `"runtimes" is not an object`},
+	} {
+		path := filepath.Join(t.TempDir(), "daemon.json")
+		if err := os.WriteFile(path, []byte(tc.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", "/b")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("install over %q: %v; want an error naming %s and %q", tc.data, err, path, tc.want)
+		}
+		if now, _ := os.ReadFile(path); string(now) != tc.data {
+			t.Errorf("bad file rewritten to %q", now)
+		}
+		if _, err := os.Stat(path + ".bulwark-backup"); !os.IsNotExist(err) {
+			t.Errorf("backup written for a refused file")
+		}
+	}
+}
