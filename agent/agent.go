@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/client-go/rest"
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/collector"
@@ -36,9 +37,13 @@ type Config struct {
 	// NamespaceLabelsFile, when set, is a YAML map of namespace name to
 	// labels, used where no Kubernetes API is available.
 	NamespaceLabelsFile string
-	// KubeAPI, when set, is the Kubernetes API whose namespaces are
-	// watched for their labels (InClusterKubeAPI finds it in a pod).
-	KubeAPI *KubeAPI
+	// OwnPodUID is the UID of the agent's own pod (with Kubernetes): its
+	// containers, the agent and the collector, are never armed, so no
+	// policy can lock the agent out of its own pod.
+	OwnPodUID string
+	// Kube, when set, is the Kubernetes API whose namespaces are watched
+	// for their labels (KubeConfig builds it).
+	Kube *rest.Config
 	// AwaitSynchronize holds kernel events back until the runtime's first
 	// Synchronize (at most syncWait), so the events the kernel kept while
 	// the agent was down find their workloads.
@@ -73,7 +78,8 @@ type Agent struct {
 	// linkRepairs counts the links and pins CheckLinks restored.
 	linkRepairs atomic.Uint64
 	tally       *deviationTally
-	synced      chan struct{} // closed by the first Synchronize
+	synced      chan struct{}                  // closed by the first Synchronize
+	nsWatch     atomic.Pointer[namespaceWatch] // set by Run with Config.Kube
 	syncOnce    sync.Once
 
 	// compile turns a policy into kernel tables (bpf.Compile; tests
@@ -164,11 +170,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)
 	}
-	if a.cfg.KubeAPI != nil {
-		nw, err := newNamespaceWatch(*a.cfg.KubeAPI, &a.nsLabels, a.log, a.namespaceChanged)
+	if a.cfg.Kube != nil {
+		nw, err := newNamespaceWatch(a.cfg.Kube, &a.nsLabels, a.log, a.namespaceChanged)
 		if err != nil {
 			return err
 		}
+		a.nsWatch.Store(nw)
 		tasks = append(tasks, nw.run)
 	} else if a.cfg.NamespaceLabelsFile != "" {
 		tasks = append(tasks, func(ctx context.Context) error {
@@ -297,8 +304,16 @@ func (a *Agent) DeletePolicy(name string) error {
 	return a.rearmAll()
 }
 
+// ownPod reports whether info is a container of the agent's own pod.
+func (a *Agent) ownPod(info ContainerInfo) bool {
+	return a.cfg.OwnPodUID != "" && info.PodUID == a.cfg.OwnPodUID
+}
+
 // ContainerCreated records a container's identity before it starts.
 func (a *Agent) ContainerCreated(info ContainerInfo) {
+	if a.ownPod(info) {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.workloads[info.ID] = &Workload{
@@ -313,6 +328,10 @@ func (a *Agent) ContainerCreated(info ContainerInfo) {
 // armed when ctx ends, so the runtime refuses to start it. A policy that
 // does not enforce goes on arming after ctx ends and the start goes ahead.
 func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error {
+	if a.ownPod(info) {
+		a.log.Info("own pod's container: not armed", "container", info.Name, "pod", info.PodName)
+		return nil
+	}
 	a.mu.Lock()
 	w, ok := a.workloads[info.ID]
 	if !ok {
@@ -448,11 +467,26 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	return errors.Join(errs...)
 }
 
+// ready reports whether the agent has adopted the runtime's running
+// containers and, with a Kubernetes API, listed the namespaces' labels.
+func (a *Agent) ready() bool {
+	select {
+	case <-a.synced:
+	default:
+		return false
+	}
+	if a.cfg.Kube == nil {
+		return true
+	}
+	nw := a.nsWatch.Load()
+	return nw != nil && nw.informer.HasSynced()
+}
+
 // Status reports the backend, the workloads and their policies.
 func (a *Agent) Status() Status {
 	total, byCgroup := a.losses()
 	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: total.Events,
-		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems()}
+		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems(), Ready: a.ready()}
 	counts := map[string]int{}
 	a.mu.Lock()
 	for _, w := range a.workloads {

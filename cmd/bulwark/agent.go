@@ -22,7 +22,7 @@ func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
 	var nriSocket, pinDir, backend string
 	var noNRI, noCollector, services bool
-	var servicesRoot, kubeAPI string
+	var servicesRoot, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: arm workloads with their policies and report deviations",
@@ -39,18 +39,8 @@ func newAgentCmd() *cobra.Command {
 			// Close keeps the pins: enforcement outlives the agent.
 			defer engine.Close()
 			cfg.AwaitSynchronize = !noNRI
-			switch kubeAPI {
-			case "auto":
-				api, ok, err := agent.InClusterKubeAPI()
-				if err != nil {
-					return err
-				}
-				if ok {
-					cfg.KubeAPI = &api
-				}
-			case "":
-			default:
-				cfg.KubeAPI = &agent.KubeAPI{URL: kubeAPI}
+			if cfg.Kube, err = agent.KubeConfig(kubeconfig); err != nil {
+				return err
 			}
 			if noCollector {
 				cfg.CollectorSocket = ""
@@ -100,7 +90,8 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.Socket, "socket", agent.DefaultSocket, "agent API socket")
 	f.StringVar(&cfg.Hostname, "hostname", "", "node name (default: the host name)")
 	f.StringVar(&cfg.NamespaceLabelsFile, "namespace-labels", "", "YAML file mapping namespace names to their labels (reread when it changes; used without a Kubernetes API)")
-	f.StringVar(&kubeAPI, "kube-api", "auto", `Kubernetes API URL whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
+	f.StringVar(&kubeconfig, "kubeconfig", "auto", `kubeconfig file of the Kubernetes API whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
+	f.StringVar(&cfg.OwnPodUID, "pod-uid", os.Getenv("BULWARK_POD_UID"), "UID of the agent's own pod, whose containers are never armed (default $BULWARK_POD_UID)")
 	f.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "CRI socket used by agentKillPod")
 	f.StringVar(&nriSocket, "nri-socket", plugin.DefaultSocket, "runtime NRI socket")
 	f.BoolVar(&noNRI, "no-nri", false, "do not connect to a runtime over NRI")
