@@ -76,11 +76,12 @@ image:
 # k8s-down removes it and restores what the kubelet changed. k8s-e2e brings
 # it up, runs the suite with Bulwark's DaemonSet, and tears it down.
 k8s-up: build
+	@bash test/e2e/install.sh >&2
 	@bash test/k8s/install.sh >&2
-	@bash test/k8s/up.sh
+	@flock /tmp/bulwark-e2e.lock bash test/k8s/up.sh
 
 k8s-down:
-	bash test/k8s/down.sh
+	flock /tmp/bulwark-e2e.lock bash test/k8s/down.sh
 
 k8s-e2e: build image
 	bash test/k8s/run.sh

@@ -19,7 +19,7 @@ func TestOwnPodNeverArmed(t *testing.T) {
 kind: WorkloadPolicy
 metadata: {name: everything, type: container}
 spec:
-  containerSelector: {}
+  containerSelector: {containerName: "*"}
   mode: enforce
   processPolicy:
   - {name: cat, exe: [/bin/busybox], euser: [root], id: cat}

@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/rootfs/usr/bin" "$work/rootfs/tmp" "$work/layout/blobs/sha256"
 chmod 1777 "$work/rootfs/tmp"
-(cd "$root" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags='-s -w' \
+(cd "$root" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags='-s -w' \
 	-o "$work/rootfs/usr/bin/bulwark" ./cmd/bulwark)
 
 # tar_dir DIR OUT writes DIR's contents as a reproducible tar.
