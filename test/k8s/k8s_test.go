@@ -198,8 +198,10 @@ const (
 // up Ready; a Deployment in a namespace a namespaceSelector policy picks
 // is enforced; relabelling the namespace disarms and re-arms it; deleting
 // the agent pod and a rollout restart keep enforcement (the new agent
-// adopts the pins); fingerprints of another Deployment become a policy
-// through kubectl exec in the agent pod.
+// adopts the pins); with the agent off the node a new pod is refused by
+// the runtime's NRI validator while the agent's own pod still starts;
+// fingerprints of another Deployment become a policy through kubectl exec
+// in the agent pod.
 func TestCluster(t *testing.T) {
 	c := newCluster(t)
 	c.must(t, "apply", "-k", c.overlay(t))
@@ -269,6 +271,28 @@ func TestCluster(t *testing.T) {
 		if !st.Ready || !adopted {
 			t.Errorf("new agent: ready %v, shop workload adopted %v\n%s", st.Ready, adopted, out)
 		}
+	})
+	t.Run("fail closed without the agent", func(t *testing.T) {
+		// A node selector nothing matches takes the agent off the node.
+		c.must(t, "-n", "bulwark", "patch", "ds", "bulwark", "--type", "merge",
+			"-p", `{"spec":{"template":{"spec":{"nodeSelector":{"bulwark.test/nowhere":"x"}}}}}`)
+		c.must(t, "-n", "bulwark", "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/name=bulwark", "--timeout=90s")
+		c.must(t, "-n", "learn", "run", "latecomer", "--image", testImage, "--image-pull-policy", "Never",
+			"--restart", "Never", "--command", "--", "/bin/sleep", "3600")
+		eventually(t, 60*time.Second, "a pod created while the agent is away", func() error {
+			out, _, err := c.kubectl("-n", "learn", "get", "pod", "latecomer", "-o",
+				"jsonpath={.status.containerStatuses[0].state.waiting.message}")
+			if err != nil || !strings.Contains(out, `required plugin "bulwark"`) {
+				return fmt.Errorf("container not refused by the NRI validator: %q %v", out, err)
+			}
+			return nil
+		})
+		// The agent's own pod starts although its plugin is missing (it is
+		// the plugin: its pods tolerate that), and the waiting pod follows.
+		c.must(t, "-n", "bulwark", "patch", "ds", "bulwark", "--type", "json",
+			"-p", `[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]`)
+		agent = c.agentPod(t)
+		c.must(t, "-n", "learn", "wait", "--for=condition=Ready", "pod/latecomer", "--timeout=120s")
 	})
 	t.Run("policy from fingerprints", func(t *testing.T) {
 		eventually(t, 90*time.Second, "policy from the learn Deployment's fingerprints", func() error {
