@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
-# need; the one list of them. Usage: test/deps.sh [build|e2e|vm]... (all
+# need; the one list of them. Usage: test/deps.sh [build|e2e|vm|k8s]... (all
 # groups when none is named):
 #   build  clang, llvm and libbpf-dev to regenerate the BPF objects
 #   e2e    runc, iptables and busybox-static for the e2e runtime and images,
 #          wget for the demo's requests to its pods
 #   vm     qemu, cpio and busybox-static for the LSM tests in a VM
+#   k8s    openssl (the cluster's certificates) and procps (sysctl) for the
+#          single-node Kubernetes of test/k8s
 # Go modules come from the module proxy.
 set -euo pipefail
 
@@ -14,15 +16,16 @@ group_packages() {
 	build) echo clang llvm libbpf-dev ;;
 	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
+	k8s) echo openssl procps ;;
 	*) return 1 ;;
 	esac
 }
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm)
+[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm k8s)
 for g in "${groups[@]}"; do
 	group_packages "$g" >/dev/null || {
-		echo "deps: unknown group $g (want build, e2e or vm)" >&2
+		echo "deps: unknown group $g (want build, e2e, vm or k8s)" >&2
 		exit 2
 	}
 done

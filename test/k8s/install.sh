@@ -6,7 +6,8 @@
 # small wrapper module: etcd's server module as a dependency, and
 # k8s.io/kubernetes with every staging module it replaces pointed at the
 # published copy of the same release. Idempotent: a binary already built
-# from the pinned version is kept (cold ~6 min on 2 cores; warm: nothing).
+# from the pinned version is kept (warm: nothing to do). Also installs the
+# k8s group of test/deps.sh (openssl, procps).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -65,6 +66,7 @@ build_kubernetes() {
 		CGO_ENABLED=0 nice go build -buildvcs=false -ldflags "$ldflags" -o "$K8S_BIN/" "${pkgs[@]}")
 }
 
+bash "$REPO_ROOT/test/deps.sh" k8s
 build_etcd
 build_kubernetes
 klog "cluster binaries ready in $K8S_BIN"
