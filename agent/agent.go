@@ -20,6 +20,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/collector"
@@ -78,9 +79,11 @@ type Agent struct {
 	// linkRepairs counts the links and pins CheckLinks restored.
 	linkRepairs atomic.Uint64
 	tally       *deviationTally
-	synced      chan struct{}                  // closed by the first Synchronize
-	nsWatch     atomic.Pointer[namespaceWatch] // set by Run with Config.Kube
-	syncOnce    sync.Once
+	synced      chan struct{} // closed by the first Synchronize
+	// nsListed is closed once namespace labels are known: at once without
+	// a Kubernetes API, after the first list with one.
+	nsListed chan struct{}
+	syncOnce sync.Once
 
 	// compile turns a policy into kernel tables (bpf.Compile; tests
 	// slow it down to overrun a start's deadline).
@@ -125,9 +128,13 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		tally:        newDeviationTally(),
 		sentPolicies: map[string]string{},
 		synced:       make(chan struct{}),
+		nsListed:     make(chan struct{}),
 	}
 	if !cfg.AwaitSynchronize {
 		close(a.synced)
+	}
+	if cfg.Kube == nil {
+		close(a.nsListed)
 	}
 	if _, err := a.store.Reload(); err != nil {
 		return nil, err
@@ -175,7 +182,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.nsWatch.Store(nw)
+		go func() {
+			if cache.WaitForCacheSync(ctx.Done(), nw.informer.HasSynced) {
+				close(a.nsListed)
+			}
+		}()
 		tasks = append(tasks, nw.run)
 	} else if a.cfg.NamespaceLabelsFile != "" {
 		tasks = append(tasks, func(ctx context.Context) error {
@@ -328,6 +339,7 @@ func (a *Agent) ContainerCreated(info ContainerInfo) {
 // armed when ctx ends, so the runtime refuses to start it. A policy that
 // does not enforce goes on arming after ctx ends and the start goes ahead.
 func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error {
+	a.awaitNamespaces(ctx)
 	if a.ownPod(info) {
 		a.log.Info("own pod's container: not armed", "container", info.Name, "pod", info.PodName)
 		return nil
@@ -423,6 +435,12 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	if a.cfg.AwaitSynchronize {
 		defer a.syncOnce.Do(func() { close(a.synced) })
 	}
+	// Re-arming before the namespace labels are known would disarm the
+	// workloads a namespaceSelector policy guards (after an agent
+	// restart, say), so wait for them, within the runtime's patience.
+	ctx, cancel := context.WithTimeout(context.Background(), namespaceListWait)
+	a.awaitNamespaces(ctx)
+	cancel()
 	var errs []error
 	running := map[string]bool{}
 	live := map[uint64]bool{}
@@ -467,6 +485,10 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	return errors.Join(errs...)
 }
 
+// namespaceListWait bounds how long Synchronize waits for the first list
+// of namespaces (NRI times a plugin's registration out after 5 s).
+const namespaceListWait = 3 * time.Second
+
 // ready reports whether the agent has adopted the runtime's running
 // containers and, with a Kubernetes API, listed the namespaces' labels.
 func (a *Agent) ready() bool {
@@ -475,11 +497,23 @@ func (a *Agent) ready() bool {
 	default:
 		return false
 	}
-	if a.cfg.Kube == nil {
+	select {
+	case <-a.nsListed:
 		return true
+	default:
+		return false
 	}
-	nw := a.nsWatch.Load()
-	return nw != nil && nw.informer.HasSynced()
+}
+
+// awaitNamespaces waits until the namespace labels are known or ctx ends
+// (then workloads are armed with the labels known so far, and re-armed
+// when the list arrives).
+func (a *Agent) awaitNamespaces(ctx context.Context) {
+	select {
+	case <-a.nsListed:
+	case <-ctx.Done():
+		a.log.Warn("kubernetes namespaces not listed yet: arming with the labels known so far")
+	}
 }
 
 // Status reports the backend, the workloads and their policies.

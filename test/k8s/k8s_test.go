@@ -187,6 +187,28 @@ func (c *cluster) agentPod(t *testing.T) string {
 		"--field-selector=status.phase=Running", "-o", "name")), "pod/")
 }
 
+// neverDisarmed fails unless the log of agent pod shows the shop
+// workload adopted under its policy and never armed without it (which a
+// restarted agent re-arming before it knows the namespace labels would
+// do).
+func (c *cluster) neverDisarmed(t *testing.T, pod string) {
+	t.Helper()
+	logs := c.must(t, "-n", "bulwark", "logs", pod, "-c", "agent")
+	enforced := false
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "workload=shop/") || !strings.Contains(l, `msg="workload armed"`) {
+			continue
+		}
+		if !strings.Contains(l, "policy=shop mode=enforce") {
+			t.Errorf("agent %s armed the shop workload without its policy: %s", pod, l)
+		}
+		enforced = true
+	}
+	if !enforced {
+		t.Errorf("agent %s never adopted the shop workload:\n%s", pod, logs)
+	}
+}
+
 // denied and allowed are the exit statuses of /bin/client with no
 // arguments: SIGKILLed before its first instruction, or its usage error.
 const (
@@ -246,11 +268,13 @@ func TestCluster(t *testing.T) {
 		}
 		agent = c.agentPod(t)
 		expect(t, "after the new agent pod", denied)
+		c.neverDisarmed(t, agent)
 	})
 	t.Run("rollout restart", func(t *testing.T) {
 		c.must(t, "-n", "bulwark", "rollout", "restart", "ds/bulwark")
 		agent = c.agentPod(t)
 		expect(t, "after the rollout", denied)
+		c.neverDisarmed(t, agent)
 		var st struct {
 			Ready     bool `json:"ready"`
 			Workloads []struct {
