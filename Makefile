@@ -8,7 +8,7 @@ BIN     := bin/bulwark
 # targets). Listed when the unit target runs.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 
-.PHONY: build deps test unit lint generate generate-check fuzz vmtest install-e2e e2e e2e-up e2e-down docker-e2e docker-up docker-down bench demo
+.PHONY: build deps test unit lint generate generate-check fuzz vmtest install-e2e e2e e2e-up e2e-down docker-e2e docker-up docker-down bench demo image k8s-up k8s-down k8s-e2e
 
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
@@ -88,6 +88,27 @@ docker-up: build
 docker-down:
 	bash test/docker/down.sh
 
+# Bulwark's image as an OCI archive (bin/bulwark-image.tar, built offline
+# from the static binary): ctr -n k8s.io images import bin/bulwark-image.tar
+image:
+	bash install/image.sh
+
+# A real single-node Kubernetes on the e2e containerd (test/k8s): k8s-up
+# prints export lines (KUBECONFIG, PATH with the built kubectl) for
+#   eval "$$(make -s k8s-up)"
+# k8s-down removes it and restores what the kubelet changed. k8s-e2e brings
+# it up, runs the suite with Bulwark's DaemonSet, and tears it down.
+k8s-up: build
+	@bash test/e2e/install.sh >&2
+	@bash test/k8s/install.sh >&2
+	@flock /tmp/bulwark-e2e.lock bash test/k8s/up.sh
+
+k8s-down:
+	flock /tmp/bulwark-e2e.lock bash test/k8s/down.sh
+
+k8s-e2e: build image
+	bash test/k8s/run.sh
+
 # Benchmarks (not tests): overhead ratios measured side by side, with vs
 # without Bulwark, in one run each; then the collector's and the whole
 # observation pipeline's throughput and memory.
@@ -104,7 +125,7 @@ bench: build
 
 # deps: the unit tests run /bin/busybox (busybox-static), which no earlier
 # step installs; the later steps need the other groups anyway.
-test: deps lint generate-check unit fuzz vmtest install-e2e e2e docker-e2e
+test: deps lint generate-check unit fuzz vmtest install-e2e e2e docker-e2e k8s-e2e
 
 demo: build
 	bash test/e2e/demo.sh

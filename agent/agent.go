@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/collector"
@@ -36,9 +38,13 @@ type Config struct {
 	// NamespaceLabelsFile, when set, is a YAML map of namespace name to
 	// labels, used where no Kubernetes API is available.
 	NamespaceLabelsFile string
-	// KubeAPI, when set, is the Kubernetes API whose namespaces are
-	// watched for their labels (InClusterKubeAPI finds it in a pod).
-	KubeAPI *KubeAPI
+	// OwnPodUID is the UID of the agent's own pod (with Kubernetes): its
+	// containers, the agent and the collector, are never armed, so no
+	// policy can lock the agent out of its own pod.
+	OwnPodUID string
+	// Kube, when set, is the Kubernetes API whose namespaces are watched
+	// for their labels (KubeConfig builds it).
+	Kube *rest.Config
 	// AwaitSynchronize holds kernel events back until the runtime's first
 	// Synchronize (at most syncWait), so the events the kernel kept while
 	// the agent was down find their workloads.
@@ -80,7 +86,10 @@ type Agent struct {
 	linkRepairs atomic.Uint64
 	tally       *deviationTally
 	synced      chan struct{} // closed by the first Synchronize
-	syncOnce    sync.Once
+	// nsListed is closed once namespace labels are known: at once without
+	// a Kubernetes API, after the first list with one.
+	nsListed chan struct{}
+	syncOnce sync.Once
 
 	// compile turns a policy into kernel tables (bpf.Compile; tests
 	// slow it down to overrun a start's deadline).
@@ -126,9 +135,13 @@ func New(cfg Config, engine *bpf.Engine) (*Agent, error) {
 		tally:        newDeviationTally(),
 		sentPolicies: map[string]string{},
 		synced:       make(chan struct{}),
+		nsListed:     make(chan struct{}),
 	}
 	if !cfg.AwaitSynchronize {
 		close(a.synced)
+	}
+	if cfg.Kube == nil {
+		close(a.nsListed)
 	}
 	if _, err := a.store.Reload(); err != nil {
 		return nil, err
@@ -174,11 +187,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.ServicesRoot != "" {
 		tasks = append(tasks, a.watchServices)
 	}
-	if a.cfg.KubeAPI != nil {
-		nw, err := newNamespaceWatch(*a.cfg.KubeAPI, &a.nsLabels, a.log, a.namespaceChanged)
+	if a.cfg.Kube != nil {
+		nw, err := newNamespaceWatch(a.cfg.Kube, &a.nsLabels, a.log, a.namespaceChanged)
 		if err != nil {
 			return err
 		}
+		go func() {
+			if cache.WaitForCacheSync(ctx.Done(), nw.informer.HasSynced) {
+				close(a.nsListed)
+			}
+		}()
 		tasks = append(tasks, nw.run)
 	} else if a.cfg.NamespaceLabelsFile != "" {
 		tasks = append(tasks, func(ctx context.Context) error {
@@ -307,8 +325,16 @@ func (a *Agent) DeletePolicy(name string) error {
 	return a.rearmAll()
 }
 
+// ownPod reports whether info is a container of the agent's own pod.
+func (a *Agent) ownPod(info ContainerInfo) bool {
+	return a.cfg.OwnPodUID != "" && info.PodUID == a.cfg.OwnPodUID
+}
+
 // ContainerCreated records a container's identity before it starts.
 func (a *Agent) ContainerCreated(info ContainerInfo) {
+	if a.ownPod(info) {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.workloads[info.ID] = &Workload{
@@ -323,6 +349,11 @@ func (a *Agent) ContainerCreated(info ContainerInfo) {
 // armed when ctx ends, so the runtime refuses to start it. A policy that
 // does not enforce goes on arming after ctx ends and the start goes ahead.
 func (a *Agent) ContainerStarted(ctx context.Context, info ContainerInfo) error {
+	a.awaitNamespaces(ctx)
+	if a.ownPod(info) {
+		a.log.Info("own pod's container: not armed", "container", info.Name, "pod", info.PodName)
+		return nil
+	}
 	a.mu.Lock()
 	w, ok := a.workloads[info.ID]
 	if !ok {
@@ -421,6 +452,12 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	if a.cfg.AwaitSynchronize {
 		defer a.syncOnce.Do(func() { close(a.synced) })
 	}
+	// Re-arming before the namespace labels are known would disarm the
+	// workloads a namespaceSelector policy guards (after an agent
+	// restart, say), so wait for them, within the runtime's patience.
+	ctx, cancel := context.WithTimeout(context.Background(), namespaceListWait)
+	a.awaitNamespaces(ctx)
+	cancel()
 	var errs []error
 	running := map[string]bool{}
 	live := map[uint64]bool{}
@@ -465,11 +502,42 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	return errors.Join(errs...)
 }
 
+// namespaceListWait bounds how long Synchronize waits for the first list
+// of namespaces (NRI times a plugin's registration out after 5 s).
+const namespaceListWait = 3 * time.Second
+
+// ready reports whether the agent has adopted the runtime's running
+// containers and, with a Kubernetes API, listed the namespaces' labels.
+func (a *Agent) ready() bool {
+	select {
+	case <-a.synced:
+	default:
+		return false
+	}
+	select {
+	case <-a.nsListed:
+		return true
+	default:
+		return false
+	}
+}
+
+// awaitNamespaces waits until the namespace labels are known or ctx ends
+// (then workloads are armed with the labels known so far, and re-armed
+// when the list arrives).
+func (a *Agent) awaitNamespaces(ctx context.Context) {
+	select {
+	case <-a.nsListed:
+	case <-ctx.Done():
+		a.log.Warn("kubernetes namespaces not listed yet: arming with the labels known so far")
+	}
+}
+
 // Status reports the backend, the workloads and their policies.
 func (a *Agent) Status() Status {
 	total, byCgroup := a.losses()
 	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: total.Events,
-		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems()}
+		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems(), Ready: a.ready()}
 	counts := map[string]int{}
 	a.mu.Lock()
 	for _, w := range a.workloads {

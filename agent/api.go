@@ -37,6 +37,9 @@ type Status struct {
 	Problems    map[string]string `json:"problems,omitempty"`
 	Deviations  int               `json:"deviations"`
 	Flags       int               `json:"flags"`
+	// Ready is true once the agent has adopted the runtime's running
+	// containers and, with a Kubernetes API, listed the namespaces.
+	Ready bool `json:"ready"`
 }
 
 // WorkloadStatus is one workload in Status.

@@ -1,198 +1,112 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
-	"os"
-	"strings"
-	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
-// In-cluster service account files, as Kubernetes mounts them in a pod.
-const (
-	serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
-	kubeRetryMax      = 30 * time.Second
-)
-
-// KubeAPI says how to reach the Kubernetes API for namespace labels.
-type KubeAPI struct {
-	// URL is the API server's base URL ("https://10.96.0.1:443").
-	URL string
-	// Token is the bearer token; CA the PEM bundle that signs the API
-	// server's certificate. Both are read from the pod's service account.
-	Token string
-	CA    []byte
+// KubeConfig returns how to reach the Kubernetes API for namespace labels:
+// from kubeconfig, a kubeconfig file, or, when kubeconfig is "auto", from
+// the pod's service account (nil when not running in a pod). The
+// in-cluster config reads the token from its file, so a rotated token is
+// picked up without a restart.
+func KubeConfig(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	switch kubeconfig {
+	case "":
+		return nil, nil
+	case "auto":
+		cfg, err = rest.InClusterConfig()
+		if err == rest.ErrNotInCluster {
+			return nil, nil
+		}
+	default:
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes API: %w", err)
+	}
+	cfg.UserAgent = "bulwark-agent"
+	return cfg, nil
 }
 
-// InClusterKubeAPI returns how to reach the API from a pod (the
-// KUBERNETES_SERVICE_HOST/PORT environment and the mounted service
-// account), or false when not running in a cluster.
-func InClusterKubeAPI() (KubeAPI, bool, error) {
-	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
-	if host == "" || port == "" {
-		return KubeAPI{}, false, nil
-	}
-	token, err := os.ReadFile(serviceAccountDir + "/token")
-	if err != nil {
-		return KubeAPI{}, true, fmt.Errorf("kubernetes service account: %w", err)
-	}
-	ca, err := os.ReadFile(serviceAccountDir + "/ca.crt")
-	if err != nil {
-		return KubeAPI{}, true, fmt.Errorf("kubernetes service account: %w", err)
-	}
-	return KubeAPI{URL: "https://" + net.JoinHostPort(host, port), Token: strings.TrimSpace(string(token)), CA: ca}, true, nil
-}
-
-// namespaceWatch keeps namespace labels current from the Kubernetes API:
-// a list, then a watch from the list's resource version; on any error it
-// lists again after a backoff. changed is called with the name of every
+// namespaceWatch keeps namespace labels current from the Kubernetes API
+// through a client-go informer (a list, then a watch; relisting with
+// backoff after errors). changed is called with the name of every
 // namespace whose labels changed.
 type namespaceWatch struct {
-	api     KubeAPI
-	client  *http.Client
-	log     *slog.Logger
-	labels  *namespaceLabels
-	changed func(namespace string)
+	informer cache.SharedIndexInformer
+	log      *slog.Logger
+	labels   *namespaceLabels
+	changed  func(namespace string)
 }
 
-func newNamespaceWatch(api KubeAPI, labels *namespaceLabels, log *slog.Logger, changed func(string)) (*namespaceWatch, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if len(api.CA) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(api.CA) {
-			return nil, errors.New("kubernetes CA: no certificate in the bundle")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+func newNamespaceWatch(cfg *rest.Config, labels *namespaceLabels, log *slog.Logger, changed func(string)) (*namespaceWatch, error) {
+	client, err := corev1client.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &namespaceWatch{api: api, client: &http.Client{Transport: tr}, log: log, labels: labels, changed: changed}, nil
+	lw := cache.NewListWatchFromClient(client.RESTClient(), "namespaces", "", fields.Everything())
+	nw := &namespaceWatch{
+		informer: cache.NewSharedIndexInformer(lw, &corev1.Namespace{}, 0, cache.Indexers{}),
+		log:      log, labels: labels, changed: changed,
+	}
+	if _, err := nw.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    nw.update,
+		UpdateFunc: func(_, obj any) { nw.update(obj) },
+		DeleteFunc: nw.remove,
+	}); err != nil {
+		return nil, fmt.Errorf("kubernetes namespaces: %w", err)
+	}
+	if err := nw.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		log.Warn("kubernetes namespaces: watch failed; relisting", "error", err)
+	}); err != nil {
+		return nil, fmt.Errorf("kubernetes namespaces: %w", err)
+	}
+	return nw, nil
 }
 
 // run lists and watches until ctx ends.
 func (nw *namespaceWatch) run(ctx context.Context) error {
-	backoff := time.Second
-	for {
-		rv, err := nw.list(ctx)
-		if err == nil {
-			backoff = time.Second
-			err = nw.watch(ctx, rv)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			nw.log.Warn("kubernetes namespaces: relisting", "error", err, "in", backoff)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, kubeRetryMax)
+	nw.informer.RunWithContext(ctx)
+	return nil
+}
+
+func (nw *namespaceWatch) update(obj any) {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return
+	}
+	labels := ns.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if nw.labels.set(ns.Name, labels) {
+		nw.changed(ns.Name)
 	}
 }
 
-// kubeNamespace is the part of a Namespace object the agent reads.
-type kubeNamespace struct {
-	Metadata struct {
-		Name            string            `json:"name"`
-		Labels          map[string]string `json:"labels"`
-		ResourceVersion string            `json:"resourceVersion"`
-	} `json:"metadata"`
-}
-
-func (nw *namespaceWatch) get(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(nw.api.URL, "/")+path, nil)
-	if err != nil {
-		return nil, err
+func (nw *namespaceWatch) remove(obj any) {
+	if gone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = gone.Obj
 	}
-	if nw.api.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+nw.api.Token)
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := nw.client.Do(req)
-	if err != nil {
-		return nil, err
+	if nw.labels.set(ns.Name, nil) {
+		nw.changed(ns.Name)
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return resp, nil
-}
-
-// list replaces every namespace's labels and returns the list's resource
-// version.
-func (nw *namespaceWatch) list(ctx context.Context) (string, error) {
-	resp, err := nw.get(ctx, "/api/v1/namespaces")
-	if err != nil {
-		return "", fmt.Errorf("list namespaces: %w", err)
-	}
-	defer resp.Body.Close()
-	var list struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-		Items []kubeNamespace `json:"items"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return "", fmt.Errorf("list namespaces: %w", err)
-	}
-	all := map[string]map[string]string{}
-	for _, ns := range list.Items {
-		all[ns.Metadata.Name] = ns.Metadata.Labels
-	}
-	for _, name := range nw.labels.replace(all) {
-		nw.changed(name)
-	}
-	return list.Metadata.ResourceVersion, nil
-}
-
-// watch applies namespace events from resource version rv until the
-// stream ends or fails. Every end is followed by a list, so the watch asks
-// for no bookmarks (their resource version would go unused).
-func (nw *namespaceWatch) watch(ctx context.Context, rv string) error {
-	resp, err := nw.get(ctx, "/api/v1/namespaces?watch=1&resourceVersion="+rv)
-	if err != nil {
-		return fmt.Errorf("watch namespaces: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var ev struct {
-			Type   string        `json:"type"`
-			Object kubeNamespace `json:"object"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("watch namespaces: %w", err)
-		}
-		name := ev.Object.Metadata.Name
-		switch ev.Type {
-		case "ADDED", "MODIFIED":
-			if nw.labels.set(name, ev.Object.Metadata.Labels) {
-				nw.changed(name)
-			}
-		case "DELETED":
-			if nw.labels.set(name, nil) {
-				nw.changed(name)
-			}
-		case "ERROR":
-			return errors.New("watch namespaces: the API server ended the watch (resource version too old)")
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("watch namespaces: %w", err)
-	}
-	return errors.New("watch namespaces: stream ended")
 }
 
 // replace sets every namespace's labels at once and returns the names of

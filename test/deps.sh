@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
-# need; the one list of them. Usage: test/deps.sh [build|e2e|vm|unit|docker]... (all
+# need; the one list of them. Usage: test/deps.sh [build|e2e|vm|unit|docker|k8s]... (all
 # groups when none is named):
 #   build  clang, llvm and libbpf-dev to regenerate the BPF objects
 #   unit   systemd (systemd-analyze verify of the install units) and
@@ -11,6 +11,8 @@
 #   docker dockerd (docker.io, which brings containerd 1.6 and runc) for
 #          the Docker e2e suite (test/docker), with busybox-static for
 #          its offline image
+#   k8s    openssl (the cluster's certificates) and procps (sysctl) for the
+#          single-node Kubernetes of test/k8s
 # Go modules come from the module proxy.
 set -euo pipefail
 
@@ -21,15 +23,16 @@ group_packages() {
 	vm) echo qemu-system-x86 cpio busybox-static ;;
 	unit) echo systemd util-linux ;;
 	docker) echo docker.io busybox-static ;;
+	k8s) echo openssl procps ;;
 	*) return 1 ;;
 	esac
 }
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm unit docker)
+[ ${#groups[@]} -gt 0 ] || groups=(build e2e vm unit docker k8s)
 for g in "${groups[@]}"; do
 	group_packages "$g" >/dev/null || {
-		echo "deps: unknown group $g (want build, e2e, vm, unit or docker)" >&2
+		echo "deps: unknown group $g (want build, e2e, vm, unit, docker or k8s)" >&2
 		exit 2
 	}
 done

@@ -23,7 +23,7 @@ func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
 	var nriSocket, pinDir, backend string
 	var noNRI, noCollector, services, ociHook bool
-	var servicesRoot, kubeAPI string
+	var servicesRoot, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: arm workloads with their policies and report deviations",
@@ -40,18 +40,8 @@ func newAgentCmd() *cobra.Command {
 			// Close keeps the pins: enforcement outlives the agent.
 			defer engine.Close()
 			cfg.AwaitSynchronize = !noNRI
-			switch kubeAPI {
-			case "auto":
-				api, ok, err := agent.InClusterKubeAPI()
-				if err != nil {
-					return err
-				}
-				if ok {
-					cfg.KubeAPI = &api
-				}
-			case "":
-			default:
-				cfg.KubeAPI = &agent.KubeAPI{URL: kubeAPI}
+			if cfg.Kube, err = agent.KubeConfig(kubeconfig); err != nil {
+				return err
 			}
 			if noCollector {
 				cfg.CollectorSocket = ""
@@ -109,7 +99,8 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.Socket, "socket", agent.DefaultSocket, "agent API socket")
 	f.StringVar(&cfg.Hostname, "hostname", "", "node name (default: the host name)")
 	f.StringVar(&cfg.NamespaceLabelsFile, "namespace-labels", "", "YAML file mapping namespace names to their labels (reread when it changes; used without a Kubernetes API)")
-	f.StringVar(&kubeAPI, "kube-api", "auto", `Kubernetes API URL whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
+	f.StringVar(&kubeconfig, "kubeconfig", "auto", `kubeconfig file of the Kubernetes API whose namespaces are watched for labels; "auto": the in-cluster API when running in a pod; "": none`)
+	f.StringVar(&cfg.OwnPodUID, "pod-uid", os.Getenv("BULWARK_POD_UID"), "UID of the agent's own pod, whose containers are never armed (default $BULWARK_POD_UID)")
 	f.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "/run/containerd/containerd.sock", "CRI socket used by agentKillPod")
 	f.BoolVar(&cfg.Docker, "docker", true, "name the OCI hook's containers from Docker's API, and follow Docker's events")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine API the OCI hook's containers are looked up in (default: Docker's)")

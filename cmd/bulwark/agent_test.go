@@ -23,7 +23,7 @@ func agentArgs(t *testing.T, dir, socket, name string) []string {
 			t.Errorf("remove pins: %v", err)
 		}
 	})
-	return []string{"agent", "--no-nri", "--docker=false", "--no-collector", "--services=false", "--kube-api", "",
+	return []string{"agent", "--no-nri", "--docker=false", "--no-collector", "--services=false", "--kubeconfig", "",
 		"--socket", socket, "--policy-dir", filepath.Join(dir, "policies"), "--pin-dir", pins}
 }
 

@@ -15,7 +15,7 @@ import (
 
 // newInstallCmd is `bulwark install TARGET`: one subcommand per target,
 // each in the file named after it (containerd, CRI-O and systemd here;
-// docker in install_docker.go).
+// docker and kubernetes in install_docker.go and install_kubernetes.go).
 func newInstallCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -26,7 +26,8 @@ it modifies, and does nothing on a second run. "bulwark uninstall TARGET"
 takes out exactly what it put in.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newInstallContainerdCmd(), newInstallCRIOCmd(), newInstallSystemdCmd(), newInstallDockerCmd())
+	cmd.AddCommand(newInstallContainerdCmd(), newInstallCRIOCmd(), newInstallSystemdCmd(), newInstallDockerCmd(),
+		newInstallKubernetesCmd())
 	return cmd
 }
 

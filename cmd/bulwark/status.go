@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -16,6 +17,7 @@ import (
 
 func newStatusCmd() *cobra.Command {
 	var socket, output string
+	var ready bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the agent's backend, workloads, policies and event loss",
@@ -28,6 +30,12 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ready {
+				if !st.Ready {
+					return errors.New("agent not ready: runtime containers or namespace labels not synchronized yet")
+				}
+				return nil
+			}
 			if output == policy.FormatJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -38,13 +46,14 @@ func newStatusCmd() *cobra.Command {
 	}
 	agentSocketFlag(cmd, &socket)
 	cmd.Flags().StringVarP(&output, "output", "o", formatTable, "output format: table or json")
+	cmd.Flags().BoolVar(&ready, "ready", false, "print nothing; fail unless the agent is ready (a readiness probe)")
 	return cmd
 }
 
 // printStatus writes st as aligned tables.
 func printStatus(w io.Writer, st agent.Status) error {
-	fmt.Fprintf(w, "backend: %s\nnode: %s\nlost events: %d\nunaggregated deviations: %d\nlink repairs: %d\ndeviations: %d\nflags: %d\n",
-		st.Backend, st.Hostname, st.Lost, st.Unaggregated, st.LinkRepairs, st.Deviations, st.Flags)
+	fmt.Fprintf(w, "backend: %s\nnode: %s\nready: %t\nlost events: %d\nunaggregated deviations: %d\nlink repairs: %d\ndeviations: %d\nflags: %d\n",
+		st.Backend, st.Hostname, st.Ready, st.Lost, st.Unaggregated, st.LinkRepairs, st.Deviations, st.Flags)
 	if st.Lost > 0 {
 		fmt.Fprintln(w, "warning: the kernel lost events (ring buffer full): deviations may lack details, observations are missing")
 	}

@@ -135,7 +135,7 @@ func runAgent(t *testing.T, bin string, caps []string) (bool, string) {
 	sock := filepath.Join(dir, "agent.sock")
 	var out bytes.Buffer
 	cmd := exec.Command("setpriv", "--inh-caps=-all", "--bounding-set="+setprivCaps(caps), bin, "agent",
-		"--no-nri", "--no-collector", "--services=false", "--kube-api=", "--pin-dir", pins, "--socket", sock,
+		"--no-nri", "--no-collector", "--services=false", "--kubeconfig=", "--docker=false", "--pin-dir", pins, "--socket", sock,
 		"--policy-dir", filepath.Join(dir, "policies"), "--spool-dir", filepath.Join(dir, "spool"))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -59,20 +59,10 @@ fi
 # 5. Container processes and cgroups under our cgroup parent, in every
 #    hierarchy (v1 controllers and the v2 tree), deepest first.
 for top in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
-	[ -d "$top" ] || continue
-	find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do
-		kill -s KILL "$pid" 2>/dev/null
-	done
+	kill_cgroup_procs "$top"
 done
 for top in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
-	[ -d "$top" ] || continue
-	ok=
-	for _ in $(seq 1 50); do
-		find "$top" -depth -type d -exec rmdir {} + 2>/dev/null
-		[ -d "$top" ] || { ok=1; break; }
-		sleep 0.1
-	done
-	[ -n "$ok" ] || warn "cannot remove cgroup $top"
+	rmdir_cgroup "$top" || warn "cannot remove cgroup $top"
 done
 
 # 6. Mounts under $E2E_DIR (rootfs overlays, sandbox shm, netns bind

@@ -77,6 +77,26 @@ wait_gone() {
 	return 1
 }
 
+# kill_cgroup_procs TOP SIGKILLs every process in cgroup TOP and below.
+kill_cgroup_procs() {
+	[ -d "$1" ] || return 0
+	find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do
+		kill -s KILL "$pid" 2>/dev/null
+	done
+}
+
+# rmdir_cgroup TOP removes cgroup TOP and its descendants, deepest first,
+# retrying for 5 s while killed processes exit; fails if TOP remains.
+rmdir_cgroup() {
+	[ -d "$1" ] || return 0
+	for _ in $(seq 1 50); do
+		find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
+		[ -d "$1" ] || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
 # go_cmd runs the Go toolchain at low priority (the machine is shared).

@@ -59,7 +59,9 @@ required_plugins_toml() {
 	for p in "${names[@]}"; do
 		list+="${list:+, }'$p'"
 	done
-	printf "  [plugins.'io.containerd.nri.v1.nri'.default_validator]\n    enable = true\n    required_plugins = [%s]\n" "$list"
+	# Pods annotated bulwark.dev/tolerate-missing-plugins=true (Bulwark's
+	# own DaemonSet) start while a required plugin is missing.
+	printf "  [plugins.'io.containerd.nri.v1.nri'.default_validator]\n    enable = true\n    required_plugins = [%s]\n    tolerate_missing_plugins_annotation = 'bulwark.dev/tolerate-missing-plugins'\n" "$list"
 }
 
 if containerd_pid >/dev/null && crictl_cmd info >/dev/null 2>&1; then
