@@ -236,10 +236,10 @@ func (u *uncheckable) Error() string { return u.msg }
 // names, any other glob of '*' and '?' of at most max bytes (matched by
 // glob.h). A glob the kernel cannot match exactly (a '[' class, an exe glob
 // of several '*' or a '?', a longer name glob) is an *uncheckable error:
-// the caller fails closed for it. max is the longest string the kernel compares (15
-// for names, whose comm is cut there, 255 for paths); longer exact names
-// compare their first 15 bytes. An exe's class comes from its spelling
-// (exeClass).
+// the caller fails closed for it. max is the longest string the kernel
+// compares (15 for names, whose comm is cut there, 255 for paths); longer
+// exact names compare their first 15 bytes. An exe's class comes from its
+// spelling (exeClass).
 func compilePattern(v string, max int, isName bool, field string) (pattern, error) {
 	var p pattern
 	if v == "" {
