@@ -545,7 +545,7 @@ func (a *Agent) Status() Status {
 		st.Workloads = append(st.Workloads, WorkloadStatus{
 			ID: w.Info.ID, Name: w.Info.Name, Pod: w.Info.PodName, Namespace: w.Info.Namespace,
 			Image: w.Identity.Image, CgroupID: w.CgroupID, Policy: w.Policy, Mode: w.Mode,
-			Lost: l.Events, Unaggregated: l.Unaggregated,
+			Lost: l.Events, Unaggregated: l.Unaggregated, Unreachable: w.unreachable,
 		})
 		if w.Policy != "" {
 			counts[w.Policy]++

@@ -56,6 +56,9 @@ type WorkloadStatus struct {
 	// Status.Unaggregated since it was armed.
 	Lost         uint64 `json:"lostEvents"`
 	Unaggregated uint64 `json:"unaggregatedDeviations"`
+	// Unreachable lists the parts of the workload's policy that were
+	// failed closed when it was armed (bpf.Compiled.Unreachable).
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // PolicyStatus is one policy in Status.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"sync"
@@ -78,12 +79,15 @@ func (a *Agent) arm(ctx context.Context, w *Workload) error {
 	var compiled *bpf.Compiled
 	name := ""
 	if pol != nil {
-		compiled, err = a.compile(&pol.Spec, users)
+		compiled, err = a.compile(&pol.Spec, withHostUsers(users))
 		if err != nil {
 			return fail(fmt.Errorf("compile policy %s: %w", pol.Metadata.Name, err))
 		}
 		for _, warn := range compiled.Warnings {
 			a.log.Warn("policy not fully enforceable", "policy", pol.Metadata.Name, "warning", warn)
+		}
+		for _, u := range compiled.Unreachable {
+			a.log.Warn("policy node failed closed", "policy", pol.Metadata.Name, "reason", u)
 		}
 		mode, name = bpf.ModeAudit, pol.Metadata.Name
 		if enforce {
@@ -116,6 +120,10 @@ func (a *Agent) arm(ctx context.Context, w *Workload) error {
 	}
 	w.CgroupPath, w.CgroupID, w.Users = path, cgid, users
 	w.Policy, w.Mode, w.policy = name, modeName, pol
+	w.unreachable = nil
+	if compiled != nil {
+		w.unreachable = compiled.Unreachable
+	}
 	a.mu.Unlock()
 	w.fpMu.Lock()
 	if w.fingerprint == nil {
@@ -186,6 +194,23 @@ func workloadUsers(pid int, dir, typ string) (map[string]uint32, error) {
 		return map[string]uint32{"root": 0}, errors.New("no process")
 	}
 	return ReadUsers(dir)
+}
+
+// withHostUsers returns users with the host's names it lacks added, for
+// resolving a policy's eusers: Spyderbat policies name users as its agent
+// saw them, often by the host's names (ec2-user). users is not changed.
+func withHostUsers(users map[string]uint32) map[string]uint32 {
+	out := maps.Clone(users)
+	if out == nil {
+		out = map[string]uint32{}
+	}
+	host, _ := ReadUsers("/") // unreadable: the workload's names only
+	for name, uid := range host {
+		if _, ok := out[name]; !ok {
+			out[name] = uid
+		}
+	}
+	return out
 }
 
 // eventQueue is how many kernel events may wait between the ring buffer

@@ -99,7 +99,7 @@ func (s *Store) reloadFile(name string) (bool, error) {
 	}
 	var pols []*policy.WorkloadPolicy
 	if err == nil {
-		pols, err = parsePolicies(path, data)
+		pols, err = s.parsePolicies(path, data)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,14 +117,18 @@ func (s *Store) reloadFile(name string) (bool, error) {
 }
 
 // parsePolicies parses data (the file or request called name), which must
-// hold only workload policies.
-func parsePolicies(name string, data []byte) ([]*policy.WorkloadPolicy, error) {
+// hold only workload policies. What the loader filled in (audit mode for a
+// policy without spec.mode) is logged.
+func (s *Store) parsePolicies(name string, data []byte) ([]*policy.WorkloadPolicy, error) {
 	docs, err := policy.Load(name, data)
 	if err != nil {
 		return nil, err
 	}
 	var pols []*policy.WorkloadPolicy
 	for _, d := range docs {
+		for _, n := range d.Notes {
+			s.log.Warn("policy loaded with a default", "note", n.String())
+		}
 		if d.Policy == nil {
 			return nil, fmt.Errorf("%s:%d:%d: expected a workload policy, found %s", d.Pos.File, d.Pos.Line, d.Pos.Column, d.Kind)
 		}
@@ -230,7 +234,7 @@ var errInvalidPolicy = errors.New("invalid policy")
 // The file is written atomically: as data when the request holds all of
 // its policies, else re-encoded with the file's other policies kept.
 func (s *Store) Put(data []byte) ([]string, error) {
-	pols, err := parsePolicies("request", data)
+	pols, err := s.parsePolicies("request", data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidPolicy, err)
 	}

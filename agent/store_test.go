@@ -192,3 +192,25 @@ func TestStorePutReplacesPoliciesWhereTheyAre(t *testing.T) {
 		t.Errorf("policy files %v, want web.yaml alone", files)
 	}
 }
+
+// TestStoreLoadsPolicyWithoutModeInAudit: a policy file that leaves
+// spec.mode out is in force in audit mode (never enforce), and the agent
+// logs that it filled the mode in.
+func TestStoreLoadsPolicyWithoutModeInAudit(t *testing.T) {
+	var log strings.Builder
+	s := NewStore(t.TempDir(), slog.New(slog.NewTextHandler(&log, nil)))
+	text := strings.Replace(validPolicy, "  mode: enforce\n", "", 1)
+	if err := os.WriteFile(filepath.Join(s.Dir(), "web.yaml"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Policies()
+	if len(got) != 1 || got[0].Spec.Mode != "audit" {
+		t.Fatalf("policies %+v, want web in audit mode", got)
+	}
+	if !strings.Contains(log.String(), "spec.mode: not set: loaded in audit mode") {
+		t.Errorf("log %q does not say the mode was filled in", log.String())
+	}
+}

@@ -61,6 +61,8 @@ type Workload struct {
 
 	// policy is what the kernel enforces for the workload.
 	policy *policy.WorkloadPolicy
+	// unreachable is what compiling policy failed closed for.
+	unreachable []string
 	// fingerprint builds the workload's fingerprint from what the kernel
 	// reports; fingerprintDirty says it changed since it was last sent.
 	// fpMu guards both (not the agent's lock: building is slow).

@@ -3,6 +3,7 @@ package bpf
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -33,6 +34,7 @@ const (
 	patExact = 1
 	patGlob  = 2
 	patAny   = 3
+	patWild  = 4 // names only (include/glob.h)
 
 	wlNoProcess = 1
 	wlNoIngress = 2
@@ -57,8 +59,14 @@ type Compiled struct {
 	ingress netTables
 	flags   uint32
 	// Warnings lists what the kernel cannot check and Compile left out
-	// (dnsSelector peers, globs widened to prefix/suffix tests).
+	// (dnsSelector peers).
 	Warnings []string
+	// Unreachable lists the process nodes, and the exes and eusers of
+	// nodes, that Compile fails closed for: an euser no passwd names, a
+	// glob the kernel cannot match exactly. Such a node matches no exec
+	// (a deviation: reported in audit, denied in enforce); the rest of the
+	// policy is armed as written.
+	Unreachable []string
 }
 
 // netTables is one direction's rules and its LPM entries.
@@ -172,6 +180,32 @@ func unlayout(kind, cls uint8, pl, sl uint16, words []uint64) pattern {
 	return pattern{kind: kind, cls: cls, prefix: string(b[:pl]), suffix: string(b[len(b)-int(sl):])}
 }
 
+// globMatch matches s against glob g of '*' and '?' step by step as
+// glob.h does: a '*' is retried one byte further on each mismatch.
+func globMatch(g, s string) bool {
+	i, j, star, mark := 0, 0, -1, 0
+	for i < len(s) {
+		switch {
+		case j < len(g) && g[j] == '*':
+			star, mark = j, i
+			j++
+		case j < len(g) && (g[j] == '?' || g[j] == s[i]):
+			i++
+			j++
+		case star >= 0:
+			j = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for j < len(g) && g[j] == '*' {
+		j++
+	}
+	return j == len(g)
+}
+
 // matches tests s, of class cls, as the kernel's match_exe and match_name
 // do; max is the longest string the kernel compares.
 func (p pattern) matches(s string, cls uint8, max int) bool {
@@ -185,24 +219,31 @@ func (p pattern) matches(s string, cls uint8, max int) bool {
 		return s == p.prefix
 	case patGlob:
 		return len(p.prefix)+len(p.suffix) <= len(s) && strings.HasPrefix(s, p.prefix) && strings.HasSuffix(s, p.suffix)
+	case patWild:
+		return globMatch(p.prefix, s)
 	}
 	return false
 }
 
+// uncheckable is a value the kernel cannot test exactly: Compile fails
+// closed for it (see Compiled.Unreachable) instead of widening it.
+type uncheckable struct{ msg string }
+
+func (u *uncheckable) Error() string { return u.msg }
+
 // compilePattern turns a name or exe value into a kernel pattern: an exact
-// string, "*", or a glob with one prefix and one suffix. A glob with several
-// stars is widened to its first prefix and last suffix (reported in
-// warnings); "?" and "[" cannot be tested and are errors. max is the
-// longest string the kernel compares (15 for names, whose comm is cut
-// there, 255 for paths); longer exact names compare their first 15 bytes.
-// An exe's class comes from its spelling (exeClass).
-func compilePattern(v string, max int, isName bool, field string, warn *[]string) (pattern, error) {
+// string, "*", a glob with one '*' (a prefix and a suffix test), or, for
+// names, any other glob of '*' and '?' of at most max bytes (matched by
+// glob.h). A glob the kernel cannot match exactly (a '[' class, an exe glob
+// of several '*' or a '?', a longer name glob) is an *uncheckable error:
+// the caller fails closed for it. max is the longest string the kernel
+// compares (15 for names, whose comm is cut there, 255 for paths); longer
+// exact names compare their first 15 bytes. An exe's class comes from its
+// spelling (exeClass).
+func compilePattern(v string, max int, isName bool, field string) (pattern, error) {
 	var p pattern
 	if v == "" {
 		return p, fmt.Errorf("%s: empty value", field)
-	}
-	if strings.ContainsAny(v, "?[") {
-		return p, fmt.Errorf("%s: %q: only '*' globs can be checked in the kernel", field, v)
 	}
 	if !isName {
 		p.cls = exeClass(v)
@@ -211,8 +252,11 @@ func compilePattern(v string, max int, isName bool, field string, warn *[]string
 		p.kind = patAny
 		return p, nil
 	}
-	first, last := strings.Index(v, "*"), strings.LastIndex(v, "*")
-	if first < 0 {
+	if strings.Contains(v, "[") {
+		return p, &uncheckable{fmt.Sprintf("%s: %q: '[' classes are not matched in the kernel", field, v)}
+	}
+	stars := strings.Count(v, "*")
+	if stars == 0 && !strings.Contains(v, "?") {
 		if len(v) > max {
 			if !isName {
 				return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
@@ -222,17 +266,25 @@ func compilePattern(v string, max int, isName bool, field string, warn *[]string
 		p.kind, p.prefix = patExact, v
 		return p, nil
 	}
-	if first != last {
-		*warn = append(*warn, fmt.Sprintf("%s: %q is checked as %q*%q", field, v, v[:first], v[last+1:]))
+	if stars == 1 && !strings.Contains(v, "?") {
+		first := strings.Index(v, "*")
+		pre, suf := v[:first], v[first+1:]
+		if len(pre) >= max && isName {
+			pre, suf = pre[:max], ""
+		}
+		if len(pre)+len(suf) > max {
+			return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
+		}
+		p.kind, p.prefix, p.suffix = patGlob, pre, suf
+		return p, nil
 	}
-	pre, suf := v[:first], v[last+1:]
-	if len(pre) >= max && isName {
-		pre, suf = pre[:max], ""
+	if !isName {
+		return p, &uncheckable{fmt.Sprintf("%s: %q: an exe glob is matched in the kernel only as one prefix and one suffix (a single '*')", field, v)}
 	}
-	if len(pre)+len(suf) > max {
-		return p, fmt.Errorf("%s: %q is longer than %d bytes", field, v, max)
+	if len(v) > max {
+		return p, &uncheckable{fmt.Sprintf("%s: %q: name globs of several '*' or with '?' are matched in the kernel up to %d bytes", field, v, max)}
 	}
-	p.kind, p.prefix, p.suffix = patGlob, pre, suf
+	p.kind, p.prefix = patWild, v
 	return p, nil
 }
 
@@ -263,9 +315,11 @@ func ParsePasswd(r io.Reader) (map[string]uint32, error) {
 	return users, nil
 }
 
-// Compile translates spec into kernel tables. users maps the workload's
-// user names to uids (its own /etc/passwd, see ParsePasswd); a numeric
-// euser is taken as a uid. Every limit of the kernel tables is an error
+// Compile translates spec into kernel tables. users maps user names to
+// uids (the workload's /etc/passwd, see ParsePasswd, then the host's for
+// names the workload lacks); an euser that is a number or "UID N" is taken
+// as a uid. What the kernel cannot check exactly is failed closed, node by
+// node (Compiled.Unreachable). Every limit of the kernel tables is an error
 // naming the policy field that exceeds it.
 func Compile(spec *policy.Spec, users map[string]uint32) (*Compiled, error) {
 	c := &Compiled{nodes: map[uint64]networkNode{}, ids: map[uint64]string{}}
@@ -345,12 +399,15 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 		}
 		c.ids[h] = n.ID
 		var kn networkNode
+		var closed []string // why this node can match no exec
 		name := n.Name
 		if name == "" {
 			name = "*"
 		}
-		np, err := compilePattern(name, nameLen-1, true, f+".name", &c.Warnings)
-		if err != nil {
+		np, err := compilePattern(name, nameLen-1, true, f+".name")
+		if u := (*uncheckable)(nil); errors.As(err, &u) {
+			closed = append(closed, u.msg)
+		} else if err != nil {
 			return err
 		}
 		kn.Name = np.name()
@@ -360,32 +417,34 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 		if len(n.Exe) > maxExe {
 			return fmt.Errorf("%s.exe: %d entries, the kernel checks at most %d", f, len(n.Exe), maxExe)
 		}
+		var dropped []string
 		for j, e := range n.Exe {
-			ep, err := compilePattern(e, pathLen-1, false, fmt.Sprintf("%s.exe[%d]", f, j), &c.Warnings)
-			if err != nil {
+			ep, err := compilePattern(e, pathLen-1, false, fmt.Sprintf("%s.exe[%d]", f, j))
+			if u := (*uncheckable)(nil); errors.As(err, &u) {
+				dropped = append(dropped, u.msg)
+				continue
+			} else if err != nil {
 				return err
 			}
-			kn.Exe[j] = ep.exe()
+			kn.Exe[kn.Nexe] = ep.exe()
+			kn.Nexe++
 		}
-		kn.Nexe = uint32(len(n.Exe))
-		uids := inherited
-		if len(n.Euser) > 0 {
-			uids = nil
-			for j, u := range n.Euser {
-				if u == "*" {
-					uids = nil
-					break
-				}
-				uid, ok := users[u]
-				if !ok {
-					v, err := strconv.ParseUint(u, 10, 32)
-					if err != nil {
-						return fmt.Errorf("%s.euser[%d]: no user %q in the workload's passwd", f, j, u)
-					}
-					uid = uint32(v)
-				}
-				uids = append(uids, uid)
+		if kn.Nexe == 0 {
+			closed = append(closed, dropped...)
+		} else {
+			for _, d := range dropped {
+				c.Unreachable = append(c.Unreachable, fmt.Sprintf("node %q: %s; this exe is not allowed", n.ID, d))
 			}
+		}
+		uids, unknown, err := resolveEusers(n.Euser, inherited, users, f)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(unknown) > 0 && len(uids) == 0:
+			closed = append(closed, fmt.Sprintf("%s.euser: %s", f, strings.Join(unknown, ", ")))
+		case len(unknown) > 0:
+			c.Unreachable = append(c.Unreachable, fmt.Sprintf("node %q: %s.euser: %s; only the other users are allowed", n.ID, f, strings.Join(unknown, ", ")))
 		}
 		if len(uids) > maxUIDs {
 			return fmt.Errorf("%s.euser: %d users, the kernel checks at most %d", f, len(uids), maxUIDs)
@@ -395,11 +454,47 @@ func (c *Compiled) addChildren(parent *networkNode, nodes []policy.ProcessNode, 
 		if err := c.addChildren(&kn, n.Children, uids, f+".children", users); err != nil {
 			return err
 		}
+		if len(closed) > 0 {
+			// Not linked under its parent: no exec reaches it or its
+			// subtree. Its id stays known for networkPolicy processes.
+			c.Unreachable = append(c.Unreachable, fmt.Sprintf("node %q and its children are unreachable: %s", n.ID, strings.Join(closed, "; ")))
+			continue
+		}
 		c.nodes[h] = kn
 		parent.Children[parent.Nchildren] = h
 		parent.Nchildren++
 	}
 	return nil
+}
+
+// resolveEusers resolves a node's eusers to uids: a name through users, a
+// number or "UID N" as that uid, "*" as any (nil). A node without eusers
+// inherits its parent's. unknown lists the names nothing resolves.
+func resolveEusers(eusers []string, inherited []uint32, users map[string]uint32, f string) (uids []uint32, unknown []string, err error) {
+	if len(eusers) == 0 {
+		return inherited, nil, nil
+	}
+	for j, u := range eusers {
+		if u == "*" {
+			return nil, nil, nil
+		}
+		if uid, ok := users[u]; ok {
+			uids = append(uids, uid)
+			continue
+		}
+		num := u
+		if rest, ok := strings.CutPrefix(u, "UID "); ok {
+			num = strings.TrimSpace(rest)
+		}
+		if v, perr := strconv.ParseUint(num, 10, 32); perr == nil {
+			uids = append(uids, uint32(v))
+			continue
+		} else if num != u {
+			return nil, nil, fmt.Errorf("%s.euser[%d]: %q: want UID and a number", f, j, u)
+		}
+		unknown = append(unknown, fmt.Sprintf("no user %q in the workload's or the host's passwd", u))
+	}
+	return uids, unknown, nil
 }
 
 // Private address ranges for disablePrivateConnections and

@@ -46,6 +46,20 @@ type execTracingExecTask struct {
 	Pad     uint32
 }
 
+type execTracingGlobBuf struct {
+	_    structs.HostLayout
+	Pat  [16]int8
+	Str  [16]int8
+	Pl   uint32
+	Len  uint32
+	I    uint32
+	J    uint32
+	Star uint32
+	Mark uint32
+	Done uint32
+	Ok   uint32
+}
+
 type execTracingHashKey struct {
 	_  structs.HostLayout
 	K0 uint64
@@ -151,6 +165,7 @@ const (
 	execTracingMapExecHashKey     = "exec_hash_key"
 	execTracingMapExecScratch     = "exec_scratch"
 	execTracingMapExecTask        = "exec_task"
+	execTracingMapGlobBufs        = "glob_bufs"
 	execTracingMapLost            = "lost"
 	execTracingMapNetEvents       = "net_events"
 	execTracingMapNetTasks        = "net_tasks"
@@ -225,6 +240,7 @@ type execTracingMapSpecs struct {
 	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.MapSpec `ebpf:"exec_task"`
+	GlobBufs       *ebpf.MapSpec `ebpf:"glob_bufs"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
 	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
@@ -269,6 +285,7 @@ type execTracingMaps struct {
 	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.Map `ebpf:"exec_task"`
+	GlobBufs       *ebpf.Map `ebpf:"glob_bufs"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
 	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
@@ -288,6 +305,7 @@ func (m *execTracingMaps) Close() error {
 		m.ExecHashKey,
 		m.ExecScratch,
 		m.ExecTask,
+		m.GlobBufs,
 		m.Lost,
 		m.NetEvents,
 		m.NetTasks,

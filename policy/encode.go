@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -115,6 +116,106 @@ func escapeForYAML(b []byte) []byte {
 	}
 	if out == nil {
 		return b
+	}
+	return out
+}
+
+// MarshalJSON writes m's fields and, beside them, its Extra keys.
+func (m Metadata) MarshalJSON() ([]byte, error) {
+	type plain Metadata
+	return marshalWithExtra(plain(m), m.Extra)
+}
+
+// UnmarshalJSON reads m's fields and keeps the other keys in Extra.
+func (m *Metadata) UnmarshalJSON(b []byte) error {
+	type plain Metadata
+	var p plain
+	extra, err := unmarshalWithExtra(b, &p)
+	*m = Metadata(p)
+	m.Extra = extra
+	return err
+}
+
+// MarshalJSON writes m's fields and its Extra keys.
+func (m GroupMetadata) MarshalJSON() ([]byte, error) {
+	type plain GroupMetadata
+	return marshalWithExtra(plain(m), m.Extra)
+}
+
+// UnmarshalJSON reads m's fields and keeps the other keys in Extra.
+func (m *GroupMetadata) UnmarshalJSON(b []byte) error {
+	type plain GroupMetadata
+	var p plain
+	extra, err := unmarshalWithExtra(b, &p)
+	*m = GroupMetadata(p)
+	m.Extra = extra
+	return err
+}
+
+// unmarshalWithExtra reads the JSON object b into dst, a pointer to a
+// struct, and returns its keys that no field of dst is named by.
+func unmarshalWithExtra(b []byte, dst any) (map[string]any, error) {
+	if err := json.Unmarshal(b, dst); err != nil {
+		return nil, err
+	}
+	return unknownJSONKeys(b, reflect.TypeOf(dst).Elem())
+}
+
+// marshalWithExtra marshals v, a struct, and adds the keys of extra that
+// none of its fields uses.
+func marshalWithExtra(v any, extra map[string]any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil || len(extra) == 0 {
+		return b, err
+	}
+	obj := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	known := jsonNames(reflect.TypeOf(v))
+	for k, x := range extra {
+		if known[k] {
+			continue
+		}
+		raw, err := json.Marshal(x)
+		if err != nil {
+			return nil, fmt.Errorf("metadata.%s: %w", k, err)
+		}
+		obj[k] = raw
+	}
+	return json.Marshal(obj)
+}
+
+// unknownJSONKeys returns the keys of the JSON object b that no field of
+// struct type t is named by, with their values; nil when there are none.
+func unknownJSONKeys(b []byte, t reflect.Type) (map[string]any, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	known := jsonNames(t)
+	var extra map[string]any
+	for k, v := range obj {
+		if known[k] {
+			continue
+		}
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra[k] = v
+	}
+	return extra, nil
+}
+
+// jsonNames is the set of JSON names of struct type t's fields.
+func jsonNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" && f.IsExported() {
+			out[name] = true
+		}
 	}
 	return out
 }

@@ -18,6 +18,11 @@ func FuzzLoad(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	more, err := filepath.Glob("testdata/spyderbat/*")
+	if err != nil {
+		f.Fatal(err)
+	}
+	files = append(files, more...)
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {

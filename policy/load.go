@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,11 +93,17 @@ func (ps Problems) sort() {
 }
 
 // Document is one loaded document: exactly one of Fingerprint, Policy,
-// Deviation and Flag is set. Pos is where the document starts.
+// Deviation and Flag is set. Pos is where the document starts. A
+// FingerprintGroup loads as one Document per fingerprint, each with Group
+// set to the group's kind and Pos where its fingerprint starts.
 type Document struct {
 	Pos        Position
 	APIVersion string
 	Kind       string
+	Group      string
+	// Notes lists what the loader filled in that the input left out (a
+	// policy without spec.mode is loaded in audit mode).
+	Notes Problems
 
 	Fingerprint *Fingerprint
 	Policy      *WorkloadPolicy
@@ -162,10 +169,10 @@ func Load(name string, data []byte) ([]Document, error) {
 		}
 		for _, item := range items {
 			l := &docLoader{file: name, pos: map[string]Position{}, nodes: map[string]*yaml.Node{}}
-			doc, ok := l.document(item)
+			got, ok := l.document(item)
 			probs = append(probs, l.probs...)
 			if ok {
-				docs = append(docs, doc)
+				docs = append(docs, got...)
 			}
 		}
 	}
@@ -334,6 +341,7 @@ const (
 	classPolicy
 	classDeviation
 	classFlag
+	classGroup
 )
 
 // classOf returns the class of an apiVersion/kind pair, or 0.
@@ -347,6 +355,10 @@ func classOf(apiVersion, kind string) kindClass {
 			return classPolicy
 		case KindGuardianDeviation:
 			return classDeviation
+		case KindFingerprintGroup:
+			return classGroup
+		case KindSpyderbatBaseline:
+			return classPolicy
 		}
 	case APIVersionBulwark:
 		switch kind {
@@ -373,12 +385,13 @@ func mappingValue(n *yaml.Node, key string) (k, v *yaml.Node) {
 	return nil, nil
 }
 
-// document checks n and, when it has no problems, decodes it.
-func (l *docLoader) document(n *yaml.Node) (Document, bool) {
+// document checks n and, when it has no problems, decodes it: into one
+// Document, or one per fingerprint for a FingerprintGroup.
+func (l *docLoader) document(n *yaml.Node) ([]Document, bool) {
 	l.pos[""] = l.position(n)
 	if n.Kind != yaml.MappingNode {
 		l.addf(n, "", "a document must be a mapping, got %s", describe(n))
-		return Document{}, false
+		return nil, false
 	}
 	doc := Document{Pos: l.position(n)}
 	_, av := mappingValue(n, "apiVersion")
@@ -389,16 +402,16 @@ func (l *docLoader) document(n *yaml.Node) (Document, bool) {
 	switch {
 	case av == nil:
 		l.addf(n, "apiVersion", "required: %s or %s", APIVersionSpyderbat, APIVersionBulwark)
-		return doc, false
+		return nil, false
 	case av.Kind != yaml.ScalarNode:
 		l.addf(av, "apiVersion", "must be a string, got %s", describe(av))
-		return doc, false
+		return nil, false
 	case kv == nil:
 		l.addf(n, "kind", "required")
-		return doc, false
+		return nil, false
 	case kv.Kind != yaml.ScalarNode:
 		l.addf(kv, "kind", "must be a string, got %s", describe(kv))
-		return doc, false
+		return nil, false
 	}
 	doc.APIVersion, doc.Kind = av.Value, kv.Value
 	class := classOf(doc.APIVersion, doc.Kind)
@@ -408,7 +421,10 @@ func (l *docLoader) document(n *yaml.Node) (Document, bool) {
 		} else {
 			l.addf(kv, "kind", "unknown kind %q for apiVersion %s: want %s", kv.Value, av.Value, kindNames(av.Value))
 		}
-		return doc, false
+		return nil, false
+	}
+	if class == classGroup {
+		return l.group(n, doc)
 	}
 	var obj any
 	switch class {
@@ -430,40 +446,115 @@ func (l *docLoader) document(n *yaml.Node) (Document, bool) {
 		l.requireRuleLists()
 	}
 	if len(l.probs) > 0 {
-		return doc, false
+		return nil, false
 	}
 	if err := n.Decode(obj); err != nil {
 		l.addf(n, "", "decode: %v", err)
-		return doc, false
+		return nil, false
 	}
 	normalize(reflect.ValueOf(obj).Elem())
 	var v validator
 	switch class {
 	case classFingerprint:
+		v.keepExtra(doc.Fingerprint.Metadata.Extra, "metadata")
 		v.fingerprint(doc.Fingerprint)
 	case classPolicy:
+		l.defaultMode(&doc, &doc.Policy.Spec)
+		v.keepExtra(doc.Policy.Metadata.Extra, "metadata")
 		v.policy(doc.Policy)
 	case classDeviation:
+		v.keepExtra(doc.Deviation.Metadata.Extra, "metadata")
 		v.deviation(doc.Deviation)
 	case classFlag:
 		v.flag(doc.Flag)
 	}
-	return doc, l.placeAll(v.probs)
+	return []Document{doc}, l.placeAll(v.probs)
+}
+
+// defaultMode loads a policy that leaves spec.mode out in audit mode, so
+// that nothing is blocked that nobody chose to block, and notes it.
+func (l *docLoader) defaultMode(doc *Document, s *Spec) {
+	if s.Mode != "" {
+		return
+	}
+	s.Mode = ModeAudit
+	doc.Notes = append(doc.Notes, Problem{Pos: l.place("spec"), Path: "spec.mode",
+		Message: "not set: loaded in audit mode (deviations are reported, nothing is blocked)"})
+}
+
+// keepExtra replaces the values of unknown metadata keys with what JSON
+// makes of them (numbers become float64, timestamps strings), so that they
+// print back the same in YAML and in JSON; a value JSON cannot hold (a
+// mapping with keys that are not strings) is a problem.
+func (v *validator) keepExtra(extra map[string]any, path string) {
+	for k, x := range extra {
+		b, err := json.Marshal(x)
+		var y any
+		if err == nil {
+			err = json.Unmarshal(b, &y)
+		}
+		if err != nil {
+			v.addf(path+"."+k, "cannot be kept as it is: %v", err)
+			continue
+		}
+		extra[k] = y
+	}
+}
+
+// group checks and decodes a FingerprintGroup into one Document per
+// fingerprint. Each fingerprint is checked as a document of its own; its
+// problems carry paths from the group (data.fingerprints[i].spec...).
+func (l *docLoader) group(n *yaml.Node, doc Document) ([]Document, bool) {
+	l.walk(n, reflect.TypeFor[FingerprintGroup](), "")
+	if _, data := mappingValue(n, "data"); data == nil {
+		l.addf(n, "data", "required: a FingerprintGroup holds its fingerprints in data.fingerprints")
+	}
+	if len(l.probs) > 0 {
+		return nil, false
+	}
+	var g FingerprintGroup
+	if err := n.Decode(&g); err != nil {
+		l.addf(n, "", "decode: %v", err)
+		return nil, false
+	}
+	normalize(reflect.ValueOf(&g).Elem())
+	var docs []Document
+	var gv validator
+	gv.keepExtra(g.Metadata.Extra, "metadata")
+	ok := l.placeAll(gv.probs)
+	for i := range g.Data.Fingerprints {
+		fp := &g.Data.Fingerprints[i]
+		prefix := fmt.Sprintf("data.fingerprints[%d]", i)
+		var v validator
+		v.keepExtra(fp.Metadata.Extra, "metadata")
+		v.fingerprint(fp)
+		for j := range v.probs {
+			v.probs[j].Path = joinPath(prefix, v.probs[j].Path)
+		}
+		ok = l.placeAll(v.probs) && ok
+		docs = append(docs, Document{Pos: l.place(prefix), APIVersion: fp.APIVersion, Kind: fp.Kind,
+			Group: doc.Kind, Fingerprint: fp})
+	}
+	if len(docs) == 0 {
+		l.addf(n, "data.fingerprints", "a FingerprintGroup without fingerprints")
+		return nil, false
+	}
+	return docs, ok
 }
 
 // bareSpec loads a document holding only policy spec fields as a
 // WorkloadPolicy named after the file, its type taken from its selector.
-func (l *docLoader) bareSpec(n *yaml.Node, doc Document) (Document, bool) {
+func (l *docLoader) bareSpec(n *yaml.Node, doc Document) ([]Document, bool) {
 	l.pos["spec"] = l.position(n)
 	l.walk(n, reflect.TypeFor[Spec](), "spec")
 	l.requireRuleLists()
 	if len(l.probs) > 0 {
-		return doc, false
+		return nil, false
 	}
 	p := &WorkloadPolicy{APIVersion: APIVersionBulwark, Kind: KindWorkloadPolicy}
 	if err := n.Decode(&p.Spec); err != nil {
 		l.addf(n, "", "decode: %v", err)
-		return doc, false
+		return nil, false
 	}
 	normalize(reflect.ValueOf(p).Elem())
 	p.Metadata.Name = strings.TrimSuffix(filepath.Base(l.file), filepath.Ext(l.file))
@@ -474,12 +565,13 @@ func (l *docLoader) bareSpec(n *yaml.Node, doc Document) (Document, bool) {
 		p.Metadata.Type = TypeLinuxService
 	default:
 		l.addf(n, "", "a document without apiVersion and kind is read as a policy spec, which needs containerSelector or serviceSelector")
-		return doc, false
+		return nil, false
 	}
 	doc.APIVersion, doc.Kind, doc.Policy = p.APIVersion, p.Kind, p
+	l.defaultMode(&doc, &p.Spec)
 	var v validator
 	v.policy(p)
-	return doc, l.placeAll(v.probs)
+	return []Document{doc}, l.placeAll(v.probs)
 }
 
 // requireRuleLists checks that a policy's networkPolicy spells out both
@@ -510,7 +602,8 @@ func (l *docLoader) placeAll(ps Problems) bool {
 
 func kindNames(apiVersion string) string {
 	if apiVersion == APIVersionSpyderbat {
-		return strings.Join([]string{KindSpyderbatFingerprint, KindSpyderbatPolicy, KindGuardianDeviation}, ", ")
+		return strings.Join([]string{KindSpyderbatFingerprint, KindFingerprintGroup, KindSpyderbatPolicy,
+			KindSpyderbatBaseline, KindGuardianDeviation}, ", ")
 	}
 	return strings.Join([]string{KindFingerprint, KindWorkloadPolicy, KindDeviation, KindFlag}, ", ")
 }
@@ -600,11 +693,14 @@ func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
 			seen[k.Value] = k
 			l.pos[fp] = l.position(k)
 			ft, ok := fields[k.Value]
-			if !ok {
+			switch {
+			case ok:
+				l.walk(v, ft, fp)
+			case hasInlineMap(t):
+				l.plain(v, fp) // kept in the struct's Extra
+			default:
 				l.addf(k, fp, "unknown field")
-				continue
 			}
-			l.walk(v, ft, fp)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -663,6 +759,34 @@ func (l *docLoader) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
+// plain checks a value kept as it is (an unknown metadata key): plain YAML
+// without aliases or custom tags, so that it is written back unchanged.
+func (l *docLoader) plain(n *yaml.Node, path string) {
+	if n.Kind == yaml.AliasNode {
+		l.addf(n, path, "YAML aliases are not supported")
+		return
+	}
+	if !strings.HasPrefix(n.ShortTag(), "!!") {
+		l.addf(n, path, "unsupported YAML tag %s", n.Tag)
+		return
+	}
+	for _, c := range n.Content {
+		l.plain(c, path)
+	}
+}
+
+// hasInlineMap reports whether struct type t keeps unknown keys in an
+// inlined map (Metadata.Extra).
+func hasInlineMap(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if _, opts, _ := strings.Cut(f.Tag.Get("yaml"), ","); strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Map {
+			return true
+		}
+	}
+	return false
+}
+
 // yamlFields maps the yaml names of t's fields, including those of inlined
 // embedded structs, to their types.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
@@ -675,6 +799,9 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		if strings.Contains(opts, "inline") {
+			if f.Type.Kind() == reflect.Map {
+				continue // unknown keys: see hasInlineMap
+			}
 			for k, v := range yamlFields(f.Type) {
 				out[k] = v
 			}

@@ -19,6 +19,13 @@ const (
 	KindSpyderbatFingerprint = "SpyderbatFingerprint"
 	KindSpyderbatPolicy      = "SpyderbatPolicy"
 	KindGuardianDeviation    = "GuardianDeviation"
+	// KindFingerprintGroup is what `spyctl get fingerprints` prints: the
+	// fingerprints of one image or service under data.fingerprints. Load
+	// returns its fingerprints as documents of their own.
+	KindFingerprintGroup = "FingerprintGroup"
+	// KindSpyderbatBaseline is the older form of a policy; it loads as a
+	// WorkloadPolicy that keeps this kind.
+	KindSpyderbatBaseline = "SpyderbatBaseline"
 
 	KindFingerprint    = "Fingerprint"
 	KindWorkloadPolicy = "WorkloadPolicy"
@@ -79,6 +86,10 @@ type Metadata struct {
 	PolicyMode string `yaml:"policy_mode,omitempty" json:"policy_mode,omitempty"`
 	// Event describes the kernel event behind a deviation (Bulwark only).
 	Event *Event `yaml:"event,omitempty" json:"event,omitempty"`
+	// Extra holds the metadata keys Bulwark does not know (Spyderbat
+	// exports carry org_uid, muid, pod-uid and others); they are kept and
+	// written back out unchanged. Only metadata is open: spec stays strict.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // Event is what the kernel saw when it raised a deviation: the process, its
@@ -313,6 +324,35 @@ type Fingerprint struct {
 	Kind       string   `yaml:"kind" json:"kind"`
 	Metadata   Metadata `yaml:"metadata" json:"metadata"`
 	Spec       Spec     `yaml:"spec" json:"spec"`
+}
+
+// FingerprintGroup is the fingerprints of one image (containers) or one
+// service cgroup, as spyctl prints them.
+type FingerprintGroup struct {
+	APIVersion string        `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string        `yaml:"kind" json:"kind"`
+	Metadata   GroupMetadata `yaml:"metadata" json:"metadata"`
+	Data       GroupData     `yaml:"data" json:"data"`
+}
+
+// GroupMetadata says what a FingerprintGroup groups by; unknown keys are
+// kept in Extra, as in Metadata.
+type GroupMetadata struct {
+	Image           string         `yaml:"image,omitempty" json:"image,omitempty"`
+	ImageID         string         `yaml:"imageID,omitempty" json:"imageID,omitempty"`
+	Cgroup          string         `yaml:"cgroup,omitempty" json:"cgroup,omitempty"`
+	FirstTimestamp  float64        `yaml:"firstTimestamp,omitempty" json:"firstTimestamp,omitempty"`
+	LatestTimestamp float64        `yaml:"latestTimestamp,omitempty" json:"latestTimestamp,omitempty"`
+	Extra           map[string]any `yaml:",inline" json:"-"`
+}
+
+// GroupData holds a FingerprintGroup's fingerprints and where they were
+// seen.
+type GroupData struct {
+	Fingerprints   []Fingerprint `yaml:"fingerprints" json:"fingerprints"`
+	ContainerNames StringList    `yaml:"containerNames,omitempty" json:"containerNames,omitempty"`
+	ContainerIDs   StringList    `yaml:"containerIDs,omitempty" json:"containerIDs,omitempty"`
+	Machines       StringList    `yaml:"machines,omitempty" json:"machines,omitempty"`
 }
 
 // WorkloadPolicy is the allowed behaviour of every workload its selectors

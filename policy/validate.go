@@ -97,6 +97,8 @@ func (c kindClass) String() string {
 		return "deviation"
 	case classFlag:
 		return "flag"
+	case classGroup:
+		return "fingerprint group"
 	}
 	return "document"
 }

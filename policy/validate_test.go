@@ -88,7 +88,6 @@ func TestValidatePolicyRules(t *testing.T) {
 		{"selector of the other type", "  mode: enforce\n", "  mode: enforce\n  serviceSelector: {name: cron}\n", "spec.serviceSelector: not allowed for container workloads"},
 		{"image glob", "image: docker.io/library/nginx:*", "image: docker.io/library/nginx:[", `spec.containerSelector.image: invalid glob`},
 		// mode and options
-		{"mode required", "  mode: enforce\n", "", "spec.mode: required: audit or enforce"},
 		{"mode value", "mode: enforce", "mode: block", `spec.mode: must be audit or enforce, got "block"`},
 		{"disableProcesses", "  mode: enforce\n", "  mode: enforce\n  disableProcesses: some\n", `spec.disableProcesses: must be all (or left out), got "some"`},
 		{"disableConnections", "disableConnections: ingress", "disableConnections: private", `spec.disableConnections: must be all, ingress or egress`},

@@ -62,6 +62,7 @@ enum pattern_kind {
 	PAT_EXACT = 1, /* the whole string: prefix_len bytes */
 	PAT_GLOB = 2,  /* prefix, anything, suffix */
 	PAT_ANY = 3,   /* "*" */
+	PAT_WILD = 4,  /* any other glob of '*' and '?': its text (glob.h) */
 };
 
 /* What kind of file an exec maps (exec.h says how each is told apart and

@@ -42,6 +42,7 @@
 #define __BULWARK_EXEC_H__
 
 #include "bulwark.h"
+#include "glob.h"
 
 #define SIGKILL 9
 #define EPERM 1
@@ -348,9 +349,13 @@ static __always_inline bool match_exe(const struct pattern *p, struct scratch *s
 					    len, PATH_LEN / 8);
 }
 
-/* match_name tests a name pattern against s->name, len bytes. */
+/* match_name tests a name pattern against s->name, len bytes. Only names
+ * take PAT_WILD globs (glob.h); an exe pattern of that kind matches
+ * nothing. */
 static __always_inline bool match_name(const struct name_pattern *p, struct scratch *s, __u32 len)
 {
+	if (p->kind == PAT_WILD)
+		return glob_match(p->bytes, p->prefix_len, s->name, len);
 	return match_bytes(p->kind, p->prefix_len, p->suffix_len, p->bytes,
 			   (const __u64 *)s->name, (const __u64 *)s->rname, len, NAME_LEN / 8);
 }

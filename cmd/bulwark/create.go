@@ -28,7 +28,9 @@ func newCreatePolicyCmd() *cobra.Command {
 		Use:   "policy (-f FINGERPRINTS... | --image IMAGE | --service CGROUP [--since 24h]) [--name N] [--mode audit|enforce] [--include-imageid] [-o yaml|json]",
 		Short: "Create one workload policy from the fingerprints of a workload's instances",
 		Long: `Create policy merges every fingerprint in the files (each file may hold
-several documents) into one policy that allows what any instance did. The
+several documents; a FingerprintGroup, as spyctl prints them, gives all its
+fingerprints, and a SpyderbatBaseline counts as one) into one policy that
+allows what any instance did. The
 policy is in audit mode unless --mode enforce is given, and raises a
 high-severity red flag on every deviation. Arguments after the flags are
 further fingerprint files; "-" reads standard input.
@@ -59,10 +61,17 @@ of the service cgroup seen within --since.`,
 			}
 			fps := make([]*policy.Fingerprint, 0, len(docs))
 			for _, d := range docs {
-				if d.Fingerprint == nil {
+				switch {
+				case d.Fingerprint != nil: // also each of a FingerprintGroup's
+					fps = append(fps, d.Fingerprint)
+				case d.Policy != nil && d.Kind == policy.KindSpyderbatBaseline:
+					// A baseline is what its workload did: read it as
+					// a fingerprint, as spyctl does.
+					fps = append(fps, &policy.Fingerprint{APIVersion: policy.APIVersionSpyderbat,
+						Kind: policy.KindSpyderbatFingerprint, Metadata: d.Policy.Metadata, Spec: d.Policy.Spec})
+				default:
 					return fmt.Errorf("%s: a %s, not a fingerprint", d.Pos, d.Kind)
 				}
-				fps = append(fps, d.Fingerprint)
 			}
 			p, err := policy.PolicyFromFingerprints(fps, opts)
 			if err != nil {

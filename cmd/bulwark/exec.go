@@ -92,6 +92,9 @@ func runExec(ctx context.Context, pol *policy.WorkloadPolicy, mode bpf.Mode, arg
 	for _, w := range compiled.Warnings {
 		log.Warn("not enforced", "policy", pol.Metadata.Name, "what", w)
 	}
+	for _, u := range compiled.Unreachable {
+		log.Warn("failed closed", "policy", pol.Metadata.Name, "what", u)
+	}
 	box, err := openSandbox("exec", compiled, mode, log)
 	if err != nil {
 		return err

@@ -79,6 +79,15 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, wl := range st.Workloads {
+		if len(wl.Unreachable) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\npolicy %s on %s: armed with these parts failed closed (denied in enforce, reported in audit):\n", wl.Policy, orDash(wl.Name))
+		for _, u := range wl.Unreachable {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+	}
 	for _, file := range slices.Sorted(maps.Keys(st.Problems)) {
 		fmt.Fprintf(w, "\nrejected policy file %s (previous version in force):\n%s\n", file, st.Problems[file])
 	}

@@ -51,3 +51,20 @@ func TestPrintStatusShowsLosses(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintStatusShowsFailedClosedParts(t *testing.T) {
+	st := agent.Status{Backend: "tracing", Workloads: []agent.WorkloadStatus{
+		{ID: "c1", Name: "web", Policy: "web-policy", Mode: "enforce",
+			Unreachable: []string{`node "id_0" and its children are unreachable: processPolicy[0].children[1].euser: no user "lxd" in the workload's or the host's passwd`}},
+		{ID: "c2", Name: "db", Policy: "db-policy", Mode: "audit"},
+	}}
+	var out bytes.Buffer
+	if err := printStatus(&out, st); err != nil {
+		t.Fatal(err)
+	}
+	want := "\npolicy web-policy on web: armed with these parts failed closed (denied in enforce, reported in audit):\n" +
+		`  node "id_0" and its children are unreachable: processPolicy[0].children[1].euser: no user "lxd" in the workload's or the host's passwd` + "\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "db-policy on") {
+		t.Errorf("status:\n%s\nwant it to contain:\n%s", out.String(), want)
+	}
+}

@@ -19,7 +19,10 @@ func newValidateCmd() *cobra.Command {
 per file) and checks it strictly: unknown fields, wrong types, bad CIDRs,
 ports, modes, globs, duplicate process ids and the other rules. Every problem
 is printed to standard error as "file:line:column: field.path: reason"; each
-valid file gets a one-line summary on standard output. The exit status is 0
+valid file gets a one-line summary on standard output, after a line for each
+default the loader filled in (a policy without spec.mode loads in audit
+mode). Unknown metadata keys are kept; spec stays strict. A FingerprintGroup
+counts as its fingerprints, a SpyderbatBaseline as a policy. The exit status is 0
 when every file is valid and 1 otherwise. "-" reads standard input; arguments
 after the flags are further files.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,6 +65,11 @@ func validateFile(stdin io.Reader, stdout, stderr io.Writer, file string) bool {
 			fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		}
 		return false
+	}
+	for _, d := range docs {
+		for _, n := range d.Notes {
+			fmt.Fprintf(stdout, "%s\n", n)
+		}
 	}
 	fmt.Fprintf(stdout, "%s: %s valid\n", name, summarize(docs))
 	return true
