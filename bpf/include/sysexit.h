@@ -40,20 +40,19 @@ struct pt_regs {
 #define X32_SYSCALL_BIT 0x40000000
 #define TS_COMPAT 0x0002
 
-/* accept_call reports whether the syscall regs ended is an accept. */
+/* accept_call reports whether the syscall regs ended is an accept. The
+ * task and regs are the kernel's (BTF pointers): plain loads, no helper
+ * calls, since this runs on every syscall of a workload. */
 static __always_inline bool accept_call(struct task_struct *task, struct pt_regs *regs)
 {
-	long nr = BPF_CORE_READ(regs, orig_ax);
-	if (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT) {
-		if (nr == NR32_ACCEPT4)
-			return true;
-		if (nr != NR32_SOCKETCALL)
+	long nr = regs->orig_ax;
+	if (nr == NR32_ACCEPT4 || nr == NR32_SOCKETCALL) {
+		if (!(task->thread_info.status & TS_COMPAT))
 			return false;
-		unsigned long call = BPF_CORE_READ(regs, bx);
-		return call == SYS_ACCEPT || call == SYS_ACCEPT4;
+		return nr == NR32_ACCEPT4 || regs->bx == SYS_ACCEPT || regs->bx == SYS_ACCEPT4;
 	}
 	nr &= ~(long)X32_SYSCALL_BIT;
-	return nr == NR_ACCEPT || nr == NR_ACCEPT4;
+	return (nr == NR_ACCEPT || nr == NR_ACCEPT4) && !(task->thread_info.status & TS_COMPAT);
 }
 
 /* check_accept decides the TCP connection the current task just accepted
@@ -109,10 +108,11 @@ int on_sys_exit(__u64 *ctx)
 	struct task_state *own = bpf_task_storage_get(&task_states, task, 0, 0);
 	if (!own)
 		return 0;
-	__u64 cred = (__u64)BPF_CORE_READ(task, cred);
+	const struct cred *cr = task->cred;
+	__u64 cred = (__u64)cr;
 	if (cred != own->cred) {
 		own->cred = cred;
-		__u32 euid = BPF_CORE_READ(task, cred, euid.val);
+		__u32 euid = BPF_CORE_READ(cr, euid.val);
 		if (euid != own->euid && check_cred(task, own, euid) == VERDICT_BLOCK) {
 			bpf_send_signal(SIGKILL);
 			return 0;
