@@ -67,11 +67,14 @@ func forkChild(uid uintptr, path *byte, argv, envp **byte, lfd int) (uintptr, sy
 //
 //	fork-setuid UID [PATH ARG...]  fork; the child sets its uids to UID, then
 //	                               execs PATH when given
+//	setuid-threads UID             set the uids of every thread to UID
+//	                               (syscall.Setresuid) while threads run
 //	serve-fork UID ADDR            listen on TCP ADDR (as the caller), print
 //	                               "listening", fork; the child sets its uids
 //	                               to UID and greets each connection it accepts
 //
-// Both print how the child ended: "child exit N" or "child signal N".
+// The forking actions print how the child ended: "child exit N" or
+// "child signal N".
 func forkHelper(args []string) int {
 	uid, err := strconv.Atoi(args[1])
 	if err != nil {
@@ -81,6 +84,21 @@ func forkHelper(args []string) int {
 	var argv, envp []*byte
 	lfd := -1
 	switch args[0] {
+	case "setuid-threads":
+		// Threads busy in syscalls while the process changes user.
+		for range 4 {
+			go func() {
+				for {
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := syscall.Setresuid(uid, uid, uid); err != nil {
+			return statusOf(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return helperOK
 	case "fork-setuid":
 		if len(args) > 2 {
 			if path, err = syscall.BytePtrFromString(args[2]); err != nil {
@@ -260,6 +278,39 @@ func TestForkSetuidNeedsChildNode(t *testing.T) {
 			t.Fatalf("exec deviation %+v", dev)
 		}
 	})
+}
+
+// TestThreadsSetuidTogether: a multithreaded process (the Go helper)
+// changes its uids on every thread (syscall.Setresuid, as glibc's setuid
+// does): each thread's change is seen, and with a child node for the new
+// user all of them follow the process to it with no deviation; without
+// one the change is refused.
+func TestThreadsSetuidTogether(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, credSpec(t, []string{"nobody"})), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if st := helper(t, cg, "setuid-threads 65534"); st != helperOK {
+		t.Fatalf("threads to the child node's user: status %d, want 0", st)
+	}
+	seen := ev.wait(t, "cred observation", func(x Event) bool { return x.Kind == KindCred })
+	if seen.Deviation || seen.Node != "worker" {
+		t.Fatalf("cred event %+v", seen)
+	}
+	for _, x := range ev.drain(300 * time.Millisecond) {
+		if x.Deviation {
+			t.Fatalf("deviation while the threads followed: %+v", x)
+		}
+	}
+	want := 128 + 9
+	if e.Backend() == BackendLSM {
+		want = helperEPERM
+	}
+	if st := helper(t, cg, "setuid-threads 1"); st != want {
+		t.Fatalf("threads to uid 1: status %d, want %d", st, want)
+	}
 }
 
 // int80Setresuid is a static x86-64 ELF that calls setresuid32(UID, UID,
