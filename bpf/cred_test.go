@@ -67,6 +67,8 @@ func forkChild(uid uintptr, path *byte, argv, envp **byte, lfd int) (uintptr, sy
 //
 //	fork-setuid UID [PATH ARG...]  fork; the child sets its uids to UID, then
 //	                               execs PATH when given
+//	listen-autobind UID            listen without bind, print "port N"
+//	                               (UID unused)
 //	setuid-threads UID             set the uids of every thread to UID
 //	                               (syscall.Setresuid) while threads run
 //	serve-fork UID ADDR            listen on TCP ADDR (as the caller), print
@@ -111,6 +113,21 @@ func forkHelper(args []string) int {
 				return helperFailed
 			}
 		}
+	case "listen-autobind":
+		// listen() with no bind: the kernel picks the port.
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			err = syscall.Listen(fd, 1)
+		}
+		if err != nil {
+			return statusOf(err)
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			return helperFailed
+		}
+		fmt.Printf("port %d\n", sa.(*syscall.SockaddrInet4).Port)
+		return helperOK
 	case "serve-fork":
 		if lfd, err = listenRaw(args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -310,6 +327,28 @@ func TestThreadsSetuidTogether(t *testing.T) {
 	}
 	if st := helper(t, cg, "setuid-threads 1"); st != want {
 		t.Fatalf("threads to uid 1: status %d, want %d", st, want)
+	}
+}
+
+// TestListenWithoutBindReported: a TCP socket that listens with no bind
+// (the kernel picks the port, no bind hook runs) is reported as a listening
+// socket of the node that called listen().
+func TestListenWithoutBindReported(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, helperSpec(t)), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	st, out := run(t, cg, []string{helperEnv + "=listen-autobind 0"}, self)
+	port, err := strconv.Atoi(strings.TrimPrefix(lastLine(out), "port "))
+	if st != helperOK || err != nil {
+		t.Fatalf("helper: status %d, output %q", st, out)
+	}
+	l := ev.wait(t, "listen event", func(x Event) bool { return x.Kind == KindListen && x.Dst.Port() == uint16(port) })
+	if l.Node != "helper" || l.Protocol != "TCP" || l.Deviation {
+		t.Fatalf("listen event %+v", l)
 	}
 }
 
