@@ -2,7 +2,8 @@
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
 # need; the one list of them. Usage: test/deps.sh [build|e2e|vm|unit|docker|k8s]... (all
 # groups when none is named):
-#   build  clang, llvm and libbpf-dev to regenerate the BPF objects
+#   build  clang, llvm and libbpf-dev to regenerate the BPF objects, and
+#          libc6-dev for the C test helpers (cmd/bulwark/testdata)
 #   unit   systemd (systemd-analyze verify of the install units) and
 #          util-linux (setpriv runs them with their capabilities)
 #   e2e    runc, iptables and busybox-static for the e2e runtime and images,
@@ -18,7 +19,7 @@ set -euo pipefail
 
 group_packages() {
 	case $1 in
-	build) echo clang llvm libbpf-dev ;;
+	build) echo clang llvm libbpf-dev libc6-dev ;;
 	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
 	unit) echo systemd util-linux ;;
