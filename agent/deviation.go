@@ -17,6 +17,8 @@ import (
 //     process had no policy node (it entered the workload from outside, or
 //     its parent was itself outside the policy); its name and exe are
 //     written as fingerprints write them (execPatterns);
+//   - cred (an euid change without exec): the same, the child having the
+//     process's name and exe and the new user;
 //   - connect: an egress rule to the destination address (/32 or /128) and
 //     port, for the process node when it has one;
 //   - accept: an ingress rule from the source address to the local port.
@@ -37,7 +39,7 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		d.Metadata.PolicyMode = pol.Spec.Mode
 	}
 	switch ev.Kind {
-	case bpf.KindExec:
+	case bpf.KindExec, bpf.KindCred:
 		name, exe := execPatterns(ev)
 		node := policy.ProcessNode{
 			Name:  name,
@@ -88,6 +90,10 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		Node:       ev.Node,
 		Protocol:   ev.Protocol,
 		Count:      max(ev.Count, 1),
+	}
+	if ev.Kind == bpf.KindCred {
+		old := int(ev.OldEUID)
+		d.Metadata.Event.OldEUID = &old
 	}
 	switch {
 	case ev.Unresolved:

@@ -39,6 +39,14 @@ func TestBuildDeviation(t *testing.T) {
 			Children: []policy.ProcessNode{{Name: "sh", Exe: []string{"/bin/busybox"}, Euser: []string{"root"}, ID: "sh_0"}}}}}},
 		verdict: "blocked",
 	}, {
+		name: "cred change under a policy node",
+		ev: bpf.Event{Kind: bpf.KindCred, Deviation: true, Blocked: true, Exe: "/usr/sbin/nginx", Comm: "nginx",
+			OldEUID: 0, EUID: 33, ParentNode: "nginx_0", PID: 8, Time: at},
+		pol: pol,
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nginx_0",
+			Children: []policy.ProcessNode{{Name: "nginx", Exe: []string{"/usr/sbin/nginx"}, Euser: []string{"33"}, ID: "nginx_0"}}}}}},
+		verdict: "blocked",
+	}, {
 		name: "exec without a node becomes a root",
 		ev:   bpf.Event{Kind: bpf.KindExec, Deviation: true, Exe: "/usr/bin/curl", Comm: "curl", EUID: 1000, Time: at},
 		pol:  nil,
@@ -96,6 +104,9 @@ func TestBuildDeviation(t *testing.T) {
 			if tc.pol != nil && (d.Metadata.PolicyName != "web" || d.Metadata.PolicyUID != "pol:1" ||
 				d.Metadata.PolicyMode != policy.ModeEnforce || d.Metadata.Type != policy.TypeContainer) {
 				t.Fatalf("policy metadata %+v", d.Metadata)
+			}
+			if old := d.Metadata.Event.OldEUID; (tc.ev.Kind == bpf.KindCred) != (old != nil) || old != nil && *old != int(tc.ev.OldEUID) {
+				t.Fatalf("oldEuid %v for a %s event", old, tc.ev.Kind)
 			}
 			// A repeat has the same checksum and a different uid.
 			again := BuildDeviation(tc.ev, tc.pol, names)

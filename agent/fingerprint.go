@@ -23,12 +23,14 @@ import (
 //     (NodeKey) and name and exe, placed under the node of its ParentKey,
 //     with its effective user; a node whose parent was never seen (the
 //     entrypoint, or an event that was lost) is a root until the parent
-//     shows up;
+//     shows up. Cred events (an euid change without exec) make a child
+//     node the same way: same name and exe, the new user;
 //   - connect events become egress rules and accept events ingress rules,
 //     with the peer as a /32 (or /128), the port and protocol and the ids of
 //     the processes that made (connected) or accepted (listened) them;
-//   - listen events (a bound port), and accepts, put the local port in the
-//     listening process's listeningSockets.
+//   - listen events (a bound port), and UDP accepts, put the local port in
+//     the listening process's listeningSockets; a TCP accept belongs to the
+//     process that accepted, which may be another than the listener.
 //
 // Blocked events are ignored (what they tried never happened); audited
 // deviations are behaviour and count. Process ids are NAME_N, numbered in
@@ -108,13 +110,18 @@ func (b *FingerprintBuilder) Observe(ev bpf.Event) (changed bool) {
 		return false
 	}
 	switch ev.Kind {
-	case bpf.KindExec:
+	case bpf.KindExec, bpf.KindCred:
 		changed = b.observeExec(ev)
 	case bpf.KindConnect:
 		changed = b.observeConn(fpConn{peer: ev.Dst.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
 	case bpf.KindAccept:
 		changed = b.observeConn(fpConn{ingress: true, peer: ev.Src.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
-		changed = b.observeListen(ev) || changed
+		if ev.Protocol == policy.ProtocolUDP {
+			// A datagram's node is the one that bound the socket; a
+			// TCP connection's the one that accepted it, which need
+			// not be the listener (a pre-forking server's worker).
+			changed = b.observeListen(ev) || changed
+		}
 	case bpf.KindListen:
 		changed = b.observeListen(ev)
 	default:

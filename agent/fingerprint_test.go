@@ -43,6 +43,11 @@ func acceptEv(at int, key uint64, src, local string, proto string) bpf.Event {
 		Dst: netip.MustParseAddrPort(local), Protocol: proto, Time: fpT0.Add(time.Duration(at) * time.Second)}
 }
 
+func credEv(at int, key, parent uint64, comm, exe string, oldEUID, euid uint32) bpf.Event {
+	return bpf.Event{Kind: bpf.KindCred, NodeKey: key, ParentKey: parent, Comm: comm, Exe: exe,
+		OldEUID: oldEUID, EUID: euid, Time: fpT0.Add(time.Duration(at) * time.Second)}
+}
+
 // scriptEvents is what a shell script that runs true, cat, nc and a
 // subshell running ls produces, in kernel order.
 func scriptEvents() []bpf.Event {
@@ -162,8 +167,9 @@ func TestFingerprintNetwork(t *testing.T) {
 		connectEv(12, kNc, "192.0.2.7:443", "TCP"),
 		// UDP to the same port is another rule; a process without a node is any process.
 		connectEv(13, 0, "192.0.2.53:53", "UDP"),
-		// A server accepting on 8443 from two clients.
+		// A server listening on 8443, accepting from two clients.
 		execEv(14, kSrv, kSh, "server", "/srv/server", 33),
+		listenEv(14, kSrv, "0.0.0.0:8443", "TCP"),
 		acceptEv(15, kSrv, "192.0.2.10:40000", "192.0.2.1:8443", "TCP"),
 		acceptEv(16, kSrv, "[2001:db8::10]:40001", "[2001:db8::1]:8443", "TCP"),
 	)
@@ -407,4 +413,37 @@ func BenchmarkFingerprint(b *testing.B) {
 			fb.Fingerprint()
 		}
 	})
+}
+
+// TestFingerprintForkedWorkers: a pre-forking server as the kernel reports
+// it (nginx: the master binds as root, forks workers that setuid to
+// www-data and accept): the workers are a child node of the master with the
+// same name and exe and their own user; the listening socket is the
+// master's, the ingress the workers'. A TCP accept puts no listening socket
+// on the acceptor.
+func TestFingerprintForkedWorkers(t *testing.T) {
+	const kMaster, kWorker = 1<<63 | 0x20, 1<<63 | 0x21
+	evs := []bpf.Event{
+		execEv(0, kMaster, 0, "nginx", "/usr/sbin/nginx", 0),
+		listenEv(1, kMaster, "0.0.0.0:80", "TCP"),
+		credEv(2, kWorker, kMaster, "nginx", "/usr/sbin/nginx", 0, 33),
+		credEv(2, kWorker, kMaster, "nginx", "/usr/sbin/nginx", 0, 33), // the second worker
+		acceptEv(3, kWorker, "192.0.2.10:40000", "192.0.2.1:80", "TCP"),
+	}
+	fp := build(t, serviceID, evs)
+	want := []policy.ProcessNode{{
+		Name: "nginx", Exe: []string{"/usr/sbin/nginx"}, Euser: []string{"root"}, ID: "nginx_0",
+		ListeningSockets: []policy.Port{{Port: 80, Protocol: "TCP"}},
+		Children: []policy.ProcessNode{
+			{Name: "nginx", Exe: []string{"/usr/sbin/nginx"}, Euser: []string{"www-data"}, ID: "nginx_1"},
+		},
+	}}
+	if !reflect.DeepEqual(fp.Spec.ProcessPolicy, want) {
+		t.Fatalf("process tree\n got %+v\nwant %+v", fp.Spec.ProcessPolicy, want)
+	}
+	wantIngress := []policy.NetworkRule{{From: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "192.0.2.10/32"}}},
+		Ports: []policy.Port{{Port: 80, Protocol: "TCP"}}, Processes: []string{"nginx_1"}}}
+	if !reflect.DeepEqual(fp.Spec.NetworkPolicy.Ingress, wantIngress) {
+		t.Fatalf("ingress\n got %s\nwant %s", rulesString(fp.Spec.NetworkPolicy.Ingress), rulesString(wantIngress))
+	}
 }

@@ -86,7 +86,9 @@ const (
 	pinFork       = "link_fork"
 	pinExit       = "link_exit"
 	pinMigrate    = "link_migrate"
-	pinCgroupDir  = "cgroup_" // + cgroup id: that workload's links
+	pinSysExit    = "link_sys_exit" // credential changes and accepts
+	pinSetuid     = "link_setuid"   // lsm: credential changes, before commit
+	pinCgroupDir  = "cgroup_"       // + cgroup id: that workload's links
 )
 
 // Open loads the engine: it picks the backend (adopting the one already
@@ -211,7 +213,7 @@ func (e *Engine) chooseBackend(want string) (string, error) {
 // links that are pinned already.
 func (e *Engine) openExec(backend string) error {
 	type progs struct {
-		exec, fork, exit, migrate *ebpf.Program
+		exec, fork, exit, migrate, sysExit, setuid *ebpf.Program
 	}
 	var p progs
 	switch backend {
@@ -225,14 +227,14 @@ func (e *Engine) openExec(backend string) error {
 			return fmt.Errorf("load tracing exec programs: %w", err)
 		}
 		e.exec = &objs
-		p = progs{objs.OnExec, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
+		p = progs{objs.OnExec, objs.OnFork, objs.OnExit, objs.OnCgroupAttach, objs.OnSysExit, nil}
 	case BackendLSM:
 		objs, err := loadLSMObjects(e.collectionOptions())
 		if err != nil {
 			return err
 		}
 		e.exec = objs
-		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit, objs.OnCgroupAttach}
+		p = progs{objs.CheckBprm, objs.OnFork, objs.OnExit, objs.OnCgroupAttach, objs.OnSysExit, objs.CheckSetuid}
 	}
 	attach := []struct {
 		pin  string
@@ -243,9 +245,14 @@ func (e *Engine) openExec(backend string) error {
 		{pinFork, p.fork, false},
 		{pinExit, p.exit, false},
 		{pinMigrate, p.migrate, false},
+		{pinSysExit, p.sysExit, false},
+		{pinSetuid, p.setuid, true},
 		{pinExecPrefix + backend, p.exec, backend == BackendLSM},
 	}
 	for _, a := range attach {
+		if a.prog == nil {
+			continue // not this backend's
+		}
 		path := filepath.Join(e.pinDir, a.pin)
 		if l, err := link.LoadPinnedLink(path, nil); err == nil {
 			// Adopted: the pinned link keeps the old program running.

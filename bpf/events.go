@@ -30,10 +30,16 @@ const (
 	// KindMigrate: a task bound to a workload left the workload's cgroup
 	// (always a deviation; in enforce the task is killed).
 	KindMigrate Kind = 6
+	// KindCred: a task's effective uid changed without an exec (setuid
+	// and the like): the task moved from ParentNode to Node, a child of
+	// it with the same name and exe and the new euid (EUID; OldEUID the
+	// one before). A deviation when no policy node allows it; in enforce
+	// it is denied (lsm) or the task killed (tracing).
+	KindCred Kind = 7
 )
 
-// String returns "exec", "connect", "accept", "listen", "socket" or
-// "migrate".
+// String returns "exec", "connect", "accept", "listen", "socket",
+// "migrate" or "cred".
 func (k Kind) String() string {
 	switch k {
 	case KindExec:
@@ -48,6 +54,8 @@ func (k Kind) String() string {
 		return "socket"
 	case KindMigrate:
 		return "migrate"
+	case KindCred:
+		return "cred"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -68,15 +76,18 @@ type Event struct {
 	Unresolved bool
 	CgroupID   uint64
 	// PID and PPID are process (thread-group) ids; UID and EUID the
-	// credentials. Accept events run without the listener's task: 0.
+	// credentials. Accept events are the accepting task's (TCP) or run
+	// without a task (UDP, and TCP requests refused at the packet): 0.
 	PID, PPID, UID, EUID uint32
+	// OldEUID is the effective uid before a cred change (cred events).
+	OldEUID uint32
 	// ProcessStart is when process PID started, as time since boot
 	// (CLOCK_BOOTTIME, what /proc/PID/stat's starttime counts in clock
 	// ticks): with PID it names the process across pid reuse. 0 when the
 	// event has no task (accept events).
 	ProcessStart time.Duration
-	// Exe is the resolved executable path (exec events; migrate events:
-	// of the task's last exec), Comm the name.
+	// Exe is the resolved executable path (exec events; migrate and
+	// cred events: of the task's last exec), Comm the name.
 	Exe, Comm string
 	// Node is the policy node id the process runs as (exec: the node
 	// the new image matched), ParentNode the node it ran as before the
@@ -171,7 +182,7 @@ func (e *Engine) DrainRepeats() ([]Repeat, error) {
 func deviationKey(r *networkEvent) DeviationKey {
 	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags}
 	switch Kind(r.Kind) {
-	case KindExec:
+	case KindExec, KindCred:
 		k.A, k.C = r.ParentNode, r.Euid
 	default:
 		peer := r.Daddr
@@ -206,6 +217,7 @@ func decodeEvent(raw []byte) (Event, error) {
 		PPID:         r.Ppid,
 		UID:          r.Uid,
 		EUID:         r.Euid,
+		OldEUID:      r.OldEuid,
 		ProcessStart: time.Duration(r.StartNs),
 		Exe:          cString(r.Exe[:]),
 		Comm:         cString(r.Comm[:]),
@@ -218,7 +230,7 @@ func decodeEvent(raw []byte) (Event, error) {
 		ev.Key = deviationKey(&r)
 	}
 	ev.Protocol = protocolName(r.Family, r.Proto)
-	if ev.Kind != KindExec && ev.Kind != KindMigrate {
+	if ev.Kind != KindExec && ev.Kind != KindMigrate && ev.Kind != KindCred {
 		ev.Src = netip.AddrPortFrom(addrOf(r.Family, r.Saddr), r.Sport)
 		ev.Dst = netip.AddrPortFrom(addrOf(r.Family, r.Daddr), r.Dport)
 		if ev.Kind == KindConnect || ev.Kind == KindListen {

@@ -18,7 +18,7 @@
  * an exec that still fails (an LSM after bpf in lsm= denies it) leaves the
  * task running its old image at the new node.
  */
-#include "include/exec.h"
+#include "include/sysexit.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -77,4 +77,25 @@ int check_bprm(__u64 *ctx)
 	if (check_exec(s, w, cgid, task, file, uid, euid) == VERDICT_BLOCK)
 		return -EPERM;
 	return 0;
+}
+
+/* A setuid, setreuid, setresuid or setfsuid about to commit credentials
+ * new: an effective uid change needs a child node (cred.h), else it fails
+ * with EPERM in enforce. The task's new node is recorded here; sys_exit
+ * then finds the euid recorded. */
+SEC("lsm/task_fix_setuid")
+int check_setuid(__u64 *ctx)
+{
+	struct cred *new = (void *)ctx[0];
+	int ret = (int)ctx[3];
+	if (ret)
+		return ret;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *own = bpf_task_storage_get(&task_states, task, 0, 0);
+	if (!own)
+		return 0;
+	__u32 euid = BPF_CORE_READ(new, euid.val);
+	if (euid == own->euid)
+		return 0;
+	return check_cred(task, own, euid) == VERDICT_BLOCK ? -EPERM : 0;
 }

@@ -7,7 +7,7 @@
  * SIGKILL before it runs its first instruction. The caller sees status 137,
  * not EPERM.
  */
-#include "include/exec.h"
+#include "include/sysexit.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

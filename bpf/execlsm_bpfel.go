@@ -58,6 +58,20 @@ type execLSMLosses struct {
 	Unaggregated uint64
 }
 
+type execLSMLpmV4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	GenDir    uint32
+	Addr      [4]uint8
+}
+
+type execLSMLpmV6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	GenDir    uint32
+	Addr      [16]uint8
+}
+
 type execLSMNetTask struct {
 	_    structs.HostLayout
 	Node uint64
@@ -98,6 +112,26 @@ type execLSMNodeKey struct {
 	Node uint64
 }
 
+type execLSMRule struct {
+	_      structs.HostLayout
+	Nports uint32
+	Nprocs uint32
+	Ports  [8]struct {
+		_     structs.HostLayout
+		Lo    uint16
+		Hi    uint16
+		Proto uint8
+		Pad   [3]uint8
+	}
+	Procs [8]uint64
+}
+
+type execLSMRuleKey struct {
+	_      structs.HostLayout
+	GenDir uint32
+	Index  uint32
+}
+
 type execLSMScratch struct {
 	_        structs.HostLayout
 	Path     [512]int8
@@ -120,14 +154,22 @@ type execLSMSeenKey struct {
 }
 
 type execLSMTaskState struct {
-	_     structs.HostLayout
-	Node  uint64
-	Cgid  uint64
-	Stamp uint64
-	Euid  uint32
-	Flags uint32
-	Name  [16]int8
-	Exe   [256]int8
+	_      structs.HostLayout
+	Node   uint64
+	Cgid   uint64
+	Stamp  uint64
+	Cred   uint64
+	Euid   uint32
+	Flags  uint32
+	ExeCls uint32
+	Pad    uint32
+	Name   [16]int8
+	Exe    [256]int8
+}
+
+type execLSMUserSock struct {
+	_    structs.HostLayout
+	Node uint64
 }
 
 type execLSMWorkload struct {
@@ -147,23 +189,31 @@ type execLSMWorkload struct {
 const (
 	execLSMMapConfig          = "config"
 	execLSMMapDeviations      = "deviations"
+	execLSMMapEgressV4        = "egress_v4"
+	execLSMMapEgressV6        = "egress_v6"
 	execLSMMapEvents          = "events"
 	execLSMMapExecHashKey     = "exec_hash_key"
 	execLSMMapExecScratch     = "exec_scratch"
 	execLSMMapExecTask        = "exec_task"
+	execLSMMapIngressV4       = "ingress_v4"
+	execLSMMapIngressV6       = "ingress_v6"
 	execLSMMapLost            = "lost"
 	execLSMMapNetEvents       = "net_events"
+	execLSMMapNetRules        = "net_rules"
 	execLSMMapNetTasks        = "net_tasks"
 	execLSMMapPolicyNodes     = "policy_nodes"
 	execLSMMapSeen            = "seen"
 	execLSMMapStateFailures   = "state_failures"
 	execLSMMapTaskStates      = "task_states"
+	execLSMMapUserSocks       = "user_socks"
 	execLSMMapWorkloadLosses  = "workload_losses"
 	execLSMMapWorkloads       = "workloads"
 	execLSMProgCheckBprm      = "check_bprm"
+	execLSMProgCheckSetuid    = "check_setuid"
 	execLSMProgOnCgroupAttach = "on_cgroup_attach"
 	execLSMProgOnExit         = "on_exit"
 	execLSMProgOnFork         = "on_fork"
+	execLSMProgOnSysExit      = "on_sys_exit"
 	execLSMVarUseTaskStorage  = "use_task_storage"
 )
 
@@ -210,9 +260,11 @@ type execLSMSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMProgramSpecs struct {
 	CheckBprm      *ebpf.ProgramSpec `ebpf:"check_bprm"`
+	CheckSetuid    *ebpf.ProgramSpec `ebpf:"check_setuid"`
 	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
 	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
 	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnSysExit      *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
 // execLSMMapSpecs contains maps before they are loaded into the kernel.
@@ -221,17 +273,23 @@ type execLSMProgramSpecs struct {
 type execLSMMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
+	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.MapSpec `ebpf:"exec_task"`
+	IngressV4      *ebpf.MapSpec `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.MapSpec `ebpf:"ingress_v6"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
 	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
 	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
 	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
+	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
@@ -265,17 +323,23 @@ func (o *execLSMObjects) Close() error {
 type execLSMMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
+	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.Map `ebpf:"exec_task"`
+	IngressV4      *ebpf.Map `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.Map `ebpf:"ingress_v6"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	NetRules       *ebpf.Map `ebpf:"net_rules"`
 	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
 	StateFailures  *ebpf.Map `ebpf:"state_failures"`
 	TaskStates     *ebpf.Map `ebpf:"task_states"`
+	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
@@ -284,17 +348,23 @@ func (m *execLSMMaps) Close() error {
 	return _ExecLSMClose(
 		m.Config,
 		m.Deviations,
+		m.EgressV4,
+		m.EgressV6,
 		m.Events,
 		m.ExecHashKey,
 		m.ExecScratch,
 		m.ExecTask,
+		m.IngressV4,
+		m.IngressV6,
 		m.Lost,
 		m.NetEvents,
+		m.NetRules,
 		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
 		m.StateFailures,
 		m.TaskStates,
+		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
 	)
@@ -312,17 +382,21 @@ type execLSMVariables struct {
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMPrograms struct {
 	CheckBprm      *ebpf.Program `ebpf:"check_bprm"`
+	CheckSetuid    *ebpf.Program `ebpf:"check_setuid"`
 	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
 	OnExit         *ebpf.Program `ebpf:"on_exit"`
 	OnFork         *ebpf.Program `ebpf:"on_fork"`
+	OnSysExit      *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
 func (p *execLSMPrograms) Close() error {
 	return _ExecLSMClose(
 		p.CheckBprm,
+		p.CheckSetuid,
 		p.OnCgroupAttach,
 		p.OnExit,
 		p.OnFork,
+		p.OnSysExit,
 	)
 }
 

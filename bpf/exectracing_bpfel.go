@@ -58,6 +58,20 @@ type execTracingLosses struct {
 	Unaggregated uint64
 }
 
+type execTracingLpmV4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	GenDir    uint32
+	Addr      [4]uint8
+}
+
+type execTracingLpmV6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	GenDir    uint32
+	Addr      [16]uint8
+}
+
 type execTracingNetTask struct {
 	_    structs.HostLayout
 	Node uint64
@@ -98,6 +112,26 @@ type execTracingNodeKey struct {
 	Node uint64
 }
 
+type execTracingRule struct {
+	_      structs.HostLayout
+	Nports uint32
+	Nprocs uint32
+	Ports  [8]struct {
+		_     structs.HostLayout
+		Lo    uint16
+		Hi    uint16
+		Proto uint8
+		Pad   [3]uint8
+	}
+	Procs [8]uint64
+}
+
+type execTracingRuleKey struct {
+	_      structs.HostLayout
+	GenDir uint32
+	Index  uint32
+}
+
 type execTracingScratch struct {
 	_        structs.HostLayout
 	Path     [512]int8
@@ -120,14 +154,22 @@ type execTracingSeenKey struct {
 }
 
 type execTracingTaskState struct {
-	_     structs.HostLayout
-	Node  uint64
-	Cgid  uint64
-	Stamp uint64
-	Euid  uint32
-	Flags uint32
-	Name  [16]int8
-	Exe   [256]int8
+	_      structs.HostLayout
+	Node   uint64
+	Cgid   uint64
+	Stamp  uint64
+	Cred   uint64
+	Euid   uint32
+	Flags  uint32
+	ExeCls uint32
+	Pad    uint32
+	Name   [16]int8
+	Exe    [256]int8
+}
+
+type execTracingUserSock struct {
+	_    structs.HostLayout
+	Node uint64
 }
 
 type execTracingWorkload struct {
@@ -147,23 +189,30 @@ type execTracingWorkload struct {
 const (
 	execTracingMapConfig          = "config"
 	execTracingMapDeviations      = "deviations"
+	execTracingMapEgressV4        = "egress_v4"
+	execTracingMapEgressV6        = "egress_v6"
 	execTracingMapEvents          = "events"
 	execTracingMapExecHashKey     = "exec_hash_key"
 	execTracingMapExecScratch     = "exec_scratch"
 	execTracingMapExecTask        = "exec_task"
+	execTracingMapIngressV4       = "ingress_v4"
+	execTracingMapIngressV6       = "ingress_v6"
 	execTracingMapLost            = "lost"
 	execTracingMapNetEvents       = "net_events"
+	execTracingMapNetRules        = "net_rules"
 	execTracingMapNetTasks        = "net_tasks"
 	execTracingMapPolicyNodes     = "policy_nodes"
 	execTracingMapSeen            = "seen"
 	execTracingMapStateFailures   = "state_failures"
 	execTracingMapTaskStates      = "task_states"
+	execTracingMapUserSocks       = "user_socks"
 	execTracingMapWorkloadLosses  = "workload_losses"
 	execTracingMapWorkloads       = "workloads"
 	execTracingProgOnCgroupAttach = "on_cgroup_attach"
 	execTracingProgOnExec         = "on_exec"
 	execTracingProgOnExit         = "on_exit"
 	execTracingProgOnFork         = "on_fork"
+	execTracingProgOnSysExit      = "on_sys_exit"
 	execTracingVarUseTaskStorage  = "use_task_storage"
 )
 
@@ -213,6 +262,7 @@ type execTracingProgramSpecs struct {
 	OnExec         *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
 	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnSysExit      *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
 // execTracingMapSpecs contains maps before they are loaded into the kernel.
@@ -221,17 +271,23 @@ type execTracingProgramSpecs struct {
 type execTracingMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
+	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExecHashKey    *ebpf.MapSpec `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.MapSpec `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.MapSpec `ebpf:"exec_task"`
+	IngressV4      *ebpf.MapSpec `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.MapSpec `ebpf:"ingress_v6"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
+	NetRules       *ebpf.MapSpec `ebpf:"net_rules"`
 	NetTasks       *ebpf.MapSpec `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.MapSpec `ebpf:"policy_nodes"`
 	Seen           *ebpf.MapSpec `ebpf:"seen"`
 	StateFailures  *ebpf.MapSpec `ebpf:"state_failures"`
 	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
+	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
 	Workloads      *ebpf.MapSpec `ebpf:"workloads"`
 }
@@ -265,17 +321,23 @@ func (o *execTracingObjects) Close() error {
 type execTracingMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
+	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExecHashKey    *ebpf.Map `ebpf:"exec_hash_key"`
 	ExecScratch    *ebpf.Map `ebpf:"exec_scratch"`
 	ExecTask       *ebpf.Map `ebpf:"exec_task"`
+	IngressV4      *ebpf.Map `ebpf:"ingress_v4"`
+	IngressV6      *ebpf.Map `ebpf:"ingress_v6"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
+	NetRules       *ebpf.Map `ebpf:"net_rules"`
 	NetTasks       *ebpf.Map `ebpf:"net_tasks"`
 	PolicyNodes    *ebpf.Map `ebpf:"policy_nodes"`
 	Seen           *ebpf.Map `ebpf:"seen"`
 	StateFailures  *ebpf.Map `ebpf:"state_failures"`
 	TaskStates     *ebpf.Map `ebpf:"task_states"`
+	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
 	Workloads      *ebpf.Map `ebpf:"workloads"`
 }
@@ -284,17 +346,23 @@ func (m *execTracingMaps) Close() error {
 	return _ExecTracingClose(
 		m.Config,
 		m.Deviations,
+		m.EgressV4,
+		m.EgressV6,
 		m.Events,
 		m.ExecHashKey,
 		m.ExecScratch,
 		m.ExecTask,
+		m.IngressV4,
+		m.IngressV6,
 		m.Lost,
 		m.NetEvents,
+		m.NetRules,
 		m.NetTasks,
 		m.PolicyNodes,
 		m.Seen,
 		m.StateFailures,
 		m.TaskStates,
+		m.UserSocks,
 		m.WorkloadLosses,
 		m.Workloads,
 	)
@@ -315,6 +383,7 @@ type execTracingPrograms struct {
 	OnExec         *ebpf.Program `ebpf:"on_exec"`
 	OnExit         *ebpf.Program `ebpf:"on_exit"`
 	OnFork         *ebpf.Program `ebpf:"on_fork"`
+	OnSysExit      *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
 func (p *execTracingPrograms) Close() error {
@@ -323,6 +392,7 @@ func (p *execTracingPrograms) Close() error {
 		p.OnExec,
 		p.OnExit,
 		p.OnFork,
+		p.OnSysExit,
 	)
 }
 

@@ -135,6 +135,8 @@ func runHelper(args []string) int {
 		return identityHelper(args[1:])
 	case "thread-exec", "leader-exit-exec", "rename-exec", "wait-thread-exec":
 		return taskHelper(args)
+	case "fork-setuid", "serve-fork":
+		return forkHelper(args)
 	}
 	if f, ok := netHelpers[args[0]]; ok {
 		return f(args[1:])

@@ -8,7 +8,10 @@
  * request or UDP datagram; bind4/6 record which process node listens on
  * which port, since the ingress path runs without the listener's task, and
  * report each (node, port, protocol) once, for fingerprints' listening
- * sockets. IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
+ * sockets. A TCP connection request is dropped here only when no process
+ * node of the workload may receive it: which node accepts it is decided
+ * at accept (sysexit.h, both backends). A UDP datagram belongs to the node
+ * that bound the socket (or last sent on it). IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
  *
  * Protocols the policy cannot name (raw IP, UDP-Lite, ICMP ping, SCTP, ...)
  * are refused at socket creation (sock_create, EPERM; attached once, to
@@ -293,6 +296,16 @@ int ingress(struct __sk_buff *skb)
 	__u64 *ln = bpf_map_lookup_elem(&listeners, &lk);
 	if (ln)
 		node = *ln;
+	if (c.proto == IPPROTO_TCP) {
+		/* A TCP connection belongs to the process that accepts it,
+		 * which sys_exit checks and reports (sysexit.h): here only
+		 * what no node of the workload may receive is dropped, and
+		 * reported with the listener's node. */
+		c.any_node = 1;
+		if (w->mode == MODE_OBSERVE || (w->flags & WL_NO_INGRESS) ||
+		    rules_allow(&c, w->gen << 1 | DIR_INGRESS, node))
+			return 1;
+	}
 	return check_conn(&c, w, cgid, node, false);
 }
 

@@ -62,6 +62,8 @@ type networkEvent struct {
 	Daddr      [16]uint8
 	Comm       [16]int8
 	Exe        [256]int8
+	OldEuid    uint32
+	Pad2       uint32
 }
 
 type networkHashKey struct {
@@ -188,14 +190,17 @@ type networkSockInfo struct {
 }
 
 type networkTaskState struct {
-	_     structs.HostLayout
-	Node  uint64
-	Cgid  uint64
-	Stamp uint64
-	Euid  uint32
-	Flags uint32
-	Name  [16]int8
-	Exe   [256]int8
+	_      structs.HostLayout
+	Node   uint64
+	Cgid   uint64
+	Stamp  uint64
+	Cred   uint64
+	Euid   uint32
+	Flags  uint32
+	ExeCls uint32
+	Pad    uint32
+	Name   [16]int8
+	Exe    [256]int8
 }
 
 type networkUserSock struct {

@@ -136,14 +136,17 @@ type socketLSMSeenKey struct {
 }
 
 type socketLSMTaskState struct {
-	_     structs.HostLayout
-	Node  uint64
-	Cgid  uint64
-	Stamp uint64
-	Euid  uint32
-	Flags uint32
-	Name  [16]int8
-	Exe   [256]int8
+	_      structs.HostLayout
+	Node   uint64
+	Cgid   uint64
+	Stamp  uint64
+	Cred   uint64
+	Euid   uint32
+	Flags  uint32
+	ExeCls uint32
+	Pad    uint32
+	Name   [16]int8
+	Exe    [256]int8
 }
 
 type socketLSMUserSock struct {

@@ -85,15 +85,18 @@ type Metadata struct {
 // parent's policy node, the connection (for network deviations) and what the
 // kernel did about it.
 type Event struct {
-	// Kind is "exec", "connect" (egress) or "accept" (ingress).
-	Kind       string `yaml:"kind" json:"kind"`
-	Verdict    string `yaml:"verdict" json:"verdict"` // "blocked" or "allowed"
-	Timestamp  string `yaml:"timestamp,omitempty" json:"timestamp,omitempty"`
-	CgroupID   uint64 `yaml:"cgroupID,omitempty" json:"cgroupID,omitempty"`
-	PID        int    `yaml:"pid,omitempty" json:"pid,omitempty"`
-	PPID       int    `yaml:"ppid,omitempty" json:"ppid,omitempty"`
-	UID        int    `yaml:"uid" json:"uid"`
-	EUID       int    `yaml:"euid" json:"euid"`
+	// Kind is "exec", "cred" (an euid change), "connect" (egress) or
+	// "accept" (ingress).
+	Kind      string `yaml:"kind" json:"kind"`
+	Verdict   string `yaml:"verdict" json:"verdict"` // "blocked" or "allowed"
+	Timestamp string `yaml:"timestamp,omitempty" json:"timestamp,omitempty"`
+	CgroupID  uint64 `yaml:"cgroupID,omitempty" json:"cgroupID,omitempty"`
+	PID       int    `yaml:"pid,omitempty" json:"pid,omitempty"`
+	PPID      int    `yaml:"ppid,omitempty" json:"ppid,omitempty"`
+	UID       int    `yaml:"uid" json:"uid"`
+	EUID      int    `yaml:"euid" json:"euid"`
+	// OldEUID is the euid before a cred change (kind "cred").
+	OldEUID    *int   `yaml:"oldEuid,omitempty" json:"oldEuid,omitempty"`
 	Exe        string `yaml:"exe,omitempty" json:"exe,omitempty"`
 	Comm       string `yaml:"comm,omitempty" json:"comm,omitempty"`
 	ParentNode string `yaml:"parentNode,omitempty" json:"parentNode,omitempty"`

@@ -2,7 +2,8 @@
 # Installs, when missing, the Debian packages Bulwark's build, tests and demo
 # need; the one list of them. Usage: test/deps.sh [build|e2e|vm|servers]...
 # (all groups when none is named):
-#   build    clang, llvm and libbpf-dev to regenerate the BPF objects
+#   build    clang, llvm and libbpf-dev to regenerate the BPF objects, and
+#            libc6-dev for the C test helpers (cmd/bulwark/testdata)
 #   e2e      runc, iptables and busybox-static for the e2e runtime and images,
 #            wget for the demo's requests to its pods
 #   vm       qemu, cpio and busybox-static for the LSM tests in a VM
@@ -14,7 +15,7 @@ set -euo pipefail
 
 group_packages() {
 	case $1 in
-	build) echo clang llvm libbpf-dev ;;
+	build) echo clang llvm libbpf-dev libc6-dev ;;
 	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
 	# apache2-bin is Apache's program and modules without the apache2

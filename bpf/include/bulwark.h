@@ -46,6 +46,7 @@ enum event_kind {
 	EVENT_LISTEN = 4, /* a process bound a port (observation only) */
 	EVENT_SOCKET = 5, /* a protocol the policy cannot name (raw, packet, ...) */
 	EVENT_MIGRATE = 6, /* a task bound to a workload left its cgroup */
+	EVENT_CRED = 7, /* a task's effective uid changed (setuid family) */
 };
 
 /* Event flags. */
@@ -214,10 +215,12 @@ struct event {
 	__u8 daddr[16];
 	char comm[NAME_LEN];
 	char exe[PATH_LEN];
+	__u32 old_euid; /* cred events: the euid before the change */
+	__u32 pad2;
 };
 
-/* Size of a network event record: struct event up to exe, which only exec
- * events carry. */
+/* Size of a network event record: struct event up to exe, which only
+ * process events (exec, migrate, cred) carry. */
 #define EVENT_CONN_SIZE __builtin_offsetof(struct event, exe)
 
 /* Shared maps, pinned by name under the engine's pin directory. */
@@ -255,15 +258,19 @@ enum task_flag {
 
 /* The state of a task that is or was inside a workload, in task storage:
  * its process node, the workload it stays bound to wherever it moves, and
- * what its last exec was (the kernel's record, for placement). Forks and
+ * what its last exec was (the kernel's record, for placement; a cred
+ * change keeps name and exe and records the new euid). Forks and
  * new threads copy their creator's; a thread's process is its group
  * leader's state when that is newer (placement writes the leader's). */
 struct task_state {
 	__u64 node;
 	__u64 cgid;  /* workload cgroup id */
-	__u64 stamp; /* CLOCK_MONOTONIC ns of the last exec or placement */
-	__u32 euid;  /* of the last exec */
+	__u64 stamp; /* CLOCK_MONOTONIC ns of the last exec, placement or cred change */
+	__u64 cred;  /* this thread's task->cred when euid was last recorded */
+	__u32 euid;  /* effective uid: of the last exec, or the last cred change */
 	__u32 flags; /* enum task_flag */
+	__u32 exe_cls; /* enum exe_class of exe */
+	__u32 pad;
 	char name[NAME_LEN];
 	char exe[PATH_LEN];
 };

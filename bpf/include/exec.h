@@ -518,9 +518,12 @@ static __always_inline __u64 match_child(__u32 gen, __u64 parent, struct exe_id 
 	return m.found;
 }
 
-static __always_inline void emit_exec(struct scratch *s, struct task_struct *task, __u64 cgid,
-				      __u64 node, __u64 parent, __u32 flags, __u32 uid,
-				      __u32 euid)
+/* emit_process reports a process event (EVENT_EXEC, EVENT_CRED) of the
+ * current task: its move from node parent to node, named s->name and
+ * s->path, with its credentials (old_euid: before a cred change). */
+static __always_inline void emit_process(struct scratch *s, struct task_struct *task, __u64 cgid,
+					 __u32 kind, __u64 node, __u64 parent, __u32 flags,
+					 __u32 uid, __u32 old_euid, __u32 euid)
 {
 	/* A deviation's repeats (same workload, nodes and euid: the node of
 	 * a deviating exec derives from its exe and name) are only counted. */
@@ -529,7 +532,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	if (flags & EV_DEVIATION) {
 		struct dev_key k = {
 			.cgid = cgid, .node = node, .a = parent,
-			.kind_flags = EVENT_EXEC << 16 | flags, .c = euid,
+			.kind_flags = kind << 16 | flags, .c = euid,
 		};
 		count = dev_occurred(&k, &slot);
 		if (!count)
@@ -547,7 +550,7 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	e->node = node;
 	e->parent_node = parent;
 	e->count = count;
-	e->kind = EVENT_EXEC;
+	e->kind = kind;
 	e->flags = flags;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
@@ -560,6 +563,8 @@ static __always_inline void emit_exec(struct scratch *s, struct task_struct *tas
 	e->dport = 0;
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	e->old_euid = old_euid;
+	e->pad2 = 0;
 	bpf_probe_read_kernel(e->comm, sizeof(e->comm), s->name);
 	bpf_probe_read_kernel(e->exe, sizeof(e->exe), s->path);
 	bpf_ringbuf_submit(e, 0);
@@ -687,7 +692,7 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 		flags |= -(escaped / TS_ESCAPED) & (EV_DEVIATION | EV_BLOCKED);
 
 	if (flags & EV_DEVIATION) {
-		emit_exec(s, task, cgid, node, parent, flags, uid, euid);
+		emit_process(s, task, cgid, EVENT_EXEC, node, parent, flags, uid, 0, euid);
 	} else {
 		struct seen_key k = {
 			.cgid = cgid,
@@ -698,7 +703,7 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 			.d = euid,
 		};
 		if (first_seen(&k))
-			emit_exec(s, task, cgid, node, parent, flags, uid, euid);
+			emit_process(s, task, cgid, EVENT_EXEC, node, parent, flags, uid, 0, euid);
 	}
 	struct task_state *own = bpf_task_storage_get(&task_states, task, 0, 0);
 	if (flags & EV_BLOCKED) {
@@ -720,6 +725,11 @@ static __always_inline int check_exec(struct scratch *s, struct workload *w, __u
 	own->stamp = bpf_ktime_get_ns();
 	own->euid = euid;
 	own->flags = escaped | (id.flags ? TS_TRUNCATED : 0);
+	own->exe_cls = id.cls;
+	/* The tracing backend sees the new credentials, the lsm backend the
+	 * old ones (committed later): sys_exit then finds the pointer changed
+	 * and the euid recorded here, and only takes the new pointer. */
+	own->cred = (__u64)BPF_CORE_READ(task, cred);
 	__builtin_memcpy(own->name, s->name, NAME_LEN);
 	bpf_probe_read_kernel(own->exe, PATH_LEN, s->path);
 	record_net_task(tgid, own);
@@ -810,6 +820,9 @@ int on_fork(__u64 *ctx)
 		return 0;
 	}
 	bpf_probe_read_kernel(cs, sizeof(*cs), ps);
+	/* A process gets credentials of its own (same euid), a thread its
+	 * creator's. */
+	cs->cred = (__u64)BPF_CORE_READ(child, cred);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	if (BPF_CORE_READ(child, pid) == ctgid)
 		record_net_task(ctgid, cs);

@@ -68,6 +68,7 @@ struct conn {
 	__u8 proto;
 	__u8 dir;
 	__u8 unnamed; /* a protocol the policy cannot name: no rule allows it */
+	__u8 any_node; /* allowed when a rule gives it to any process node */
 };
 
 /* unnamed_conn makes c a socket of a protocol the policy cannot name, as
@@ -112,6 +113,7 @@ struct rules_ctx {
 	__u16 port;
 	__u8 proto;
 	__u8 allowed;
+	__u8 any_node;
 };
 
 /* rule_step tests rule i when the address matched it (a bpf_loop
@@ -139,7 +141,7 @@ static long rule_step(__u32 i, void *data)
 	if (!ok)
 		return 0;
 	__u32 nprocs = r->nprocs;
-	if (!nprocs) {
+	if (!nprocs || x->any_node) {
 		x->allowed = 1;
 		return 1;
 	}
@@ -160,6 +162,7 @@ static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 nod
 		.gen_dir = gen_dir,
 		.port = c->dport,
 		.proto = c->proto,
+		.any_node = c->any_node,
 	};
 	if (!x.mask)
 		return false;

@@ -125,6 +125,21 @@ struct path {
 
 struct file {
 	struct path f_path;
+	void *private_data; /* a socket file's struct socket */
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+/* x86: status has TS_COMPAT during an ia32 syscall. */
+struct thread_info {
+	__u32 status;
 } __attribute__((preserve_access_index));
 
 struct fs_struct {
@@ -172,6 +187,7 @@ struct signal_struct {
 } __attribute__((preserve_access_index));
 
 struct task_struct {
+	struct thread_info thread_info;
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;
@@ -179,6 +195,7 @@ struct task_struct {
 	__u64 start_boottime;
 	const struct cred *cred;
 	struct fs_struct *fs;
+	struct files_struct *files;
 	struct signal_struct *signal;
 	struct css_set *cgroups;
 } __attribute__((preserve_access_index));

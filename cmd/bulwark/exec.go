@@ -247,6 +247,8 @@ func describeEvent(ev bpf.Event) string {
 	switch ev.Kind {
 	case bpf.KindExec:
 		return fmt.Sprintf("exec %s (%s)", ev.Exe, ev.Comm)
+	case bpf.KindCred:
+		return fmt.Sprintf("cred euid %d→%d %s (%s)", ev.OldEUID, ev.EUID, ev.Exe, ev.Comm)
 	case bpf.KindAccept:
 		return fmt.Sprintf("accept %s from %s %s", ev.Dst, ev.Src.Addr(), ev.Protocol)
 	}

@@ -1,7 +1,10 @@
 // Command bench measures what enforcement costs: an exec loop and a connect
 // loop run inside a cgroup armed in enforce mode with a 20-node policy and
 // inside a plain cgroup, interleaved in one run, and prints the ratio of
-// the medians (target: at most 1.03). Run as root: `go run ./bpf/internal/bench`.
+// the medians (target: at most 1.03). A getppid loop shows what the
+// engine's sys_exit program costs every syscall of the host: measured
+// before the engine is loaded, then with it, in the plain cgroup and in
+// the armed one. Run as root: `go run ./bpf/internal/bench`.
 package main
 
 import (
@@ -24,12 +27,22 @@ import (
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
-// helperEnv makes the binary a connect loop: "ADDR N" → prints nanoseconds.
-const helperEnv = "BULWARK_BENCH_CONNECT"
+// helperEnv makes the binary a connect loop: "ADDR N" → prints
+// nanoseconds; syscallEnv a getppid loop: "N" → prints nanoseconds.
+const (
+	helperEnv  = "BULWARK_BENCH_CONNECT"
+	syscallEnv = "BULWARK_BENCH_SYSCALLS"
+)
+
+// syscallsPerRep is how many getppid calls one repetition makes.
+const syscallsPerRep = 100000
 
 func main() {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(connectLoop(strings.Fields(args)))
+	}
+	if n := os.Getenv(syscallEnv); n != "" {
+		os.Exit(syscallLoop(n))
 	}
 	backend := flag.String("backend", bpf.BackendAuto, "auto, lsm or tracing")
 	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
@@ -56,6 +69,34 @@ func connectLoop(args []string) int {
 	}
 	fmt.Println(time.Since(start).Nanoseconds())
 	return 0
+}
+
+// syscallLoop calls getppid n times and prints the elapsed nanoseconds.
+func syscallLoop(arg string) int {
+	n, _ := strconv.Atoi(arg)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		unix.Getppid()
+	}
+	fmt.Println(time.Since(start).Nanoseconds())
+	return 0
+}
+
+// timedChild runs the bench binary in cgroup cg with env set and returns
+// the nanoseconds it prints.
+func timedChild(self, cg, env string) (time.Duration, error) {
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), env)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cgroup.StartIn(cmd, cg); err != nil {
+		return 0, err
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, fmt.Errorf("%s in %s: %w: %s", env, cg, err, out.String())
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	return time.Duration(ns), err
 }
 
 func run(backend string, reps, execs, connects int) error {
@@ -105,13 +146,6 @@ func run(backend string, reps, execs, connects int) error {
 	}()
 	port := l.Addr().(*net.TCPAddr).Port
 
-	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join(pins, "bulwark"), Backend: backend,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		return err
-	}
-	defer func() { engine.Unpin(); engine.Close() }()
-
 	root, err := cgroup.Mountpoint()
 	if err != nil {
 		return err
@@ -124,6 +158,27 @@ func run(backend string, reps, execs, connects int) error {
 		}
 		defer cgroup.Remove(cg)
 	}
+	syscalls := func(cg string) (time.Duration, error) {
+		return timedChild(self, cg, fmt.Sprintf("%s=%d", syscallEnv, syscallsPerRep))
+	}
+	// Before the engine: what every syscall costs without it.
+	var bare []time.Duration
+	for r := 0; r <= reps; r++ {
+		d, err := syscalls(plain)
+		if err != nil {
+			return err
+		}
+		if r > 0 { // the first warms up
+			bare = append(bare, d)
+		}
+	}
+
+	engine, err := bpf.Open(bpf.Options{PinDir: filepath.Join(pins, "bulwark"), Backend: backend,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	defer func() { engine.Unpin(); engine.Close() }()
 	c, err := bpf.Compile(benchPolicy(box, self, port), map[string]uint32{"root": 0})
 	if err != nil {
 		return err
@@ -145,18 +200,7 @@ func run(backend string, reps, execs, connects int) error {
 		return time.Since(start), nil
 	}
 	connectLoopIn := func(cg string) (time.Duration, error) {
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d %d", helperEnv, port, connects))
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cgroup.StartIn(cmd, cg); err != nil {
-			return 0, err
-		}
-		if err := cmd.Wait(); err != nil {
-			return 0, fmt.Errorf("connect loop in %s: %w: %s", cg, err, out.String())
-		}
-		ns, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
-		return time.Duration(ns), err
+		return timedChild(self, cg, fmt.Sprintf("%s=127.0.0.1:%d %d", helperEnv, port, connects))
 	}
 
 	fmt.Printf("backend %s, %d reps, %d execs and %d connects per rep, policy of 20 process nodes\n",
@@ -164,7 +208,7 @@ func run(backend string, reps, execs, connects int) error {
 	for _, loop := range []struct {
 		name string
 		fn   func(string) (time.Duration, error)
-	}{{"exec", execLoop}, {"connect", connectLoopIn}} {
+	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"getppid", syscalls}} {
 		// Warm up both, then alternate which cgroup goes first.
 		for _, cg := range []string{plain, armed} {
 			if _, err := loop.fn(cg); err != nil {
@@ -198,6 +242,11 @@ func run(backend string, reps, execs, connects int) error {
 		}
 		fmt.Printf("%-8s plain %10v  enforced %10v  ratio of medians %.3f  median of ratios %.3f\n",
 			loop.name, mp, ma, float64(ma)/float64(mp), float64(median(ratios))/1e6)
+		if loop.name == "getppid" {
+			per := func(d time.Duration) float64 { return float64(d) / syscallsPerRep }
+			fmt.Printf("getppid  ns/call: no engine %.1f (measured first)  engine, plain cgroup %.1f  engine, armed cgroup %.1f\n",
+				per(median(bare)), per(mp), per(ma))
+		}
 	}
 	lost, err := engine.Lost()
 	if err != nil {

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The syscall-exit program both backends attach (tp_btf/sys_exit): it runs
+ * after every syscall of every task of the host, so it returns at once for
+ * a task without state (one that never was in a workload). For the others:
+ *
+ * - Credentials (cred.h): the task's cred pointer is compared with the one
+ *   its state recorded, whatever the syscall (native, ia32 int 0x80,
+ *   anything that commits credentials); a changed euid is a cred change.
+ *   The lsm backend decides the setuid family earlier, at task_fix_setuid,
+ *   and records the new euid there, so here it only sees what that hook
+ *   does not cover.
+ * - Accept (TCP): ingress belongs to the process that accepted. After
+ *   accept, accept4 (and ia32 socketcall accept/accept4, accept4) returned
+ *   a descriptor, its socket gives the peer and the local port, which are
+ *   checked for the acceptor's node; a connection no rule gives that node
+ *   is reported with it and, in enforce, the acceptor is killed before
+ *   accept returns (it never reads the connection). The per-cgroup ingress
+ *   program keeps dropping connection requests that no node of the
+ *   workload may receive. Not seen here: io_uring accepts (no syscall
+ *   exit of their own), which the union check at the packet still covers.
+ */
+#ifndef __BULWARK_SYSEXIT_H__
+#define __BULWARK_SYSEXIT_H__
+
+#include "cred.h"
+#include "netcheck.h"
+
+struct pt_regs {
+	unsigned long bx;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+#define NR_ACCEPT 43
+#define NR_ACCEPT4 288
+#define NR32_SOCKETCALL 102
+#define NR32_ACCEPT4 364
+#define SYS_ACCEPT 5
+#define SYS_ACCEPT4 18
+#define X32_SYSCALL_BIT 0x40000000
+#define TS_COMPAT 0x0002
+
+/* accept_call reports whether the syscall regs ended is an accept. The
+ * task and regs are the kernel's (BTF pointers): plain loads, no helper
+ * calls, since this runs on every syscall of a workload. */
+static __always_inline bool accept_call(struct task_struct *task, struct pt_regs *regs)
+{
+	long nr = regs->orig_ax;
+	if (nr == NR32_ACCEPT4 || nr == NR32_SOCKETCALL) {
+		if (!(task->thread_info.status & TS_COMPAT))
+			return false;
+		return nr == NR32_ACCEPT4 || regs->bx == SYS_ACCEPT || regs->bx == SYS_ACCEPT4;
+	}
+	nr &= ~(long)X32_SYSCALL_BIT;
+	return (nr == NR_ACCEPT || nr == NR_ACCEPT4) && !(task->thread_info.status & TS_COMPAT);
+}
+
+/* check_accept decides the TCP connection the current task just accepted
+ * as descriptor fd, for its own node: 1 to let it run, 0 to stop it. */
+static __always_inline int check_accept(struct task_struct *task, long fd)
+{
+	__u64 cgid = 0;
+	struct workload *w = current_workload(&cgid);
+	if (!w)
+		return 1;
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 1;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 1;
+	struct socket *sock = (struct socket *)BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 1;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if ((family != AF_INET && family != AF_INET6) ||
+	    !nameable(BPF_CORE_READ(sk, sk_type), BPF_CORE_READ(sk, sk_protocol)))
+		return 1;
+	struct conn c = { .dir = DIR_INGRESS, .proto = IPPROTO_TCP, .family = family };
+	c.sport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c.dport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (family == AF_INET) {
+		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(c.saddr, &a, 4);
+		__builtin_memcpy(c.daddr, &l, 4);
+	} else {
+		BPF_CORE_READ_INTO(&c.saddr, sk, __sk_common.skc_v6_daddr);
+		BPF_CORE_READ_INTO(&c.daddr, sk, __sk_common.skc_v6_rcv_saddr);
+		if (!*(__u64 *)c.saddr && *(__u32 *)&c.saddr[8] == bpf_htonl(0x0000ffff)) {
+			/* A v4-mapped peer: checked against the IPv4 rules. */
+			c.family = AF_INET;
+			__builtin_memmove(c.saddr, &c.saddr[12], 4);
+			__builtin_memset(&c.saddr[4], 0, 12);
+			__builtin_memmove(c.daddr, &c.daddr[12], 4);
+			__builtin_memset(&c.daddr[4], 0, 12);
+		}
+	}
+	return check_conn(&c, w, cgid, current_node(), true);
+}
+
+SEC("tp_btf/sys_exit")
+int on_sys_exit(__u64 *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *own = bpf_task_storage_get(&task_states, task, 0, 0);
+	if (!own)
+		return 0;
+	const struct cred *cr = task->cred;
+	__u64 cred = (__u64)cr;
+	if (cred != own->cred) {
+		own->cred = cred;
+		__u32 euid = BPF_CORE_READ(cr, euid.val);
+		if (euid != own->euid && check_cred(task, own, euid) == VERDICT_BLOCK) {
+			bpf_send_signal(SIGKILL);
+			return 0;
+		}
+	}
+	long ret = (long)ctx[1];
+	if (ret >= 0 && accept_call(task, (struct pt_regs *)ctx[0]) && !check_accept(task, ret))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
+#endif /* __BULWARK_SYSEXIT_H__ */
