@@ -529,8 +529,9 @@ func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 	// node (www-data), so it is stopped and nothing is served.
 	_, stderr, _ = runServer(t, s, port, "nobody", func(r serverRun) { r.refused() }, "exec", "-f", learnedPol, "--mode", "enforce")
 	blockedDeviations(t, stderr, "workers turning into nobody", func(e *policy.Event) bool {
-		// The worker is still in the master's node when it switches.
-		return e.EUID == 65534 && e.Comm == s.name && (e.ParentNode == master || e.Node == master)
+		// The worker is still in the master's node when it switches: the
+		// deviation is a new child of that node.
+		return e.Kind == "cred" && e.OldEUID != nil && *e.OldEUID == 0 && e.EUID == 65534 && e.Comm == s.name && e.ParentNode == master
 	})
 }
 

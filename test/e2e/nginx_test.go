@@ -106,7 +106,8 @@ func TestNginxSeedExample(t *testing.T) {
 		devs := deviationsOf(t, cl, seedName)
 		return slices.ContainsFunc(devs, func(d policy.Deviation) bool {
 			e := d.Metadata.Event
-			return d.Metadata.ContainerID == nobody.ID && e != nil && e.Verdict == "blocked" && e.EUID == 65534 && e.Comm == "nginx"
+			return d.Metadata.ContainerID == nobody.ID && e != nil && e.Kind == "cred" && e.Verdict == "blocked" &&
+				e.OldEUID != nil && *e.OldEUID == 0 && e.EUID == 65534 && e.Comm == "nginx" && e.ParentNode == "nginx_0"
 		}), describeDeviations(devs)
 	})
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
