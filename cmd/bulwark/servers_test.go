@@ -471,6 +471,10 @@ func blockedDeviations(t *testing.T, stderr, what string, match func(e *policy.E
 // reported.
 func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 	needServer(t, s)
+	// Most of the time is bulwark loading its programs, five times: the
+	// two servers' tests overlap (each run has its own cgroup, pins, port
+	// and directory).
+	t.Parallel()
 	port := freePort(t)
 	start := time.Now()
 	learned, fp := learnServer(t, s, port)
