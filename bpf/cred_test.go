@@ -67,11 +67,16 @@ func forkChild(uid uintptr, path *byte, argv, envp **byte, lfd int) (uintptr, sy
 //
 //	fork-setuid UID [PATH ARG...]  fork; the child sets its uids to UID, then
 //	                               execs PATH when given
+//	listen-autobind UID            listen without bind, print "port N"
+//	                               (UID unused)
+//	setuid-threads UID             set the uids of every thread to UID
+//	                               (syscall.Setresuid) while threads run
 //	serve-fork UID ADDR            listen on TCP ADDR (as the caller), print
 //	                               "listening", fork; the child sets its uids
 //	                               to UID and greets each connection it accepts
 //
-// Both print how the child ended: "child exit N" or "child signal N".
+// The forking actions print how the child ended: "child exit N" or
+// "child signal N".
 func forkHelper(args []string) int {
 	uid, err := strconv.Atoi(args[1])
 	if err != nil {
@@ -81,6 +86,21 @@ func forkHelper(args []string) int {
 	var argv, envp []*byte
 	lfd := -1
 	switch args[0] {
+	case "setuid-threads":
+		// Threads busy in syscalls while the process changes user.
+		for range 4 {
+			go func() {
+				for {
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := syscall.Setresuid(uid, uid, uid); err != nil {
+			return statusOf(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return helperOK
 	case "fork-setuid":
 		if len(args) > 2 {
 			if path, err = syscall.BytePtrFromString(args[2]); err != nil {
@@ -93,6 +113,21 @@ func forkHelper(args []string) int {
 				return helperFailed
 			}
 		}
+	case "listen-autobind":
+		// listen() with no bind: the kernel picks the port.
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			err = syscall.Listen(fd, 1)
+		}
+		if err != nil {
+			return statusOf(err)
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			return helperFailed
+		}
+		fmt.Printf("port %d\n", sa.(*syscall.SockaddrInet4).Port)
+		return helperOK
 	case "serve-fork":
 		if lfd, err = listenRaw(args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -260,6 +295,61 @@ func TestForkSetuidNeedsChildNode(t *testing.T) {
 			t.Fatalf("exec deviation %+v", dev)
 		}
 	})
+}
+
+// TestThreadsSetuidTogether: a multithreaded process (the Go helper)
+// changes its uids on every thread (syscall.Setresuid, as glibc's setuid
+// does): each thread's change is seen, and with a child node for the new
+// user all of them follow the process to it with no deviation; without
+// one the change is refused.
+func TestThreadsSetuidTogether(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, credSpec(t, []string{"nobody"})), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if st := helper(t, cg, "setuid-threads 65534"); st != helperOK {
+		t.Fatalf("threads to the child node's user: status %d, want 0", st)
+	}
+	seen := ev.wait(t, "cred observation", func(x Event) bool { return x.Kind == KindCred })
+	if seen.Deviation || seen.Node != "worker" {
+		t.Fatalf("cred event %+v", seen)
+	}
+	for _, x := range ev.drain(300 * time.Millisecond) {
+		if x.Deviation {
+			t.Fatalf("deviation while the threads followed: %+v", x)
+		}
+	}
+	want := 128 + 9
+	if e.Backend() == BackendLSM {
+		want = helperEPERM
+	}
+	if st := helper(t, cg, "setuid-threads 1"); st != want {
+		t.Fatalf("threads to uid 1: status %d, want %d", st, want)
+	}
+}
+
+// TestListenWithoutBindReported: a TCP socket that listens with no bind
+// (the kernel picks the port, no bind hook runs) is reported as a listening
+// socket of the node that called listen().
+func TestListenWithoutBindReported(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, helperSpec(t)), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	st, out := run(t, cg, []string{helperEnv + "=listen-autobind 0"}, self)
+	port, err := strconv.Atoi(strings.TrimPrefix(lastLine(out), "port "))
+	if st != helperOK || err != nil {
+		t.Fatalf("helper: status %d, output %q", st, out)
+	}
+	l := ev.wait(t, "listen event", func(x Event) bool { return x.Kind == KindListen && x.Dst.Port() == uint16(port) })
+	if l.Node != "helper" || l.Protocol != "TCP" || l.Deviation {
+		t.Fatalf("listen event %+v", l)
+	}
 }
 
 // int80Setresuid is a static x86-64 ELF that calls setresuid32(UID, UID,

@@ -135,7 +135,7 @@ func runHelper(args []string) int {
 		return identityHelper(args[1:])
 	case "thread-exec", "leader-exit-exec", "rename-exec", "wait-thread-exec":
 		return taskHelper(args)
-	case "fork-setuid", "serve-fork":
+	case "fork-setuid", "serve-fork", "setuid-threads", "listen-autobind":
 		return forkHelper(args)
 	}
 	if f, ok := netHelpers[args[0]]; ok {

@@ -223,14 +223,7 @@ static __always_inline int record_bind(struct bpf_sock_addr *ctx, struct conn *c
 		return 1;
 	struct listener_key k = { .cgid = cgid, .port = c->dport, .proto = c->proto };
 	bpf_map_update_elem(&listeners, &k, &node, BPF_ANY);
-	struct seen_key sk = {
-		.cgid = cgid,
-		.a = node,
-		.kind_gen = EVENT_LISTEN << 24 | (w->gen & 0xffffff),
-		.d = (__u32)c->proto << 16 | c->dport,
-	};
-	if (first_seen(&sk))
-		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true);
+	report_listen(c, w, cgid, node);
 	return 1;
 }
 

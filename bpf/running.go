@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -210,6 +211,8 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 		case st.Flags&(tsTruncated|tsNoExec) == 0:
 			if n := c.matchChild(parent, p); n != 0 {
 				node = n
+			} else if n := c.matchCredChild(parent, p); n != 0 {
+				node = n
 			}
 		}
 		placed[pid] = node
@@ -259,10 +262,37 @@ func (e *Engine) placeRunning(id uint64, cgroupPath string, c *Compiled, earlier
 // matchChild returns the node key of the child of parent (0: the roots)
 // that p matches, the way the kernel's match_child decides an exec, or 0.
 func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
+	for _, h := range c.namedChildren(parent, p) {
+		n := c.nodes[h]
+		if n.Nuids == 0 || slices.Contains(n.Uids[:n.Nuids], p.euid) {
+			return h
+		}
+	}
+	return 0
+}
+
+// matchCredChild returns the node of p when it changed its euid without
+// an exec after matching a child of parent by name and exe: that child's
+// child for its current euid (the kernel moves it there at the change);
+// 0 when there is none.
+func (c *Compiled) matchCredChild(parent uint64, p runningProcess) uint64 {
+	for _, h := range c.namedChildren(parent, p) {
+		if n := c.matchChild(h, p); n != 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// namedChildren returns the children of parent whose name and exe
+// patterns match p, whatever their users.
+func (c *Compiled) namedChildren(parent uint64, p runningProcess) []uint64 {
 	pn, ok := c.nodes[parent]
 	if !ok {
-		return 0
+		return nil
 	}
+	cls := exeClass(p.exe)
+	var out []uint64
 	for _, h := range pn.Children[:pn.Nchildren] {
 		n, ok := c.nodes[h]
 		if !ok {
@@ -272,27 +302,13 @@ func (c *Compiled) matchChild(parent uint64, p runningProcess) uint64 {
 		if !name.matches(p.comm, 0, nameLen-1) {
 			continue
 		}
-		cls := exeClass(p.exe)
-		exeOK := false
-		for _, x := range n.Exe[:n.Nexe] {
-			if unlayout(x.Kind, x.Cls, x.PrefixLen, x.SuffixLen, x.Bytes[:]).matches(p.exe, cls, pathLen-1) {
-				exeOK = true
-				break
-			}
-		}
-		if !exeOK {
-			continue
-		}
-		if n.Nuids == 0 {
-			return h
-		}
-		for _, u := range n.Uids[:n.Nuids] {
-			if u == p.euid {
-				return h
-			}
+		if slices.ContainsFunc(n.Exe[:n.Nexe], func(x networkPattern) bool {
+			return unlayout(x.Kind, x.Cls, x.PrefixLen, x.SuffixLen, x.Bytes[:]).matches(p.exe, cls, pathLen-1)
+		}) {
+			out = append(out, h)
 		}
 	}
-	return 0
+	return out
 }
 
 // readPPid reads pid's parent; false when it is gone or unreadable.

@@ -92,7 +92,8 @@ func TestMatchChildMirrorsKernel(t *testing.T) {
 		Name: "sh", Exe: []string{"/bin/*sh"}, ID: "sh_0", Euser: []string{"root"},
 		Children: []policy.ProcessNode{
 			{Name: "py*", Exe: []string{"/usr/bin/python3*"}, ID: "py_0"},
-			{Name: "*", Exe: []string{"/app/server"}, ID: "srv_0", Euser: []string{"nobody"}},
+			{Name: "*", Exe: []string{"/app/server"}, ID: "srv_0", Euser: []string{"nobody"},
+				Children: []policy.ProcessNode{{Name: "*", Exe: []string{"/app/server"}, ID: "srv_1", Euser: []string{"root"}}}},
 			{Name: "*", Exe: []string{"*", "memfd:ok"}, ID: "any_0", Euser: []string{"1000"}},
 		},
 	}}}
@@ -123,6 +124,18 @@ func TestMatchChildMirrorsKernel(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("parent %x, %+v: node %q, want %q", tc.parent, tc.p, got, tc.want)
 		}
+	}
+	// A server that turned into root without an exec, placed: the cred
+	// child of the node its name and exe match, never that node.
+	srv := runningProcess{comm: "server", exe: "/app/server", euid: 0}
+	if got := c.NodeID(c.matchChild(sh, srv)); got != "" {
+		t.Errorf("server as root: exec match %q, want none", got)
+	}
+	if got := c.NodeID(c.matchCredChild(sh, srv)); got != "srv_1" {
+		t.Errorf("server as root: cred match %q, want srv_1", got)
+	}
+	if got := c.NodeID(c.matchCredChild(sh, runningProcess{comm: "server", exe: "/app/server", euid: 7})); got != "" {
+		t.Errorf("server as 7: cred match %q, want none", got)
 	}
 }
 

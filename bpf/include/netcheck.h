@@ -259,6 +259,21 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 	return (flags & EV_BLOCKED) ? 0 : 1;
 }
 
+/* report_listen reports, the first time, that process node (of workload
+ * w, cgroup cgid) listens on c's local address and port (daddr, dport). */
+static __always_inline void report_listen(struct conn *c, struct workload *w, __u64 cgid,
+					  __u64 node)
+{
+	struct seen_key sk = {
+		.cgid = cgid,
+		.a = node,
+		.kind_gen = EVENT_LISTEN << 24 | (w->gen & 0xffffff),
+		.d = (__u32)c->proto << 16 | c->dport,
+	};
+	if (first_seen(&sk))
+		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true);
+}
+
 /* Sockets of protocols the policy cannot name that user space created
  * while the engine ran, with the creator's node (the kernel's own, which
  * send ICMP errors and TCP resets on behalf of whatever task is current,

@@ -10,6 +10,8 @@
  *   The lsm backend decides the setuid family earlier, at task_fix_setuid,
  *   and records the new euid there, so here it only sees what that hook
  *   does not cover.
+ * - Listen (TCP): the node that called listen() is reported as listening
+ *   on the socket's port (also one the kernel chose, with no bind).
  * - Accept (TCP): ingress belongs to the process that accepted. After
  *   accept, accept4 (and ia32 socketcall accept/accept4, accept4) returned
  *   a descriptor, its socket gives the peer and the local port, which are
@@ -28,6 +30,8 @@
 
 struct pt_regs {
 	unsigned long bx;
+	unsigned long cx;
+	unsigned long di;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
 
@@ -35,7 +39,10 @@ struct pt_regs {
 #define NR_ACCEPT4 288
 #define NR32_SOCKETCALL 102
 #define NR32_ACCEPT4 364
+#define NR_LISTEN 50
+#define NR32_LISTEN 363
 #define SYS_ACCEPT 5
+#define SYS_LISTEN 4
 #define SYS_ACCEPT4 18
 #define X32_SYSCALL_BIT 0x40000000
 #define TS_COMPAT 0x0002
@@ -55,6 +62,73 @@ static __always_inline bool accept_call(struct task_struct *task, struct pt_regs
 	return (nr == NR_ACCEPT || nr == NR_ACCEPT4) && !(task->thread_info.status & TS_COMPAT);
 }
 
+/* listen_fd returns the descriptor a successful listen (ret 0) of the
+ * syscall regs ended was given, or -1 when it was no listen. */
+static __always_inline long listen_fd(struct task_struct *task, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	if (ret)
+		return -1;
+	if (nr == NR32_LISTEN || nr == NR32_SOCKETCALL) {
+		if (!(task->thread_info.status & TS_COMPAT))
+			return -1;
+		if (nr == NR32_LISTEN)
+			return (__u32)regs->bx;
+		__u32 fd;
+		if (regs->bx != SYS_LISTEN || bpf_probe_read_user(&fd, sizeof(fd), (void *)regs->cx))
+			return -1;
+		return fd;
+	}
+	nr &= ~(long)X32_SYSCALL_BIT;
+	if (nr != NR_LISTEN || (task->thread_info.status & TS_COMPAT))
+		return -1;
+	return (int)regs->di;
+}
+
+/* fd_conn fills c (family, TCP, the peer in saddr and sport, the local end
+ * in daddr and dport) from the TCP socket of the current task's descriptor
+ * fd, read from its descriptor table; -1 when fd is no TCP socket. */
+static __always_inline int fd_conn(struct task_struct *task, long fd, struct conn *c)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return -1;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return -1;
+	struct socket *sock = (struct socket *)BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return -1;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if ((family != AF_INET && family != AF_INET6) || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM ||
+	    !nameable(SOCK_STREAM, BPF_CORE_READ(sk, sk_protocol)))
+		return -1;
+	c->proto = IPPROTO_TCP;
+	c->family = family;
+	c->sport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c->dport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (family == AF_INET) {
+		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(c->saddr, &a, 4);
+		__builtin_memcpy(c->daddr, &l, 4);
+		return 0;
+	}
+	BPF_CORE_READ_INTO(&c->saddr, sk, __sk_common.skc_v6_daddr);
+	BPF_CORE_READ_INTO(&c->daddr, sk, __sk_common.skc_v6_rcv_saddr);
+	if (!*(__u64 *)c->daddr && *(__u32 *)&c->daddr[8] == bpf_htonl(0x0000ffff)) {
+		/* A v4-mapped connection: checked against the IPv4 rules. */
+		c->family = AF_INET;
+		__builtin_memmove(c->saddr, &c->saddr[12], 4);
+		__builtin_memset(&c->saddr[4], 0, 12);
+		__builtin_memmove(c->daddr, &c->daddr[12], 4);
+		__builtin_memset(&c->daddr[4], 0, 12);
+	}
+	return 0;
+}
+
 /* check_accept decides the TCP connection the current task just accepted
  * as descriptor fd, for its own node: 1 to let it run, 0 to stop it. */
 static __always_inline int check_accept(struct task_struct *task, long fd)
@@ -63,42 +137,21 @@ static __always_inline int check_accept(struct task_struct *task, long fd)
 	struct workload *w = current_workload(&cgid);
 	if (!w)
 		return 1;
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	struct conn c = { .dir = DIR_INGRESS };
+	if (fd_conn(task, fd, &c))
 		return 1;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return 1;
-	struct socket *sock = (struct socket *)BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return 1;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if ((family != AF_INET && family != AF_INET6) ||
-	    !nameable(BPF_CORE_READ(sk, sk_type), BPF_CORE_READ(sk, sk_protocol)))
-		return 1;
-	struct conn c = { .dir = DIR_INGRESS, .proto = IPPROTO_TCP, .family = family };
-	c.sport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	c.dport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (family == AF_INET) {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__builtin_memcpy(c.saddr, &a, 4);
-		__builtin_memcpy(c.daddr, &l, 4);
-	} else {
-		BPF_CORE_READ_INTO(&c.saddr, sk, __sk_common.skc_v6_daddr);
-		BPF_CORE_READ_INTO(&c.daddr, sk, __sk_common.skc_v6_rcv_saddr);
-		if (!*(__u64 *)c.saddr && *(__u32 *)&c.saddr[8] == bpf_htonl(0x0000ffff)) {
-			/* A v4-mapped peer: checked against the IPv4 rules. */
-			c.family = AF_INET;
-			__builtin_memmove(c.saddr, &c.saddr[12], 4);
-			__builtin_memset(&c.saddr[4], 0, 12);
-			__builtin_memmove(c.daddr, &c.daddr[12], 4);
-			__builtin_memset(&c.daddr[4], 0, 12);
-		}
-	}
 	return check_conn(&c, w, cgid, current_node(), true);
+}
+
+/* note_listen reports that the current task's node listens on the TCP
+ * socket of descriptor fd. */
+static __always_inline void note_listen(struct task_struct *task, long fd)
+{
+	__u64 cgid = 0;
+	struct workload *w = current_workload(&cgid);
+	struct conn c = {};
+	if (w && !fd_conn(task, fd, &c))
+		report_listen(&c, w, cgid, current_node());
 }
 
 SEC("tp_btf/sys_exit")
@@ -119,8 +172,17 @@ int on_sys_exit(__u64 *ctx)
 		}
 	}
 	long ret = (long)ctx[1];
-	if (ret >= 0 && accept_call(task, (struct pt_regs *)ctx[0]) && !check_accept(task, ret))
-		bpf_send_signal(SIGKILL);
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	if (ret < 0)
+		return 0;
+	if (accept_call(task, regs)) {
+		if (!check_accept(task, ret))
+			bpf_send_signal(SIGKILL);
+		return 0;
+	}
+	long lfd = listen_fd(task, regs, ret);
+	if (lfd >= 0)
+		note_listen(task, lfd);
 	return 0;
 }
 
