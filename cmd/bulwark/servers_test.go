@@ -219,6 +219,12 @@ func runServer(t *testing.T, s preforkServer, port int, user string, during func
 	if early != nil {
 		t.Fatalf("%s exited before writing %s: %v\n%s\nerror log:\n%s", s.name, pidFile, early.err, early.stderr, serverLog(dir))
 	}
+	if pid == 0 {
+		// bulwark stops the server it runs when it is stopped.
+		cli.Process.Signal(syscall.SIGTERM)
+		r := <-done
+		t.Fatalf("%s wrote no pid to %s within 15s: %v\n%s\nerror log:\n%s", s.name, pidFile, r.err, r.stderr, serverLog(dir))
+	}
 	func() {
 		// Stop the server even when during fails the test.
 		defer syscall.Kill(pid, syscall.SIGTERM)
@@ -235,8 +241,9 @@ func runServer(t *testing.T, s preforkServer, port int, user string, during func
 	panic("unreachable")
 }
 
-// waitPidFile waits until pidFile holds a pid, or the command exits first
-// (then its result is returned).
+// waitPidFile waits up to 15s until pidFile holds a pid, or the command
+// exits first (then its result is returned). It returns neither when the
+// time runs out.
 func waitPidFile[R any](pidFile string, done <-chan R) (int, *R) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -251,8 +258,7 @@ func waitPidFile[R any](pidFile string, done <-chan R) (int, *R) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	r := <-done
-	return 0, &r
+	return 0, nil
 }
 
 // serverLog returns the server's error log in dir, for failure messages.
