@@ -13,9 +13,10 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
 
-# Every apt group of test/deps.sh. The targets below install only the group
-# they use: generate the build group, unit the unit group, install.sh (e2e,
-# demo, bench) the e2e group, the VM harness (vmtest, vmbench) the vm group.
+# Every apt group of test/deps.sh. The targets below install only the groups
+# they use: generate the build group, unit the unit and servers groups,
+# install.sh (e2e, demo, bench) the e2e and servers groups, the VM harness
+# (vmtest, vmbench) the vm group.
 deps:
 	bash test/deps.sh
 
@@ -32,8 +33,10 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- 'bpf/*_bpfel.go' 'bpf/*_bpfel.o' || { echo "generated BPF objects are stale: run make generate and commit"; exit 1; }
 
+# The service tests in cmd/bulwark run Debian's nginx and Apache (the
+# servers group).
 unit:
-	bash test/deps.sh unit
+	bash test/deps.sh unit servers
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 # Short fuzz runs of the loader and the merges (the seed corpora also run in

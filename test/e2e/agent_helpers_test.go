@@ -68,6 +68,19 @@ func (rt *runtimeEnv) bulwark(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// tagImage tags the runtime's image src as dst, removed when the test
+// ends: an image name of the test's own, so the collector's fingerprints of
+// it are the test's only.
+func (rt *runtimeEnv) tagImage(t *testing.T, src, dst string) {
+	t.Helper()
+	ctr := filepath.Join(filepath.Dir(rt.crictl), "ctr")
+	args := []string{"--address", strings.TrimPrefix(rt.endpoint, "unix://"), "-n", "k8s.io", "images"}
+	if out, err := exec.Command(ctr, append(args, "tag", src, dst)...).CombinedOutput(); err != nil {
+		t.Fatalf("tag %s: %v: %s", dst, err, out)
+	}
+	t.Cleanup(func() { exec.Command(ctr, append(args, "rm", dst)...).Run() })
+}
+
 // poll calls check every pollInterval until it reports done or timeout
 // passes; then the test fails with what and check's last explanation.
 func poll(t *testing.T, timeout time.Duration, what string, check func() (done bool, why string)) {

@@ -4,6 +4,11 @@
 #   bulwark-pause.tar  localhost/bulwark-pause:1  /pause (sleeps until SIGTERM)
 #   bulwark-test.tar   localhost/bulwark-test:1   busybox-static applets at
 #                      /bin plus /bin/{httpserver,client,spawner}
+#   bulwark-nginx.tar  localhost/bulwark-nginx:1  Debian's nginx (its binary,
+#                      the shared libraries ldd lists, mime.types) with a
+#                      minimal config: master as root, two workers as
+#                      www-data, serving "nginx ok" on 8080 (and
+#                      /etc/nginx/nobody.conf: the workers as nobody)
 # The tarballs are reproducible (fixed mtimes, owners and order), so an
 # unchanged image keeps its ID. up.sh imports them with `ctr images import`.
 set -euo pipefail
@@ -74,3 +79,44 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
 docker_archive "$TEST_IMAGE" "$root" '{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"}' "$E2E_IMAGES/bulwark-test.tar"
+
+# The nginx image: the host's Debian nginx package's files (the servers
+# group of test/deps.sh), nothing else. Its config sits at the binary's
+# built-in path; the entrypoint only sends the error log to stderr.
+[ -x /usr/sbin/nginx ] || die "/usr/sbin/nginx missing: run test/deps.sh servers"
+ng="$work/nginx"
+mkdir -p "$ng/usr/sbin" "$ng/etc/nginx" "$ng/var/lib/nginx" "$ng/var/log/nginx" "$ng/run" "$ng/tmp"
+chmod 1777 "$ng/tmp"
+cp /usr/sbin/nginx "$ng/usr/sbin/nginx"
+# Each library at the path the loader looks it up by (ldd's left-hand
+# path for the loader, the resolved one for the others), copied through
+# the host's usrmerge symlinks.
+for lib in $(ldd /usr/sbin/nginx | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+	mkdir -p "$ng$(dirname "$lib")"
+	cp -L "$lib" "$ng$lib"
+done
+cp /etc/nginx/mime.types "$ng/etc/nginx/mime.types"
+# nginx_conf USER GROUP: the config with the workers running as USER.
+nginx_conf() {
+	cat <<-CONF
+		user $1 $2;
+		worker_processes 2;
+		daemon off;
+		events { worker_connections 64; }
+		http {
+		  include mime.types;
+		  access_log off;
+		  server {
+		    listen 8080;
+		    location / { return 200 "nginx ok\\n"; }
+		  }
+		}
+	CONF
+}
+nginx_conf www-data www-data >"$ng/etc/nginx/nginx.conf"
+# For the test of a worker that turns into another user: the program's
+# own setting, selected with -c.
+nginx_conf nobody nogroup >"$ng/etc/nginx/nobody.conf"
+printf 'root:x:0:0:root:/root:/bin/false\nwww-data:x:33:33:www-data:/var/www:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$ng/etc/passwd"
+printf 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n' >"$ng/etc/group"
+docker_archive "$NGINX_IMAGE" "$ng" '{"Entrypoint":["/usr/sbin/nginx","-e","stderr"],"WorkingDir":"/"}' "$E2E_IMAGES/bulwark-nginx.tar"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the e2e runtime: containerd, ctr, the runc shim, crictl
 # and the CNI plugins from the Go module proxy into .cache/e2e, and installs
-# the e2e group of test/deps.sh (runc, iptables, busybox-static) when missing.
+# the e2e and servers groups of test/deps.sh (runc, iptables, busybox-static;
+# nginx, whose files make the nginx image) when missing.
 # Idempotent: a binary already built at the pinned version is kept. Then
 # builds the offline images (images.sh; seconds when nothing changed).
 set -euo pipefail
@@ -34,7 +35,7 @@ go_install() {
 	GOBIN="$dir" GOFLAGS=-buildvcs=false go_cmd install "${missing[@]}"
 }
 
-bash "$REPO_ROOT/test/deps.sh" e2e
+bash "$REPO_ROOT/test/deps.sh" e2e servers
 
 go_install "$E2E_BIN" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
 	github.com/containerd/containerd/v2/cmd/containerd \

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,12 +34,7 @@ func TestLearnReplicasThenEnforce(t *testing.T) {
 	// The replicas' own image: the test image under a new name, so the
 	// collector's fingerprints of this image are this test's only.
 	image := "localhost/bulwark-learn-" + n + ":1"
-	ctr := filepath.Join(filepath.Dir(rt.crictl), "ctr")
-	ctrArgs := []string{"--address", strings.TrimPrefix(rt.endpoint, "unix://"), "-n", "k8s.io", "images"}
-	if out, err := exec.Command(ctr, append(ctrArgs, "tag", rt.image, image)...).CombinedOutput(); err != nil {
-		t.Fatalf("tag %s: %v: %s", image, err, out)
-	}
-	t.Cleanup(func() { exec.Command(ctr, append(ctrArgs, "rm", image)...).Run() })
+	rt.tagImage(t, rt.image, image)
 
 	// Three peers, then three replicas (spawners).
 	var peers []string

@@ -37,6 +37,7 @@ PIN_DIR="$BPFFS/bulwark"
 
 # Offline images (built by images.sh, imported by up.sh).
 TEST_IMAGE=localhost/bulwark-test:1
+NGINX_IMAGE=localhost/bulwark-nginx:1
 PAUSE_IMAGE=localhost/bulwark-pause:1
 
 # Pod network: a private bridge and subnet used by nothing else.

@@ -21,7 +21,7 @@ need_root
 
 for b in "$E2E_BIN/containerd" "$E2E_BIN/ctr" "$E2E_BIN/containerd-shim-runc-v2" "$E2E_BIN/crictl" \
 	"$E2E_CNI_BIN/bridge" "$E2E_CNI_BIN/portmap" "$E2E_CNI_BIN/host-local" "$E2E_CNI_BIN/loopback" \
-	"$E2E_IMAGES/bulwark-test.tar" "$E2E_IMAGES/bulwark-pause.tar"; do
+	"$E2E_IMAGES/bulwark-test.tar" "$E2E_IMAGES/bulwark-pause.tar" "$E2E_IMAGES/bulwark-nginx.tar"; do
 	[ -e "$b" ] || die "$b missing: run test/e2e/install.sh"
 done
 RUNC="$(command -v runc)" || die "runc missing: run test/e2e/install.sh"
@@ -34,6 +34,7 @@ print_env() {
 		export BULWARK_POLICY_DIR=$POLICY_DIR
 		export BULWARK_BUSYBOX_IMAGE=$TEST_IMAGE
 		export BULWARK_TEST_IMAGE=$TEST_IMAGE
+		export BULWARK_NGINX_IMAGE=$NGINX_IMAGE
 		export BULWARK_PAUSE_IMAGE=$PAUSE_IMAGE
 		export BULWARK_NRI_SOCKET=$NRI_SOCK
 		export BULWARK_AGENT_SOCKET=$AGENT_SOCK
@@ -177,7 +178,7 @@ TOML
 
 start_containerd
 
-for img in bulwark-pause bulwark-test; do
+for img in bulwark-pause bulwark-test bulwark-nginx; do
 	ctr_cmd images import "$E2E_IMAGES/$img.tar" >>"$E2E_DIR/log/import.log" 2>&1 ||
 		die "import $E2E_IMAGES/$img.tar failed; see $E2E_DIR/log/import.log"
 done
@@ -194,7 +195,8 @@ cri_sees() {
 }
 cri_sees "$TEST_IMAGE" || die "CRI does not see $TEST_IMAGE"
 cri_sees "$PAUSE_IMAGE" || die "CRI does not see $PAUSE_IMAGE"
-log "containerd ready; images $TEST_IMAGE and $PAUSE_IMAGE imported"
+cri_sees "$NGINX_IMAGE" || die "CRI does not see $NGINX_IMAGE"
+log "containerd ready; images $TEST_IMAGE, $PAUSE_IMAGE and $NGINX_IMAGE imported"
 
 "$E2E_SRC/collector.sh" start
 "$E2E_SRC/agent.sh" start
