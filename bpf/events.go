@@ -191,7 +191,7 @@ func deviationKey(r *networkEvent) DeviationKey {
 		}
 		k.A = binary.NativeEndian.Uint64(peer[:8])
 		k.B = binary.NativeEndian.Uint64(peer[8:])
-		k.C = uint32(r.Proto)<<16 | uint32(r.Dport)
+		k.C = uint32(r.Family&0xff)<<24 | uint32(r.Proto)<<16 | uint32(r.Dport)
 	}
 	return DeviationKey{k}
 }

@@ -92,3 +92,26 @@ func TestNetworkObservations(t *testing.T) {
 		t.Errorf("accept observations %+v, want one from 127.0.0.1 and one from 127.0.0.2", accepts)
 	}
 }
+
+// TestObservationsKeepFamiliesApart: UDP connects to 0.0.0.0 and to ::
+// (what glibc's getaddrinfo does to sort its answers) have the same
+// address bytes; each is its own observation, so a policy learned from
+// them allows both.
+func TestObservationsKeepFamiliesApart(t *testing.T) {
+	e, _ := openTestEngine(t)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, nil, ModeObserve); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"[::]:9", "0.0.0.0:9"} {
+		if st := helper(t, cg, "connect udp "+dst); st != helperOK {
+			t.Fatalf("connect udp %s: status %d", dst, st)
+		}
+	}
+	for _, want := range []netip.AddrPort{netip.MustParseAddrPort("[::]:9"), netip.MustParseAddrPort("0.0.0.0:9")} {
+		ev.wait(t, "UDP connect to "+want.String(), func(x Event) bool {
+			return x.Kind == KindConnect && x.Protocol == "UDP" && x.Dst == want
+		})
+	}
+}

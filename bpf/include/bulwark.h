@@ -191,7 +191,7 @@ struct seen_key {
 	__u64 b; /* exec: exe keyed hash; network: address, high half (listen: 0) */
 	__u64 c; /* exec: name keyed hash; network: address, low half (listen: 0) */
 	__u32 kind_gen; /* kind << 24 | generation */
-	__u32 d;        /* exec: euid;     network: proto << 16 | port */
+	__u32 d;        /* exec: euid;     network: family << 24 | proto << 16 | port */
 };
 
 struct event {
@@ -394,7 +394,7 @@ struct dev_key {
 	__u64 a;         /* exec: parent node; network: peer address, high half */
 	__u64 b;         /* exec: 0;           network: peer address, low half */
 	__u32 kind_flags; /* kind << 16 | event flags */
-	__u32 c;         /* exec: euid;        network: proto << 16 | policy port */
+	__u32 c;         /* exec: euid;        network: family << 24 | proto << 16 | policy port */
 };
 
 /* How often a deviation occurred since the agent last drained it. */

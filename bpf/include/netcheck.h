@@ -170,6 +170,14 @@ static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 nod
 	return x.allowed;
 }
 
+/* conn_port_key is the family, protocol and port part of c's seen and
+ * deviation keys: the family keeps 0.0.0.0 apart from ::, whose address
+ * bytes are the same (glibc's getaddrinfo connects UDP to both). */
+static __always_inline __u32 conn_port_key(const struct conn *c)
+{
+	return (__u32)(c->family & 0xff) << 24 | (__u32)c->proto << 16 | c->dport;
+}
+
 static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
 				      __u32 flags, bool has_task)
 {
@@ -182,7 +190,7 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 		struct dev_key k = {
 			.cgid = cgid, .node = node,
 			.kind_flags = kind << 16 | flags,
-			.c = (__u32)c->proto << 16 | c->dport,
+			.c = conn_port_key(c),
 		};
 		const __u8 *peer = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
 		__builtin_memcpy(&k.a, peer, 8);
@@ -249,7 +257,7 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 			.cgid = cgid,
 			.a = node,
 			.kind_gen = kind << 24 | (gen & 0xffffff),
-			.d = (__u32)c->proto << 16 | c->dport,
+			.d = conn_port_key(c),
 		};
 		__builtin_memcpy(&k.b, a, 8);
 		__builtin_memcpy(&k.c, a + 8, 8);
@@ -268,7 +276,7 @@ static __always_inline void report_listen(struct conn *c, struct workload *w, __
 		.cgid = cgid,
 		.a = node,
 		.kind_gen = EVENT_LISTEN << 24 | (w->gen & 0xffffff),
-		.d = (__u32)c->proto << 16 | c->dport,
+		.d = conn_port_key(c),
 	};
 	if (first_seen(&sk))
 		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true);
