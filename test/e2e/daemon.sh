@@ -97,12 +97,14 @@ start)
 	setsid "${cmd[@]}" >>"$E2E_DIR/log/$name.log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
 	readlink -f "$BULWARK_BIN" >"$exefile"
-	for _ in $(seq 1 100); do
+	# The agent loads and verifies every BPF program before its socket
+	# appears: within 10 s on an idle machine, not with both cores busy.
+	for _ in $(seq 1 300); do
 		[ -S "$sock" ] && { log "$name running (pid $!)"; exit 0; }
 		[ -d "/proc/$!" ] || die "$name exited at start; see $E2E_DIR/log/$name.log"
 		sleep 0.1
 	done
-	die "$name socket $sock did not appear within 10s; see $E2E_DIR/log/$name.log"
+	die "$name socket $sock did not appear within 30s; see $E2E_DIR/log/$name.log"
 	;;
 stop | kill)
 	pid="$(running_pid)" || { rm -f "$pidfile" "$exefile"; exit 0; }
