@@ -166,6 +166,19 @@ func (c *Client) Deviations() ([]policy.Deviation, error) {
 	return out, err
 }
 
+// DeviationsOf returns the deviations the agent recorded for the policy
+// named name.
+func (c *Client) DeviationsOf(name string) ([]policy.Deviation, error) {
+	all, err := c.Deviations()
+	var out []policy.Deviation
+	for _, d := range all {
+		if d.Metadata.PolicyName == name {
+			out = append(out, d)
+		}
+	}
+	return out, err
+}
+
 // Flags returns the flags the agent raised.
 func (c *Client) Flags() ([]policy.Flag, error) {
 	var out []policy.Flag

@@ -192,15 +192,9 @@ func (e *env) armed(t *testing.T, id, pol, mode string) agent.WorkloadStatus {
 // deviations returns the deviations of policy pol the agent recorded.
 func (e *env) deviations(t *testing.T, pol string) []policy.Deviation {
 	t.Helper()
-	all, err := e.cl.Deviations()
+	out, err := e.cl.DeviationsOf(pol)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var out []policy.Deviation
-	for _, d := range all {
-		if d.Metadata.PolicyName == pol {
-			out = append(out, d)
-		}
 	}
 	return out
 }

@@ -339,15 +339,9 @@ func waitDeviations(t *testing.T, cl *agent.Client, want ...devMatch) []policy.D
 // deviationsOf returns the deviations recorded for policy name.
 func deviationsOf(t *testing.T, cl *agent.Client, name string) []policy.Deviation {
 	t.Helper()
-	devs, err := cl.Deviations()
+	out, err := cl.DeviationsOf(name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var out []policy.Deviation
-	for _, d := range devs {
-		if d.Metadata.PolicyName == name {
-			out = append(out, d)
-		}
 	}
 	return out
 }
