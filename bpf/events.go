@@ -107,7 +107,12 @@ type Event struct {
 	// and port in Dst; listen events the bound address and port in Dst
 	// (Src unset). IPv4-mapped IPv6 addresses are reported as IPv4.
 	Src, Dst netip.AddrPort
-	Time     time.Time
+	// DNSName is the name the workload resolved to Dst (connect events):
+	// the question of the DNS answer it received that mapped the name,
+	// through any CNAME chain, to Dst; lower case, no trailing dot. ""
+	// when Dst was reached without a lookup.
+	DNSName string
+	Time    time.Time
 	// Count is how many occurrences the event stands for: 1, or more for
 	// a deviation whose earlier events were lost. Later repeats of a
 	// deviation are only counted in the kernel: DrainRepeats reports them
