@@ -296,6 +296,32 @@ func TestDNSSelector(t *testing.T) {
 	if got := connect(cg, addrs["short"]); got != helperEPERM {
 		t.Errorf("short.test's address after its TTL: %d, want EPERM", got)
 	}
+	// A new policy matches the grants again: without the name, its
+	// address is denied; with it back, allowed without a new lookup.
+	// Disarming the workload drops its grants.
+	narrowed := helperSpec(t)
+	narrowed.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
+		{To: []policy.Peer{{DNSSelector: []string{"other.test"}}}, Ports: []policy.Port{{Port: port, Protocol: "TCP"}}}}}
+	for _, step := range []struct {
+		spec *policy.Spec
+		want int
+	}{{narrowed, helperEPERM}, {spec, helperOK}} {
+		if _, err := e.Apply(cg, mustCompile(t, step.spec), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		if got := connect(cg, addrs["allowed"]); got != step.want {
+			t.Errorf("allowed.test's address after a policy change: %d, want %d", got, step.want)
+		}
+	}
+	if err := e.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(cg, c, ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if got := connect(cg, addrs["allowed"]); got != helperEPERM {
+		t.Errorf("allowed.test's address after disarming and arming again: %d, want EPERM", got)
+	}
 	// Events name what the workload resolved: deviations in enforce,
 	// observations in observe mode (learning).
 	dev := ev.wait(t, "named deviation", func(x Event) bool {
