@@ -330,6 +330,24 @@ func TestDNSSelector(t *testing.T) {
 	if !dev.Blocked || dev.Dst.Addr().String() != addrs["other"] || dev.Exe != "" {
 		t.Errorf("deviation %+v", dev)
 	}
+	// Its repeats are counted under the key the event carries (the
+	// kernel's hash of the name is Go's; the grants went with the
+	// disarm above).
+	resolve(cg, "other.test", "A", "udp", addrs["other"], 1)
+	for range 2 {
+		connect(cg, addrs["other"])
+	}
+	reps, err := e.DrainRepeats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := false
+	for _, r := range reps {
+		counted = counted || (r.Key == dev.Key && r.Count >= 2)
+	}
+	if !counted {
+		t.Errorf("no repeats counted under the named deviation's key: %+v", reps)
+	}
 	if got := resolve(observed, "www.glob.test", "A", "udp", addrs["other"], 1); got != helperOK {
 		t.Errorf("observed workload: %d", got)
 	}
