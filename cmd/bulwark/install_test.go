@@ -107,8 +107,16 @@ func TestInstallCRIOCLI(t *testing.T) {
 // command lines this binary accepts; uninstall removes them.
 func TestInstallSystemdCLI(t *testing.T) {
 	dir := t.TempDir()
-	bin, err := os.Executable()
+	exe, err := os.Executable()
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The units run bin, with the hook beside it.
+	bin := filepath.Join(t.TempDir(), "bulwark")
+	if err := os.Symlink(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(bin), "bulwark-oci-hook"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runCLI(t, "install", "systemd", "--dir", dir, "--binary", bin)
