@@ -40,17 +40,11 @@ func newInstallDockerCmd() *cobra.Command {
 			"changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("bulwark") {
-				self, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				in.hook.Bulwark = self
+			if _, err := resolveHook(cmd, &in.hook); err != nil {
+				return err
 			}
-			for _, name := range []string{"", hook.WrapperBinary, hook.HookBinary} {
-				if err := isExecutable(besideBulwark(in, name)); err != nil {
-					return err
-				}
+			if err := isExecutable(besideBulwark(in, hook.WrapperBinary)); err != nil {
+				return err
 			}
 			old, err := readDaemonJSON(in.path)
 			if err != nil {
@@ -69,7 +63,6 @@ func newInstallDockerCmd() *cobra.Command {
 	f.BoolVar(&dryRun, "dry-run", false, "print the new daemon.json instead of writing it")
 	f.StringVar(&in.runc, "runc", "runc", "the real runc the wrapper runs")
 	hookFlags(f, &in.hook)
-	f.Lookup("bulwark").Usage = "the bulwark executable, with " + hook.WrapperBinary + " and " + hook.HookBinary + " beside it (default: this one)"
 	return cmd
 }
 

@@ -14,11 +14,33 @@ import (
 	"github.com/bulwarkhq/bulwark/hook/createruntime"
 )
 
-// hookFlags adds the OCI hook's settings (hook.Flags) to fs.
+// hookFlags adds the OCI hook's settings (hook.Flags) to fs, for the
+// install commands that write the hook into a runtime's configuration.
 func hookFlags(fs *pflag.FlagSet, o *hook.Options) {
 	g := flag.NewFlagSet("hook", flag.ContinueOnError)
 	hook.Flags(g, o)
 	fs.AddGoFlagSet(g)
+	fs.Lookup("bulwark").Usage = "the bulwark executable, with " + hook.WrapperBinary + " and " + hook.HookBinary + " beside it (default: this one)"
+}
+
+// resolveHook completes o for an install command: the bulwark
+// executable is this one unless --bulwark names another, and it and
+// bulwark-oci-hook beside it, which it returns, must be executables.
+func resolveHook(cmd *cobra.Command, o *hook.Options) (string, error) {
+	if !cmd.Flags().Changed("bulwark") {
+		self, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		o.Bulwark = self
+	}
+	bin := filepath.Join(filepath.Dir(o.Bulwark), hook.HookBinary)
+	for _, p := range []string{o.Bulwark, bin} {
+		if err := isExecutable(p); err != nil {
+			return "", err
+		}
+	}
+	return bin, nil
 }
 
 func newHookFallbackCmd() *cobra.Command {
