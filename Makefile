@@ -126,6 +126,7 @@ bench: build
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
 	bash test/e2e/bench.sh --compare
+	bash test/e2e/bench.sh --hook
 	bash test/docker/bench.sh
 	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)
