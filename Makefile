@@ -10,8 +10,12 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 
 .PHONY: build deps test unit lint generate generate-check fuzz vmtest install-e2e e2e e2e-up e2e-down docker-e2e docker-up docker-down bench demo image k8s-up k8s-down k8s-e2e
 
+# bulwark and, beside it, the small executables runc starts for every
+# container: the Docker runtime's runc wrapper and the OCI hook, static
+# (no dynamic loader: the hook starts in 1.5 ms instead of 2.5 ms).
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/bulwark-runc ./cmd/bulwark-oci-hook
 
 # Every apt group of test/deps.sh. The targets below install only the groups
 # they use: generate the build group, unit the unit and servers groups,
@@ -122,6 +126,7 @@ bench: build
 	$(GO) run ./bpf/internal/bench
 	bash test/vm/vmbench.sh
 	bash test/e2e/bench.sh --compare
+	bash test/e2e/bench.sh --hook
 	bash test/docker/bench.sh
 	$(GO) test ./collector -run '^$$' -bench .
 	$(GO) run ./agent/internal/pipelinebench -bulwark $(BIN)

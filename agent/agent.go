@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 )
@@ -446,8 +447,15 @@ func (a *Agent) disarm(w *Workload) error {
 // Synchronize adopts the containers a runtime reports as running: each is
 // (re)armed with its current policy. Containers the agent tracks that the
 // runtime no longer reports (they ended while it was not connected) are
-// disarmed and forgotten, and kernel attachments of cgroups no workload
-// uses any more are removed.
+// disarmed and forgotten, and kernel attachments of cgroups that no longer
+// exist are removed.
+//
+// The runtime speaks for its own containers only. A cgroup that still
+// exists keeps its attachment even when no workload claims it: it may be
+// a Docker container the agent has not adopted yet (after a restart,
+// Docker's list comes after NRI's Synchronize), a service, or a
+// container being armed right now; dropping it would leave that workload
+// unguarded.
 func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	if a.cfg.AwaitSynchronize {
 		defer a.syncOnce.Do(func() { close(a.synced) })
@@ -491,15 +499,34 @@ func (a *Agent) Synchronize(infos []ContainerInfo) error {
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list armed cgroups: %w", err))...)
 	}
+	var exist map[uint64]bool
 	for _, at := range attached {
-		if !live[at.CgroupID] {
-			a.log.Info("removing stale attachment", "cgroup", at.CgroupID)
-			if err := a.engine.Remove(at.CgroupID); err != nil {
-				errs = append(errs, err)
+		if live[at.CgroupID] {
+			continue
+		}
+		if exist == nil {
+			if exist, err = existingCgroups(); err != nil {
+				return errors.Join(append(errs, err)...)
 			}
+		}
+		if exist[at.CgroupID] {
+			continue
+		}
+		a.log.Info("removing stale attachment", "cgroup", at.CgroupID)
+		if err := a.engine.Remove(at.CgroupID); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// existingCgroups returns the ids of the cgroups that exist now.
+func existingCgroups() (map[uint64]bool, error) {
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil, err
+	}
+	return cgroup.IDs(root)
 }
 
 // namespaceListWait bounds how long Synchronize waits for the first list

@@ -59,3 +59,57 @@ func TestSynchronizeForgetsVanishedContainers(t *testing.T) {
 		t.Errorf("attachments after Synchronize: %+v; want %d, not %d", attached, kept, vanished)
 	}
 }
+
+// TestSynchronizeKeepsDockerContainers: on a host running both an NRI
+// runtime and Docker, an agent that restarts gets NRI's Synchronize before
+// it has listed Docker's containers. The Docker container armed before
+// the restart keeps its attachment through that Synchronize (NRI speaks
+// only for its own containers); the attachment of a cgroup that no longer
+// exists is removed.
+func TestSynchronizeKeepsDockerContainers(t *testing.T) {
+	before, engine, slice := testAgent(t, "")
+	arm := func(id string) (string, uint64) {
+		dir := filepath.Join(slice, "docker-"+id+".scope")
+		if _, err := cgroup.Create(dir); err != nil {
+			t.Fatal(err)
+		}
+		info := ContainerInfo{ID: id, Name: id, Runtime: RuntimeDocker, PID: waitingProcess(t, dir)}
+		if err := before.ContainerStarted(context.Background(), info); err != nil {
+			t.Fatal(err)
+		}
+		cgid, err := cgroup.ID(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, cgid
+	}
+	_, running := arm("running")
+	endedDir, ended := arm("ended")
+	// The ended container's process exits and its cgroup goes while no
+	// agent runs.
+	if err := cgroup.Remove(endedDir); err != nil {
+		t.Fatal(err)
+	}
+
+	after, err := New(Config{PolicyDir: filepath.Join(t.TempDir(), "policies"), Hostname: "test-node", ServicesRoot: slice,
+		Log: before.log}, engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := after.Synchronize(nil); err != nil {
+		t.Fatal(err)
+	}
+	attached, err := engine.Attached()
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed := func(cgid uint64) bool {
+		return slices.ContainsFunc(attached, func(at bpf.Attachment) bool { return at.CgroupID == cgid })
+	}
+	if !armed(running) {
+		t.Errorf("NRI's Synchronize unarmed the running Docker container (cgroup %d): attachments %+v", running, attached)
+	}
+	if armed(ended) {
+		t.Errorf("the attachment of the removed cgroup %d survived Synchronize: %+v", ended, attached)
+	}
+}

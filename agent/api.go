@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/bulwarkhq/bulwark/hook/createruntime"
 	"github.com/bulwarkhq/bulwark/internal/unixapi"
 	"github.com/bulwarkhq/bulwark/policy"
 )
@@ -111,7 +112,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/deviations", func(w http.ResponseWriter, r *http.Request) {
 		unixapi.WriteJSON(w, http.StatusOK, a.Deviations())
 	})
-	mux.HandleFunc("POST /v1/hooks/create-runtime", a.handleHook)
+	mux.HandleFunc("POST "+createruntime.Path, a.handleHook)
 	mux.HandleFunc("GET /v1/flags", func(w http.ResponseWriter, r *http.Request) {
 		unixapi.WriteJSON(w, http.StatusOK, a.Flags())
 	})

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,39 +11,22 @@ import (
 	"os"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/createruntime"
 	"github.com/bulwarkhq/bulwark/internal/unixapi"
 	"github.com/bulwarkhq/bulwark/policy"
 )
-
-// HookRequest is what the OCI hook (`bulwark oci-hook`) tells the agent of
-// a container being created: runc has made its cgroup and its init process,
-// which has not entered its root filesystem and runs nothing of the image.
-type HookRequest struct {
-	ID  string `json:"id"`
-	PID int    `json:"pid"`
-	// Rootfs is the container's root filesystem, absolute, as PID's mount
-	// namespace shows it.
-	Rootfs      string            `json:"rootfs"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-	// TimeoutMillis is how long the hook waits for the reply; the agent
-	// answers before then.
-	TimeoutMillis int64 `json:"timeoutMillis"`
-}
-
-// HookReply is the agent's answer once the container is armed.
-type HookReply struct {
-	Policy string `json:"policy,omitempty"`
-	Mode   string `json:"mode"`
-}
 
 // hookMargin is the part of the hook's wait the agent leaves for the
 // reply to reach it.
 const hookMargin = 200 * time.Millisecond
 
-// handleHook serves POST /v1/hooks/create-runtime: it arms the container
+// handleHook serves the OCI hook's POST (createruntime.Path): it arms the container
 // and replies when done; an error reply means the container must not run.
 func (a *Agent) handleHook(w http.ResponseWriter, r *http.Request) {
-	var req HookRequest
+	var req createruntime.Request
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody)).Decode(&req); err != nil {
 		unixapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("hook request: %w", err))
 		return
@@ -71,7 +53,7 @@ func (a *Agent) handleHook(w http.ResponseWriter, r *http.Request) {
 // ContainerStarted does (an enforce-mode policy not armed in time), and
 // for a container whose identity cannot be found while an enforce-mode
 // policy is in force.
-func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookReply, error) {
+func (a *Agent) ContainerCreating(ctx context.Context, req createruntime.Request) (createruntime.Reply, error) {
 	a.mu.Lock()
 	w, known := a.workloads[req.ID]
 	var info ContainerInfo
@@ -88,7 +70,7 @@ func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookRep
 			// Unknown identity: fail closed if any enforce-mode policy
 			// could select the container.
 			if pol := anyEnforcing(a.store.Policies()); pol != nil {
-				return HookReply{}, fmt.Errorf("container %s: identity unknown (%w) and enforce-mode policy %s could select it", req.ID, err, pol.Metadata.Name)
+				return createruntime.Reply{}, fmt.Errorf("container %s: identity unknown (%w) and enforce-mode policy %s could select it", req.ID, err, pol.Metadata.Name)
 			}
 			a.log.Warn("container of unknown identity armed by its id only", "container", req.ID, "error", err)
 			info = ContainerInfo{ID: req.ID}
@@ -99,34 +81,16 @@ func (a *Agent) ContainerCreating(ctx context.Context, req HookRequest) (HookRep
 	}
 	info.PID, info.Rootfs = req.PID, req.Rootfs
 	if err := a.ContainerStarted(ctx, info); err != nil {
-		return HookReply{}, err
+		return createruntime.Reply{}, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	w = a.workloads[req.ID]
 	if w == nil {
-		return HookReply{}, nil
+		return createruntime.Reply{}, nil
 	}
 	w.hookArmed = known && w.CgroupID != 0
-	return HookReply{Policy: w.Policy, Mode: w.Mode}, nil
-}
-
-// ContainerCreating sends the OCI hook's request and waits for the agent
-// to arm the container, at most req.TimeoutMillis. A *unixapi.Error is
-// the agent's refusal; any other error means it could not be asked.
-func (c *Client) ContainerCreating(req HookRequest) (HookReply, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return HookReply{}, err
-	}
-	var out HookReply
-	err = c.api.Do(http.MethodPost, "/v1/hooks/create-runtime", bytes.NewReader(body), &out)
-	return out, err
-}
-
-// NewHookClient returns a client whose calls give up after timeout.
-func NewHookClient(socket string, timeout time.Duration) *Client {
-	return &Client{api: unixapi.NewClient("agent", socket, timeout)}
+	return createruntime.Reply{Policy: w.Policy, Mode: w.Mode}, nil
 }
 
 // EnforcingPolicy returns the enforce-mode policy among the files of the
@@ -168,4 +132,56 @@ func anyEnforcing(pols []*policy.WorkloadPolicy) *policy.WorkloadPolicy {
 		}
 	}
 	return nil
+}
+
+// HookFallback is the createRuntime hook's decision when the agent could
+// not be reached (`bulwark hook-fallback`, run by bulwark-oci-hook): the
+// container of st may start unguarded only if no enforce-mode policy of
+// policyDir selects it, or could select it when its identity (Docker's
+// container list at dockerHost, within timeout) cannot be learned. An
+// error refuses the container; the decision to let it start is written
+// to log.
+func HookFallback(st specs.State, policyDir, dockerHost string, timeout time.Duration, log io.Writer) error {
+	info, known := hookIdentity(st, dockerHost, timeout)
+	var infoP *ContainerInfo
+	if known {
+		infoP = &info
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("container %s: hostname: %w", st.ID, err)
+	}
+	pol, err := EnforcingPolicy(policyDir, host, infoP)
+	if err != nil {
+		return fmt.Errorf("container %s: agent unreachable and its policies unreadable: %w", st.ID, err)
+	}
+	if pol != nil {
+		what := "is guarded by"
+		if !known {
+			what = "has an unknown identity, and could be guarded by"
+		}
+		return fmt.Errorf("container %s %s enforce-mode policy %s, and the agent is unreachable: refusing to start it unguarded",
+			st.ID, what, pol.Metadata.Name)
+	}
+	fmt.Fprintf(log, "bulwark %s: container %s starts unguarded: no enforce-mode policy selects it\n", hook.FallbackVerb, st.ID)
+	return nil
+}
+
+// hookIdentity is the container's identity as the fallback can learn it
+// alone: from Docker's container list (a container created through CRI
+// carries its runtime's annotations and is not looked up there). known is
+// false when it could not be learned.
+func hookIdentity(st specs.State, dockerHost string, timeout time.Duration) (info ContainerInfo, known bool) {
+	for _, k := range []string{"io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"} {
+		if st.Annotations[k] != "" {
+			return ContainerInfo{ID: st.ID}, false
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	info, err := NewDockerSource(dockerHost).Container(ctx, st.ID)
+	if err != nil {
+		return ContainerInfo{ID: st.ID}, false
+	}
+	return info, true
 }

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // policyYAML is a container policy for image in mode.
@@ -75,5 +78,33 @@ func TestEnforcingPolicy(t *testing.T) {
 	}
 	if pol, err := EnforcingPolicy(filepath.Join(dir, "missing"), "node1", nil); err != nil || pol != nil {
 		t.Errorf("missing policy directory: %v, %v; want no policy", pol, err)
+	}
+}
+
+// TestHookFallback: with no agent (and no Docker to name the container),
+// the fallback lets a container start, saying so, while no enforce-mode
+// policy is in the policy directory, and refuses it, naming the policy,
+// once one is.
+func TestHookFallback(t *testing.T) {
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "policies")
+	st := specs.State{ID: "c1", Pid: os.Getpid(), Annotations: map[string]string{}}
+	noDocker := "unix://" + filepath.Join(dir, "no-docker.sock")
+	var log strings.Builder
+	if err := HookFallback(st, pdir, noDocker, time.Second, &log); err != nil {
+		t.Fatalf("no policies: %v", err)
+	}
+	if !strings.Contains(log.String(), "starts unguarded") {
+		t.Errorf("log %q does not say the container starts unguarded", log.String())
+	}
+	if err := os.Mkdir(pdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pdir, "web.yaml"), []byte(policyYAML("web", "localhost/web:1", "enforce")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := HookFallback(st, pdir, noDocker, time.Second, &log)
+	if err == nil || !strings.Contains(err.Error(), "enforce-mode policy web") || !strings.Contains(err.Error(), "unknown identity") {
+		t.Fatalf("enforce-mode policy present, identity unknown: %v; want a refusal naming web", err)
 	}
 }

@@ -83,6 +83,23 @@ func Path(root string, id uint64) (string, error) {
 	return "", fmt.Errorf("find cgroup %d under %s: %w", id, root, fs.ErrNotExist)
 }
 
+// IDs returns the ids of every cgroup of the v2 hierarchy mounted at
+// root: those that exist now.
+func IDs(root string) (map[uint64]bool, error) {
+	ids := map[uint64]bool{}
+	err := walk(root, func(p string) error {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err == nil {
+			ids[st.Ino] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cgroups under %s: %w", root, err)
+	}
+	return ids, nil
+}
+
 // Create makes the cgroup directory path (its parent must exist and belong
 // to the caller) and returns its id.
 func Create(path string) (uint64, error) {

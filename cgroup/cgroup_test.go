@@ -55,6 +55,9 @@ func TestIDIsInodeAndPathRoundTrips(t *testing.T) {
 	if _, err := Path(root, 1<<62); err == nil {
 		t.Fatal("Path of a non-existent id succeeded")
 	}
+	if ids, err := IDs(root); err != nil || !ids[id] || ids[1<<62] {
+		t.Fatalf("IDs: %v (holds %d: %v), want the test cgroup's id and no other", err, id, ids[id])
+	}
 	lvl, err := Level(root, path)
 	if err != nil || lvl != 1 {
 		t.Fatalf("Level = %d, %v; want 1", lvl, err)

@@ -4,10 +4,18 @@
 // createRuntime hook, run by runc once the container's cgroup and init
 // process exist and before anything of the image runs, has the agent arm
 // the container and fails the container when it must not run unguarded.
+//
+// Both run as small executables of their own (cmd/bulwark-runc and
+// cmd/bulwark-oci-hook, whose agent call is package createruntime),
+// started for every runc call and every container: this package imports
+// nothing heavier than the runtime-spec types, so they start in a few
+// milliseconds. What needs the policies (the hook's decision when the
+// agent cannot be reached) runs in the bulwark binary instead.
 package hook
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +23,23 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The executables of the hook and the runc wrapper, and the verb of the
+// bulwark binary that decides for the hook when the agent is away. The
+// three are installed side by side.
+const (
+	HookBinary    = "bulwark-oci-hook"
+	WrapperBinary = "bulwark-runc"
+	FallbackVerb  = "hook-fallback"
+)
+
+// DefaultTimeout bounds the hook's wait for the agent, and
+// FallbackTimeout what the fallback has to decide after it (Docker's
+// container list).
+const (
+	DefaultTimeout  = 5 * time.Second
+	FallbackTimeout = time.Second
 )
 
 // Options are the hook's settings, which the wrapper passes to every hook
@@ -30,6 +55,19 @@ type Options struct {
 	// Timeout bounds the hook's wait for the agent; runc kills a hook
 	// still running a little after it.
 	Timeout time.Duration
+	// Bulwark is the bulwark executable, whose hook-fallback verb
+	// decides when the agent cannot be reached.
+	Bulwark string
+}
+
+// Flags adds the hook's settings to fs (the hook's, the wrapper's and
+// `bulwark install docker`'s flags).
+func Flags(fs *flag.FlagSet, o *Options) {
+	fs.StringVar(&o.Socket, "socket", "/run/bulwark/agent.sock", "agent API socket")
+	fs.StringVar(&o.PolicyDir, "policy-dir", "/etc/bulwark/policies", "the agent's policy directory, read when the agent cannot be reached")
+	fs.StringVar(&o.DockerHost, "docker-host", "", "Docker Engine API (default: Docker's)")
+	fs.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "how long the hook waits for the agent to arm a container")
+	fs.StringVar(&o.Bulwark, "bulwark", "/usr/bin/bulwark", "the bulwark executable, which decides when the agent cannot be reached")
 }
 
 // StageCreateRuntime names the hook's stage, its first argument. It is
@@ -37,14 +75,14 @@ type Options struct {
 // (NRI, Docker's events), so no poststop hook slows its removal.
 const StageCreateRuntime = "createRuntime"
 
-// Hook returns the createRuntime hook that runs binary (the bulwark
-// executable) as `bulwark oci-hook createRuntime` with o.
+// Hook returns the createRuntime hook that runs binary (bulwark-oci-hook)
+// with o.
 func Hook(binary string, o Options) specs.Hook {
 	// runc kills a hook that outlives its timeout (whole seconds); the
 	// hook gives up on the agent before then and decides alone.
-	kill := int(o.Timeout/time.Second) + 2
-	args := []string{"bulwark", "oci-hook", StageCreateRuntime,
-		"--socket", o.Socket, "--policy-dir", o.PolicyDir, "--timeout", o.Timeout.String()}
+	kill := int((o.Timeout+FallbackTimeout)/time.Second) + 2
+	args := []string{HookBinary, StageCreateRuntime,
+		"--socket", o.Socket, "--policy-dir", o.PolicyDir, "--timeout", o.Timeout.String(), "--bulwark", o.Bulwark}
 	if o.DockerHost != "" {
 		args = append(args, "--docker-host", o.DockerHost)
 	}
@@ -53,10 +91,10 @@ func Hook(binary string, o Options) specs.Hook {
 
 // IsBulwarkHook reports whether h runs Bulwark's OCI hook.
 func IsBulwarkHook(h specs.Hook) bool {
-	return len(h.Args) >= 2 && h.Args[1] == "oci-hook"
+	return filepath.Base(h.Path) == HookBinary || (len(h.Args) > 0 && h.Args[0] == HookBinary)
 }
 
-// AddHooks adds Bulwark's hook to the bundle's config.json, unless it
+// AddHook adds Bulwark's hook to the bundle's config.json, unless it
 // already holds it (a second wrapper, or NRI's hook injection), and
 // writes it back atomically. Only "hooks" is decoded and rewritten: every
 // other key keeps its value, including any a newer runtime-spec defines.
@@ -113,10 +151,10 @@ func writeAtomic(path string, data []byte) error {
 	return nil
 }
 
-// rootfsOf returns the absolute root filesystem path of the bundle's
+// RootfsOf returns the absolute root filesystem path of the bundle's
 // config.json (root.path, relative to the bundle when not absolute), with
 // symlinks resolved as runc resolves them.
-func rootfsOf(bundle string) (string, error) {
+func RootfsOf(bundle string) (string, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {

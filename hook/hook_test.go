@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +52,9 @@ func TestAddHookKeepsTheRestAndIsIdempotent(t *testing.T) {
 	// hooks already there.
 	bundle := writeBundle(t, `{"ociVersion":"1.0.2","root":{"path":"rootfs"},"futureKey":{"a":[1,2]},
 		"hooks":{"createRuntime":[{"path":"/other"}],"prestart":[{"path":"/p"}]}}`)
-	o := Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 3 * time.Second}
+	o := Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 3 * time.Second, Bulwark: "/usr/bin/bulwark"}
 	for range 2 {
-		if err := AddHook(bundle, "/usr/bin/bulwark", o); err != nil {
+		if err := AddHook(bundle, "/usr/bin/bulwark-oci-hook", o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,13 +79,15 @@ func TestAddHookKeepsTheRestAndIsIdempotent(t *testing.T) {
 	if len(doc.Hooks.Prestart) != 1 || len(doc.Hooks.Poststop) != 0 {
 		t.Errorf("prestart %+v poststop %+v", doc.Hooks.Prestart, doc.Hooks.Poststop)
 	}
-	want := []string{"bulwark", "oci-hook", StageCreateRuntime, "--socket", "/run/a.sock", "--policy-dir", "/p", "--timeout", "3s"}
-	if !reflect.DeepEqual(cr[1].Args, want) || cr[1].Path != "/usr/bin/bulwark" {
-		t.Errorf("hook = %s %q, want /usr/bin/bulwark %q", cr[1].Path, cr[1].Args, want)
+	want := []string{HookBinary, StageCreateRuntime, "--socket", "/run/a.sock", "--policy-dir", "/p", "--timeout", "3s",
+		"--bulwark", "/usr/bin/bulwark"}
+	if !reflect.DeepEqual(cr[1].Args, want) || cr[1].Path != "/usr/bin/bulwark-oci-hook" {
+		t.Errorf("hook = %s %q, want /usr/bin/bulwark-oci-hook %q", cr[1].Path, cr[1].Args, want)
 	}
-	// runc kills the hook only after the hook gave up on the agent.
-	if cr[1].Timeout == nil || *cr[1].Timeout <= 3 {
-		t.Errorf("hook timeout = %v, want more than the 3 s wait", cr[1].Timeout)
+	// runc kills the hook only after the hook gave up on the agent and
+	// the fallback decided.
+	if cr[1].Timeout == nil || time.Duration(*cr[1].Timeout)*time.Second <= 3*time.Second+FallbackTimeout {
+		t.Errorf("hook timeout = %v, want more than the 3 s wait and the fallback's", cr[1].Timeout)
 	}
 	if left, _ := filepath.Glob(filepath.Join(bundle, "config.json.*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
@@ -113,56 +114,11 @@ func TestRootfsOf(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	got, err := rootfsOf(bundle)
+	got, err := RootfsOf(bundle)
 	if want, _ := filepath.EvalSymlinks(filepath.Join(bundle, "rootfs")); err != nil || got != want {
 		t.Errorf("rootfsOf = %q, %v; want %q", got, err, want)
 	}
-	if _, err := rootfsOf(writeBundle(t, `{"process":{}}`)); err == nil {
+	if _, err := RootfsOf(writeBundle(t, `{"process":{}}`)); err == nil {
 		t.Error("rootfsOf of a config without root.path succeeded")
-	}
-}
-
-// TestCreateRuntimeWithoutAgent: with no agent on the socket (and no
-// Docker to name the container), the hook refuses a container when an
-// enforce-mode policy is in the policy directory, and lets it start,
-// saying so, when none is.
-func TestCreateRuntimeWithoutAgent(t *testing.T) {
-	bundle := writeBundle(t, `{"root":{"path":"rootfs"}}`)
-	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	state := `{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":` + strconv.Itoa(os.Getpid()) + `,"bundle":"` + bundle + `"}`
-	dir := t.TempDir()
-	o := Options{Socket: filepath.Join(dir, "no-agent.sock"), PolicyDir: filepath.Join(dir, "policies"),
-		DockerHost: "unix://" + filepath.Join(dir, "no-docker.sock"), Timeout: time.Second}
-	var log strings.Builder
-	if err := CreateRuntime(strings.NewReader(state), o, &log); err != nil {
-		t.Fatalf("no policies: %v", err)
-	}
-	if !strings.Contains(log.String(), "starts unguarded") {
-		t.Errorf("log %q does not say the container starts unguarded", log.String())
-	}
-	if err := os.Mkdir(o.PolicyDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pol := `apiVersion: bulwark/v1
-kind: WorkloadPolicy
-metadata: {name: web, type: container}
-spec:
-  containerSelector: {image: localhost/web:1}
-  mode: enforce
-  processPolicy: [{name: sh, id: sh_0, exe: [/bin/busybox], euser: [root]}]
-  networkPolicy: {ingress: [], egress: []}
-  response: {default: [{makeRedFlag: {severity: high}}]}
-`
-	if err := os.WriteFile(filepath.Join(o.PolicyDir, "web.yaml"), []byte(pol), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := CreateRuntime(strings.NewReader(state), o, &log)
-	if err == nil || !strings.Contains(err.Error(), "enforce-mode policy web") {
-		t.Fatalf("enforce-mode policy present, identity unknown: %v; want a refusal naming web", err)
-	}
-	if err := CreateRuntime(strings.NewReader(`{"id":""}`), o, &log); err == nil {
-		t.Error("state without an id accepted")
 	}
 }

@@ -57,8 +57,8 @@ func ParseRuncArgs(args []string) (sub, bundle string) {
 }
 
 // Wrap runs runc with args, as the runtime that called the wrapper asked,
-// after adding Bulwark's hook (running binary with o) to the bundle of a
-// create or run. It replaces the process with runc, so runc's exit status,
+// after adding Bulwark's hook (bulwark-oci-hook at binary, with o) to the
+// bundle of a create or run. It replaces the process with runc, so runc's exit status,
 // output and signals reach the caller unchanged. A bundle that cannot be
 // given the hook fails the command: the container would run unguarded.
 func Wrap(runc string, args []string, binary string, o Options) error {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds Bulwark's image offline: the static binary at /usr/bin/bulwark in
-# one layer, written as an OCI image layout tarball (no registry, no
+# Builds Bulwark's image offline: the static binaries (bulwark and, beside
+# it, bulwark-runc and bulwark-oci-hook) in /usr/bin in one layer, written as an OCI image layout tarball (no registry, no
 # daemon). Load it into a node's containerd with
 #   ctr -n k8s.io images import bin/bulwark-image.tar
 # Usage: install/image.sh [OUT [IMAGE]] (default bin/bulwark-image.tar,
@@ -17,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/rootfs/usr/bin" "$work/rootfs/tmp" "$work/layout/blobs/sha256"
 chmod 1777 "$work/rootfs/tmp"
 (cd "$root" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags='-s -w' \
-	-o "$work/rootfs/usr/bin/bulwark" ./cmd/bulwark)
+	-o "$work/rootfs/usr/bin/" ./cmd/bulwark ./cmd/bulwark-runc ./cmd/bulwark-oci-hook)
 
 # tar_dir DIR OUT writes DIR's contents as a reproducible tar.
 tar_dir() {

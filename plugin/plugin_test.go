@@ -81,14 +81,14 @@ func TestCreateContainerInjectsHookOnce(t *testing.T) {
 	if err != nil || adj != nil {
 		t.Fatalf("without InjectHook: adjustment %v, %v; want none", adj, err)
 	}
-	p.InjectHook("/usr/bin/bulwark", hook.Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 2 * time.Second})
+	p.InjectHook("/usr/bin/bulwark-oci-hook", hook.Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 2 * time.Second, Bulwark: "/usr/bin/bulwark"})
 	adj, _, err = h.CreateContainer(context.Background(), nil, &api.Container{Id: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cr := adj.GetHooks().GetCreateRuntime()
-	if len(cr) != 1 || cr[0].Path != "/usr/bin/bulwark" || cr[0].Timeout.GetValue() <= 2 ||
-		!hook.IsBulwarkHook(specs.Hook{Path: cr[0].Path, Args: cr[0].Args}) || cr[0].Args[2] != hook.StageCreateRuntime {
+	if len(cr) != 1 || cr[0].Path != "/usr/bin/bulwark-oci-hook" || cr[0].Timeout.GetValue() <= 2 ||
+		!hook.IsBulwarkHook(specs.Hook{Path: cr[0].Path, Args: cr[0].Args}) || cr[0].Args[1] != hook.StageCreateRuntime {
 		t.Fatalf("injected hooks %+v", cr)
 	}
 	hooked := &api.Container{Id: "c2", Hooks: &api.Hooks{CreateRuntime: cr}}

@@ -68,11 +68,11 @@ func newAgentCmd() *cobra.Command {
 			if !noNRI {
 				p := plugin.New(a, nriSocket, log)
 				if ociHook {
-					self, err := os.Executable()
+					self, hookBin, err := besideSelf(hook.HookBinary)
 					if err != nil {
-						return err
+						return fmt.Errorf("--oci-hook: %w", err)
 					}
-					p.InjectHook(self, hook.Options{Socket: cfg.Socket, PolicyDir: cfg.PolicyDir, Timeout: defaultHookTimeout})
+					p.InjectHook(hookBin, hook.Options{Socket: cfg.Socket, PolicyDir: cfg.PolicyDir, Timeout: hook.DefaultTimeout, Bulwark: self})
 				}
 				go func() {
 					perr := p.Run(runCtx)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bulwarkhq/bulwark/hook"
 	"github.com/bulwarkhq/bulwark/install/containerd"
 	"github.com/bulwarkhq/bulwark/install/crio"
 	"github.com/bulwarkhq/bulwark/install/edit"
@@ -134,11 +135,27 @@ func containerdFlags(cmd *cobra.Command, opts *containerd.Options) {
 
 func newInstallCRIOCmd() *cobra.Command {
 	var opts crio.Options
-	cmd := planCmd("crio", "Enable NRI for Bulwark in CRI-O (a crio.conf.d drop-in)",
+	var o hook.Options
+	var ociHook bool
+	var cmd *cobra.Command
+	cmd = planCmd("crio", "Enable NRI for Bulwark in CRI-O (a crio.conf.d drop-in) and add its OCI hook (hooks.d)",
 		"restart CRI-O to load it (systemctl restart crio)",
-		func() (edit.Plan, error) { return crio.Install(opts) })
+		func() (edit.Plan, error) {
+			if ociHook {
+				bin, err := resolveHook(cmd, &o)
+				if err != nil {
+					return nil, err
+				}
+				h := hook.Hook(bin, o)
+				opts.Hook = &h
+			}
+			return crio.Install(opts)
+		})
 	crioFlags(cmd, &opts)
-	cmd.Flags().BoolVar(&opts.Require, "require", false, "refuse containers while the Bulwark agent is not registered (NRI default validator; CRI-O 1.34 and later)")
+	f := cmd.Flags()
+	f.BoolVar(&opts.Require, "require", false, "refuse containers while the Bulwark agent is not registered (NRI default validator; CRI-O 1.34 and later)")
+	f.BoolVar(&ociHook, "oci-hook", true, "also write Bulwark's createRuntime hook to the OCI hooks directory, which CRI-O runs for every container")
+	hookFlags(f, &o)
 	return cmd
 }
 
@@ -154,6 +171,7 @@ func crioFlags(cmd *cobra.Command, opts *crio.Options) {
 	f := cmd.Flags()
 	f.StringVar(&opts.Config, "config", crio.DefaultConfig, "CRI-O's main configuration file")
 	f.StringVar(&opts.Dir, "dir", crio.DefaultDir, "CRI-O's drop-in directory")
+	f.StringVar(&opts.HooksDir, "hooks-dir", crio.DefaultHooksDir, "the OCI hooks directory CRI-O reads")
 }
 
 func newInstallSystemdCmd() *cobra.Command {

@@ -22,7 +22,6 @@ const dockerRuntime = "bulwark"
 // dockerInstall is what `bulwark install docker` writes.
 type dockerInstall struct {
 	path        string // daemon.json
-	binary      string // the bulwark executable the runtime runs
 	runc        string
 	hook        hook.Options
 	makeDefault bool
@@ -34,18 +33,18 @@ func newInstallDockerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "docker",
 		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
-		Long: "Adds the \"bulwark\" runtime (bulwark runc, which gives each container Bulwark's OCI\n" +
-			"hook) to Docker's daemon.json, keeping every other key, and with --default makes it the\n" +
+		Long: "Adds the \"bulwark\" runtime (bulwark-runc, which gives each container Bulwark's OCI\n" +
+			"hook, bulwark-oci-hook; both installed beside bulwark) to Docker's daemon.json, keeping\n" +
+			"every other key, and with --default makes it the\n" +
 			"default runtime. The previous file is kept as daemon.json.bulwark-backup. Running it again\n" +
 			"changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if in.binary == "" {
-				self, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				in.binary = self
+			if _, err := resolveHook(cmd, &in.hook); err != nil {
+				return err
+			}
+			if err := isExecutable(besideBulwark(in, hook.WrapperBinary)); err != nil {
+				return err
 			}
 			old, err := readDaemonJSON(in.path)
 			if err != nil {
@@ -62,7 +61,6 @@ func newInstallDockerCmd() *cobra.Command {
 	f.StringVar(&in.path, "daemon-json", "/etc/docker/daemon.json", "Docker's daemon configuration")
 	f.BoolVar(&in.makeDefault, "default", false, "make bulwark Docker's default runtime")
 	f.BoolVar(&dryRun, "dry-run", false, "print the new daemon.json instead of writing it")
-	f.StringVar(&in.binary, "bulwark", "", "the bulwark executable Docker runs (default: this one)")
 	f.StringVar(&in.runc, "runc", "runc", "the real runc the wrapper runs")
 	hookFlags(f, &in.hook)
 	return cmd
@@ -156,8 +154,8 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"runc", "--runc", in.runc, "--socket", in.hook.Socket, "--policy-dir", in.hook.PolicyDir,
-		"--timeout", in.hook.Timeout.String()}
+	args := []string{"--runc", in.runc, "--hook", besideBulwark(in, hook.HookBinary), "--socket", in.hook.Socket,
+		"--policy-dir", in.hook.PolicyDir, "--timeout", in.hook.Timeout.String(), "--bulwark", in.hook.Bulwark}
 	if in.hook.DockerHost != "" {
 		args = append(args, "--docker-host", in.hook.DockerHost)
 	}
@@ -165,7 +163,7 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	rt, err := json.Marshal(struct {
 		Path        string   `json:"path"`
 		RuntimeArgs []string `json:"runtimeArgs"`
-	}{in.binary, args})
+	}{besideBulwark(in, hook.WrapperBinary), args})
 	if err != nil {
 		return nil, err
 	}
@@ -230,4 +228,26 @@ func sameJSON(a, b []byte) bool {
 	xa, _ := json.Marshal(x)
 	ya, _ := json.Marshal(y)
 	return bytes.Equal(xa, ya)
+}
+
+// besideBulwark is the path of name beside in's bulwark executable (that
+// executable for "").
+func besideBulwark(in dockerInstall, name string) string {
+	if name == "" {
+		return in.hook.Bulwark
+	}
+	return filepath.Join(filepath.Dir(in.hook.Bulwark), name)
+}
+
+// isExecutable fails unless path is an executable file: a runtime told
+// to run a missing one fails every container.
+func isExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err == nil && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0) {
+		err = errors.New("not an executable file")
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w (make build builds it; install the three executables side by side)", path, err)
+	}
+	return nil
 }

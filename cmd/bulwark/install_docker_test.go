@@ -23,6 +23,35 @@ func daemonJSON(t *testing.T, path string) map[string]any {
 	return doc
 }
 
+// installedBulwark writes the three executables install docker checks
+// for into a new directory and returns the bulwark one's path; without
+// one of them, install refuses to name it.
+func installedBulwark(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"bulwark", "bulwark-runc", "bulwark-oci-hook"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "bulwark")
+}
+
+func TestInstallDockerRefusesMissingExecutables(t *testing.T) {
+	bin := installedBulwark(t)
+	if err := os.Remove(filepath.Join(filepath.Dir(bin), "bulwark-oci-hook")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "daemon.json")
+	_, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", bin)
+	if err == nil || !strings.Contains(err.Error(), "bulwark-oci-hook") {
+		t.Fatalf("install without bulwark-oci-hook: %v; want an error naming it", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("daemon.json written: %v", err)
+	}
+}
+
 func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "daemon.json")
 	const orig = `{"log-level": "warn", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
@@ -32,7 +61,9 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	}
 	var before map[string]any
 	json.Unmarshal([]byte(orig), &before)
-	install := []string{"install", "docker", "--daemon-json", path, "--default", "--bulwark", "/usr/bin/bulwark",
+	bin := installedBulwark(t)
+	dir := filepath.Dir(bin)
+	install := []string{"install", "docker", "--daemon-json", path, "--default", "--bulwark", bin,
 		"--runc", "/usr/sbin/runc", "--socket", "/run/b.sock"}
 	if _, errOut, err := runCLIWithInput(t, "", install...); err != nil {
 		t.Fatalf("install: %v: %s", err, errOut)
@@ -44,8 +75,9 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	rts := doc["runtimes"].(map[string]any)
 	bw := rts["bulwark"].(map[string]any)
 	args, _ := json.Marshal(bw["runtimeArgs"])
-	if bw["path"] != "/usr/bin/bulwark" || rts["nvidia"] == nil ||
-		!strings.HasPrefix(string(args), `["runc","--runc","/usr/sbin/runc","--socket","/run/b.sock",`) || !strings.HasSuffix(string(args), `"--"]`) {
+	wantArgs := `["--runc","/usr/sbin/runc","--hook","` + dir + `/bulwark-oci-hook","--socket","/run/b.sock",`
+	if bw["path"] != dir+"/bulwark-runc" || rts["nvidia"] == nil ||
+		!strings.HasPrefix(string(args), wantArgs) || !strings.Contains(string(args), `"--bulwark","`+bin+`"`) || !strings.HasSuffix(string(args), `"--"]`) {
 		t.Errorf("runtimes = %v", rts)
 	}
 	if backup, err := os.ReadFile(path + ".bulwark-backup"); err != nil || string(backup) != orig {
@@ -70,14 +102,14 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 
 func TestInstallDockerMissingFileAndDryRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "docker", "daemon.json")
-	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", "/b")
+	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", installedBulwark(t))
 	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") {
 		t.Fatalf("dry run: %v: %s", err, out)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("dry run wrote %s: %v", path, err)
 	}
-	if _, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", "/b"); err != nil {
+	if _, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", installedBulwark(t)); err != nil {
 		t.Fatal(err)
 	}
 	if doc := daemonJSON(t, path); doc["runtimes"] == nil || doc["default-runtime"] != nil {
@@ -95,7 +127,7 @@ func TestInstallDockerRefusesBadJSON(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tc.data), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", "/b")
+		_, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", installedBulwark(t))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 			t.Errorf("install over %q: %v; want an error naming %s and %q", tc.data, err, path, tc.want)
 		}

@@ -83,11 +83,15 @@ func TestInstallContainerdRefusesBadFile(t *testing.T) {
 	}
 }
 
-// bulwark install crio --require writes the drop-in; uninstall removes it.
+// bulwark install crio --require writes the drop-in and the hooks.d file
+// running the bulwark-oci-hook beside --bulwark; uninstall removes both
+// and the directories install created.
 func TestInstallCRIOCLI(t *testing.T) {
 	dir := t.TempDir()
-	d := filepath.Join(dir, "crio.conf.d")
-	out, _, err := runCLI(t, "install", "crio", "--config", filepath.Join(dir, "crio.conf"), "--dir", d, "--require")
+	d, hooks := filepath.Join(dir, "crio.conf.d"), filepath.Join(dir, "containers", "oci", "hooks.d")
+	bin := installedBulwark(t)
+	out, _, err := runCLI(t, "install", "crio", "--config", filepath.Join(dir, "crio.conf"), "--dir", d, "--require",
+		"--hooks-dir", hooks, "--bulwark", bin, "--socket", "/run/b.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +99,11 @@ func TestInstallCRIOCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "nri_validator_required_plugins = [\"bulwark\"]") {
 		t.Fatalf("drop-in %q (%v); output:\n%s", b, err, out)
 	}
-	if _, _, err := runCLI(t, "uninstall", "crio", "--config", filepath.Join(dir, "crio.conf"), "--dir", d); err != nil {
+	h, err := os.ReadFile(filepath.Join(hooks, "bulwark.json"))
+	if err != nil || !strings.Contains(string(h), `"path": "`+filepath.Dir(bin)+`/bulwark-oci-hook"`) || !strings.Contains(string(h), `"/run/b.sock"`) {
+		t.Fatalf("hooks.d file %s (%v)", h, err)
+	}
+	if _, _, err := runCLI(t, "uninstall", "crio", "--config", filepath.Join(dir, "crio.conf"), "--dir", d, "--hooks-dir", hooks); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
@@ -107,8 +115,16 @@ func TestInstallCRIOCLI(t *testing.T) {
 // command lines this binary accepts; uninstall removes them.
 func TestInstallSystemdCLI(t *testing.T) {
 	dir := t.TempDir()
-	bin, err := os.Executable()
+	exe, err := os.Executable()
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The units run bin, with the hook beside it.
+	bin := filepath.Join(t.TempDir(), "bulwark")
+	if err := os.Symlink(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(bin), "bulwark-oci-hook"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runCLI(t, "install", "systemd", "--dir", dir, "--binary", bin)

@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		// Each verb is built by its own new*Cmd function in a file named after it.
 		newCreateCmd(), newMergeCmd(), newDiffCmd(), newValidateCmd(),
 		newExecCmd(), newAgentCmd(), newStatusCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(),
-		newLearnCmd(), newCollectorCmd(), newInstallCmd(), newUninstallCmd(), newRuncCmd(), newOCIHookCmd(),
+		newLearnCmd(), newCollectorCmd(), newInstallCmd(), newUninstallCmd(), newHookFallbackCmd(),
 	)
 	return root
 }

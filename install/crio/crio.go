@@ -1,10 +1,14 @@
 // Package crio enables NRI for the Bulwark agent in CRI-O with a drop-in
 // under crio.conf.d, and removes it again. CRI-O reads its main file and
 // then the drop-ins in lexical order, each key overriding the earlier.
+// It also writes Bulwark's createRuntime hook as an OCI hooks.d file, a
+// second line behind the hook the NRI plugin injects: CRI-O runs it for
+// every container even while the agent, and so NRI, is away.
 package crio
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,7 +19,9 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/bulwarkhq/bulwark/hook"
 	"github.com/bulwarkhq/bulwark/install/edit"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
@@ -27,6 +33,11 @@ const (
 	// DropInName sorts after the usual NN-name drop-ins, so no other
 	// drop-in overrides it.
 	DropInName = "99-bulwark.conf"
+	// DefaultHooksDir is the OCI hooks directory CRI-O reads besides
+	// /usr/share/containers/oci/hooks.d (the packages'), and HookName
+	// Bulwark's file there.
+	DefaultHooksDir = "/etc/containers/oci/hooks.d"
+	HookName        = "bulwark.json"
 )
 
 // Options say where CRI-O's configuration lives and what to enable.
@@ -39,6 +50,10 @@ type Options struct {
 	// plugin (CRI-O 1.34 and later), exempting pods that carry
 	// plugin.TolerateMissingAnnotation.
 	Require bool
+	// HooksDir is the OCI hooks directory (DefaultHooksDir when empty)
+	// and Hook, when set, Bulwark's createRuntime hook written there.
+	HooksDir string
+	Hook     *specs.Hook
 }
 
 func (o *Options) defaults() {
@@ -48,6 +63,52 @@ func (o *Options) defaults() {
 	if o.Dir == "" {
 		o.Dir = DefaultDir
 	}
+	if o.HooksDir == "" {
+		o.HooksDir = DefaultHooksDir
+	}
+}
+
+// HookFile returns the path of the hooks.d file.
+func (o Options) HookFile() string {
+	o.defaults()
+	return filepath.Join(o.HooksDir, HookName)
+}
+
+// hookFile is the OCI hooks schema 1.0.0 that CRI-O reads hooks.d files
+// with (containers/common pkg/hooks/1.0.0).
+type hookFile struct {
+	Version string     `json:"version"`
+	Hook    specs.Hook `json:"hook"`
+	When    struct {
+		Always *bool `json:"always,omitempty"`
+	} `json:"when"`
+	Stages []string `json:"stages"`
+}
+
+// hookContent renders the hooks.d file for h: run at createRuntime for
+// every container.
+func hookContent(h specs.Hook) []byte {
+	always := true
+	f := hookFile{Version: "1.0.0", Hook: h, Stages: []string{hook.StageCreateRuntime}}
+	f.When.Always = &always
+	out, _ := json.MarshalIndent(f, "", "  ") // plain strings and numbers: cannot fail
+	return append(out, '\n')
+}
+
+// ours reports whether data is a hooks.d file that runs Bulwark's hook.
+func ours(data []byte) bool {
+	var f hookFile
+	return json.Unmarshal(data, &f) == nil && hook.IsBulwarkHook(f.Hook)
+}
+
+// missingDirs returns dir and those of its parents that do not exist,
+// deepest first: what creating dir creates, and uninstall removes.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := dir; !edit.Exists(d) && d != filepath.Dir(d); d = filepath.Dir(d) {
+		out = append(out, d)
+	}
+	return out
 }
 
 // DropIn returns the path of the drop-in.
@@ -109,6 +170,21 @@ func Install(opts Options) (edit.Plan, error) {
 			required = append(slices.Clone(required), plugin.Name)
 		}
 	}
+	if opts.Hook != nil {
+		hookPath := opts.HookFile()
+		oldHook, err := edit.Read(hookPath)
+		if err != nil {
+			return nil, err
+		}
+		if oldHook != nil && !ours(oldHook) {
+			return nil, fmt.Errorf("%s exists and does not run Bulwark's hook; move it away", hookPath)
+		}
+		if dirs := missingDirs(opts.HooksDir); len(dirs) > 0 {
+			plan = append(plan, edit.Change{Dir: opts.HooksDir, DirOp: edit.MkdirDir})
+			created = append(created, dirs...)
+		}
+		plan = append(plan, edit.Change{Path: hookPath, Old: oldHook, New: hookContent(*opts.Hook), Perm: 0o644})
+	}
 	plan = append(plan, edit.Change{Path: path, Old: old, New: content(created, opts.Require, required), Perm: 0o644})
 	return plan.Changed(), nil
 }
@@ -126,6 +202,12 @@ func Uninstall(opts Options) (edit.Plan, error) {
 		return nil, fmt.Errorf("%s was not written by bulwark install; not removing it", path)
 	}
 	plan := edit.Plan{{Path: path, Old: old}}
+	hookPath := opts.HookFile()
+	if data, err := edit.Read(hookPath); err != nil {
+		return nil, err
+	} else if data != nil && ours(data) {
+		plan = append(plan, edit.Change{Path: hookPath, Old: data})
+	}
 	for _, d := range edit.CreatedDirs(old) {
 		plan = append(plan, edit.Change{Dir: d, DirOp: edit.RemoveDir})
 	}

@@ -1,6 +1,8 @@
 package crio
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,7 +11,10 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/install/edit"
 	"github.com/bulwarkhq/bulwark/plugin"
 )
 
@@ -64,6 +69,22 @@ func readAsCRIO(t *testing.T, files ...string) crioConfig {
 	return c
 }
 
+// installAgainThenUninstall checks that a second install changes
+// nothing, then uninstalls.
+func installAgainThenUninstall(t *testing.T, opts Options) {
+	t.Helper()
+	if again, err := Install(opts); err != nil || len(again) != 0 {
+		t.Fatalf("second install: %v\n%s", err, again.Diff())
+	}
+	u, err := Uninstall(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Apply(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func write(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -95,16 +116,7 @@ func TestInstallCRIO(t *testing.T) {
 		v.TolerateMissingAnnotation != plugin.TolerateMissingAnnotation {
 		t.Fatalf("CRI-O would read %+v", c.Crio.NRI)
 	}
-	if again, err := Install(opts); err != nil || len(again) != 0 {
-		t.Fatalf("second install: %v\n%s", err, again.Diff())
-	}
-	u, err := Uninstall(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Apply(); err != nil {
-		t.Fatal(err)
-	}
+	installAgainThenUninstall(t, opts)
 	ents, _ := os.ReadDir(root)
 	if len(ents) != 1 || ents[0].Name() != "crio.conf" {
 		t.Fatalf("after uninstall %s holds %v", root, ents)
@@ -164,5 +176,97 @@ func TestInstallCRIORefuses(t *testing.T) {
 	}
 	if _, err := Uninstall(opts); err == nil {
 		t.Fatal("removed a foreign drop-in")
+	}
+}
+
+// ociHook copies the OCI hooks schema 1.0.0 that CRI-O decodes hooks.d
+// files with (containers/common pkg/hooks/1.0.0/hook.go: Hook and When),
+// and validStages its stage names; CRI-O runs no file that fails it.
+type ociHook struct {
+	Version string     `json:"version"`
+	Hook    specs.Hook `json:"hook"`
+	When    struct {
+		Always        *bool             `json:"always,omitempty"`
+		Annotations   map[string]string `json:"annotations,omitempty"`
+		Commands      []string          `json:"commands,omitempty"`
+		HasBindMounts *bool             `json:"hasBindMounts,omitempty"`
+	} `json:"when"`
+	Stages []string `json:"stages"`
+}
+
+var validStages = []string{"createContainer", "createRuntime", "prestart", "poststart", "poststop", "startContainer"}
+
+// readHookAsCRIO decodes and validates a hooks.d file the way CRI-O
+// does (a key the schema lacks fails here too), and returns it.
+func readHookAsCRIO(t *testing.T, path string) ociHook {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h ociHook
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if h.Version != "1.0.0" || len(h.Stages) == 0 || h.Hook.Path == "" {
+		t.Fatalf("%s: version %q, stages %v, path %q: CRI-O refuses it", path, h.Version, h.Stages, h.Hook.Path)
+	}
+	for _, s := range h.Stages {
+		if !slices.Contains(validStages, s) {
+			t.Fatalf("%s: unknown stage %q", path, s)
+		}
+	}
+	if _, err := os.Stat(h.Hook.Path); err != nil {
+		t.Fatalf("%s: hook.path: %v", path, err)
+	}
+	return h
+}
+
+// With a hook, install writes it as a hooks.d file CRI-O runs at
+// createRuntime for every container; a second run changes nothing; a
+// foreign file at its path is refused; uninstall removes it and the
+// directories install created for it.
+func TestInstallCRIOHook(t *testing.T) {
+	root := t.TempDir()
+	bin := filepath.Join(root, "bin", "bulwark-oci-hook")
+	write(t, bin, "#!/bin/sh\n")
+	h := hook.Hook(bin, hook.Options{Socket: "/run/a.sock", PolicyDir: "/p", Timeout: 3 * time.Second, Bulwark: "/usr/bin/bulwark"})
+	opts := Options{Config: filepath.Join(root, "crio.conf"), Dir: filepath.Join(root, "crio.conf.d"),
+		HooksDir: filepath.Join(root, "containers", "oci", "hooks.d"), Hook: &h}
+	p, err := Install(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	got := readHookAsCRIO(t, opts.HookFile())
+	if got.When.Always == nil || !*got.When.Always || !slices.Equal(got.Stages, []string{"createRuntime"}) ||
+		!hook.IsBulwarkHook(got.Hook) || !slices.Equal(got.Hook.Args, h.Args) || got.Hook.Timeout == nil || *got.Hook.Timeout != *h.Timeout {
+		t.Fatalf("CRI-O would read %+v; want Bulwark's hook %+v for every container at createRuntime", got, h)
+	}
+	installAgainThenUninstall(t, opts)
+	if ents, _ := os.ReadDir(root); len(ents) != 1 || ents[0].Name() != "bin" {
+		t.Fatalf("after uninstall %s holds %v, want only bin", root, ents)
+	}
+	write(t, opts.HookFile(), `{"version":"1.0.0","hook":{"path":"/usr/bin/other"},"when":{"always":true},"stages":["prestart"]}`)
+	if _, err := Install(opts); err == nil || !strings.Contains(err.Error(), HookName) {
+		t.Fatalf("install over a foreign hooks.d file: %v", err)
+	}
+	// Installed without the hook, uninstalled: the foreign file stays.
+	opts.Hook = nil
+	for _, plan := range []func(Options) (edit.Plan, error){Install, Uninstall} {
+		p, err := plan(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Apply(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(opts.HookFile()); err != nil {
+		t.Fatalf("uninstall removed a foreign hooks.d file: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"text/template"
 
+	"github.com/bulwarkhq/bulwark/hook"
 	"github.com/bulwarkhq/bulwark/install/edit"
 )
 
@@ -34,7 +35,9 @@ type Options struct {
 	// Dir is the unit directory (DefaultDir when empty).
 	Dir string
 	// Binary is the bulwark executable (DefaultBinary when empty); it must
-	// exist, since systemd does not start a unit whose binary is missing.
+	// exist, since systemd does not start a unit whose binary is missing,
+	// and so must bulwark-oci-hook beside it: the agent gives every
+	// container it runs.
 	Binary string
 }
 
@@ -67,8 +70,11 @@ func Install(opts Options) (edit.Plan, error) {
 	if !filepath.IsAbs(opts.Binary) {
 		return nil, fmt.Errorf("--binary %s: want an absolute path", opts.Binary)
 	}
-	if fi, err := os.Stat(opts.Binary); err != nil || fi.Mode()&0o111 == 0 {
-		return nil, fmt.Errorf("%s: no bulwark executable there; copy it there or pass --binary", opts.Binary)
+	for _, bin := range []string{opts.Binary, filepath.Join(filepath.Dir(opts.Binary), hook.HookBinary)} {
+		if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
+			return nil, fmt.Errorf("%s: no executable there; copy bulwark and %s to %s or pass --binary",
+				bin, hook.HookBinary, filepath.Dir(opts.Binary))
+		}
 	}
 	if fi, err := os.Stat(opts.Dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s: no systemd unit directory (is this a systemd host?)", opts.Dir)

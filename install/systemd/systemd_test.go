@@ -49,6 +49,20 @@ func bulwarkBin(t *testing.T) string {
 	return builtBin
 }
 
+// besideHook returns a path of exe (a symlink) with a bulwark-oci-hook
+// beside it, as Install wants.
+func besideHook(t *testing.T, exe string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(dir, "bulwark")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bulwark-oci-hook"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "bulwark")
+}
+
 // installed writes the units for binary into a fresh unit directory.
 func installed(t *testing.T, binary string) string {
 	t.Helper()
@@ -81,7 +95,7 @@ func TestUnitsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := installed(t, exe)
+	dir := installed(t, besideHook(t, exe))
 	var files []string
 	for _, u := range Units {
 		files = append(files, filepath.Join(dir, u))
@@ -268,8 +282,10 @@ func TestCollectorNoCapabilities(t *testing.T) {
 // a unit is enabled, then leaves the directory as it was; a unit file
 // Bulwark did not write is left alone.
 func TestInstallUninstall(t *testing.T) {
-	dir := installed(t, "/bin/true")
-	if p, err := Install(Options{Dir: dir, Binary: "/bin/true"}); err != nil || len(p) != 0 {
+	bin := besideHook(t, "/bin/true")
+	binDir := filepath.Dir(bin)
+	dir := installed(t, bin)
+	if p, err := Install(Options{Dir: dir, Binary: bin}); err != nil || len(p) != 0 {
 		t.Fatalf("second install: %v\n%s", err, p.Diff())
 	}
 	wants := filepath.Join(dir, "multi-user.target.wants")
@@ -290,10 +306,16 @@ func TestInstallUninstall(t *testing.T) {
 		t.Fatalf("left behind: %v", ents)
 	}
 	os.WriteFile(filepath.Join(dir, Units[0]), []byte("[Unit]\n"), 0o644)
-	if _, err := Install(Options{Dir: dir, Binary: "/bin/true"}); err == nil {
+	if _, err := Install(Options{Dir: dir, Binary: bin}); err == nil {
 		t.Fatal("replaced a foreign unit")
 	}
 	if _, err := Install(Options{Dir: t.TempDir(), Binary: "/no/such/bulwark"}); err == nil {
 		t.Fatal("installed units for a missing binary")
+	}
+	if err := os.Remove(filepath.Join(binDir, "bulwark-oci-hook")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(Options{Dir: t.TempDir(), Binary: bin}); err == nil || !strings.Contains(err.Error(), "bulwark-oci-hook") {
+		t.Fatalf("install without bulwark-oci-hook beside bulwark: %v; want an error naming it", err)
 	}
 }

@@ -10,6 +10,12 @@
 #                              running, alternating in R rounds (default 4)
 #                              to cancel drift on a shared machine, and print
 #                              the added latency (difference of medians)
+#   bench.sh [-n N] [-r R] --hook
+#                              the same, the agent running in both: without
+#                              the OCI hook it injects (--oci-hook=false:
+#                              armed at NRI's StartContainer) and with it
+#                              (armed by bulwark-oci-hook inside runc create,
+#                              StartContainer then finds it armed)
 #
 # The numbers include two crictl process start-ups; the comparison cancels
 # them out. Each round creates one pod and one warm-up container first.
@@ -24,8 +30,9 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) n=$2; shift 2 ;;
 	-r) rounds=$2; shift 2 ;;
-	--compare) compare=1; shift ;;
-	*) die "usage: $0 [-n N] [-r ROUNDS] [--compare]" ;;
+	--compare) compare=agent; shift ;;
+	--hook) compare=hook; shift ;;
+	*) die "usage: $0 [-n N] [-r ROUNDS] [--compare|--hook]" ;;
 	esac
 done
 if [ "$n" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt "$n" ]; then
@@ -101,20 +108,31 @@ if ! "$E2E_SRC/agent.sh" status; then
 	log "no agent to compare with (needs '$BULWARK_BIN agent'); only the plugin-off number"
 	exit 0
 fi
+# off and on: the two setups compared, the agent as samples() meets it.
+if [ "$compare" = agent ]; then
+	off_label="plugin off" on_label="plugin on"
+	off() { "$E2E_SRC/agent.sh" stop; }
+	on() { "$E2E_SRC/agent.sh" start; }
+else
+	off_label="plugin on, no OCI hook" on_label="plugin on, OCI hook injected"
+	off() { "$E2E_SRC/agent.sh" stop && BULWARK_AGENT_ARGS=--oci-hook=false "$E2E_SRC/agent.sh" start; }
+	on() { "$E2E_SRC/agent.sh" stop && "$E2E_SRC/agent.sh" start; }
+fi
 : >"$work/off"
 : >"$work/on"
 for round in $(seq 1 "$rounds"); do
 	# Round r takes N/R runs of each kind; the last one the remainder too.
 	count=$((n / rounds))
 	[ "$round" != "$rounds" ] || count=$((n - (rounds - 1) * (n / rounds)))
-	"$E2E_SRC/agent.sh" stop
+	off
 	samples "$count" >>"$work/off"
-	"$E2E_SRC/agent.sh" start
+	on
 	samples "$count" >>"$work/on"
 done
+# The last round ends with the agent as it starts by default.
 [ -n "$was_running" ] || "$E2E_SRC/agent.sh" stop
-report "plugin off" "$work/off"
-report "plugin on" "$work/on"
+report "$off_label" "$work/off"
+report "$on_label" "$work/on"
 read -r off _ < <(stats "$work/off")
 read -r on _ < <(stats "$work/on")
-awk -v a="$off" -v b="$on" 'BEGIN { printf "added latency (median on - median off): %.1f ms\n", b - a }'
+awk -v a="$off" -v b="$on" -v what="$on_label" 'BEGIN { printf "added latency (median %s - median of the other): %.1f ms\n", what, b - a }'

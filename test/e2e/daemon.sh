@@ -52,6 +52,9 @@ daemon_cmd() {
 			--collector-socket "$COLLECTOR_SOCK" \
 			--spool-dir "$E2E_DIR/spool" \
 			--services=false
+		# More agent flags, one per word (bench.sh --hook: --oci-hook=false).
+		# shellcheck disable=SC2086 # split on purpose
+		[ -z "${BULWARK_AGENT_ARGS:-}" ] || printf '%s\0' $BULWARK_AGENT_ARGS
 		;;
 	collector)
 		printf '%s\0' "$BULWARK_BIN" collector \

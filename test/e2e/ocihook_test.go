@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"testing"
 
 	"github.com/bulwarkhq/bulwark/policy"
@@ -39,7 +40,7 @@ func TestOCIHookInjected(t *testing.T) {
 	}
 	var ours int
 	for _, h := range st.Info.RuntimeSpec.Hooks.CreateRuntime {
-		if len(h.Args) > 2 && h.Args[1] == "oci-hook" && h.Args[2] == "createRuntime" {
+		if filepath.Base(h.Path) == "bulwark-oci-hook" && len(h.Args) > 1 && h.Args[1] == "createRuntime" {
 			ours++
 		}
 	}
