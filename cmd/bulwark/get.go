@@ -340,6 +340,9 @@ func deviationWhat(d *policy.Deviation) (kind, verdict, what string) {
 		}
 	case "connect":
 		what = fmt.Sprintf("%s -> %s:%d/%s", orDash(ev.Exe), ev.DstAddr, ev.DstPort, ev.Protocol)
+		if ev.DNSName != "" {
+			what += " (" + ev.DNSName + ")"
+		}
 	case "accept":
 		what = fmt.Sprintf("%s:%d/%s <- %s", orDash(ev.Exe), ev.DstPort, ev.Protocol, ev.SrcAddr)
 	default:
