@@ -168,6 +168,9 @@ func TestDeviationNameMerges(t *testing.T) {
 	if got := rulesString(merged.Spec.NetworkPolicy.Egress); got != "{peers=[dns:api.example.com dns:other.example.org] ports=[{443 TCP 0}] processes=[nc_0]} {peers=[127.0.0.1/32] ports=[{8080 TCP 0}] processes=[nc_0]}" {
 		t.Fatalf("merged egress %s", got)
 	}
+	if got, want := policy.DiffPolicies(pol, merged).String(), "+ egress to other.example.org on 443/TCP by nc_0\n"; got != want {
+		t.Fatalf("diff %q, want %q", got, want)
+	}
 	again := blocked("203.0.113.10:443", "Other.Example.org")
 	if ok, err := policy.Covers(merged, &again); err != nil || !ok {
 		t.Fatalf("merged name at another address not covered: %v %v", ok, err)
