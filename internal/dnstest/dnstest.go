@@ -91,13 +91,13 @@ func StartLoopback() (*Server, error) {
 func listen(ap netip.AddrPort) (*Server, error) {
 	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
-		return nil, fmt.Errorf("dnstest: listen udp %s: %w", ap, err)
+		return nil, fmt.Errorf("dnstest: %w", err)
 	}
 	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(bound))
 	if err != nil {
 		pc.Close()
-		return nil, fmt.Errorf("dnstest: listen tcp %s: %w", bound, err)
+		return nil, fmt.Errorf("dnstest: %w", err)
 	}
 	s := &Server{Addr: bound, records: map[string][]dns.RR{}}
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
