@@ -257,7 +257,7 @@ func describeEvent(ev bpf.Event) string {
 		return fmt.Sprintf("accept %s from %s %s", ev.Dst, ev.Src.Addr(), ev.Protocol)
 	case bpf.KindConnect:
 		if ev.DNSName != "" {
-			return fmt.Sprintf("connect %s (%s) %s", ev.Dst, ev.DNSName, ev.Protocol)
+			return fmt.Sprintf("connect %s (%s) %s", ev.Dst, printableName(ev.DNSName), ev.Protocol)
 		}
 	}
 	return fmt.Sprintf("%s %s %s", ev.Kind, ev.Dst, ev.Protocol)
