@@ -119,6 +119,10 @@ func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (
 		e.deleteGen(gen)
 		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
 	}
+	if err := e.ensureGrants(id); err != nil {
+		e.deleteGen(gen)
+		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
+	}
 	if err := e.attachCgroup(id, cgroupPath); err != nil {
 		e.deleteGen(gen)
 		return 0, err
@@ -191,6 +195,9 @@ func (e *Engine) Remove(cgroupID uint64) error {
 	errs = append(errs, deleteWhere(e.net.Deviations, func(k *networkDevKey) bool { return k.Cgid == cgroupID }))
 	if err := e.net.WorkloadLosses.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("remove workload %d: losses: %w", cgroupID, err))
+	}
+	if err := e.net.DnsGrants.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("remove workload %d: DNS grants: %w", cgroupID, err))
 	}
 	return errors.Join(errs...)
 }
@@ -281,6 +288,11 @@ func (e *Engine) writeTables(gen uint32, c *Compiled) error {
 			return fmt.Errorf("write policy node %q: %w", c.ids[h], err)
 		}
 	}
+	for i := range c.dns {
+		if err := e.net.DnsPatterns.Put(networkRuleKey{GenDir: gen << 1, Index: uint32(i)}, &c.dns[i]); err != nil {
+			return fmt.Errorf("write dnsSelector name %d: %w", i, err)
+		}
+	}
 	for dir, t := range []netTables{c.egress, c.ingress} {
 		gd := gen<<1 | uint32(dir)
 		v4, v6 := e.net.EgressV4, e.net.EgressV6
@@ -315,6 +327,7 @@ func (e *Engine) deleteGen(gen uint32) error {
 	return errors.Join(
 		deleteWhere(e.net.PolicyNodes, func(k *networkNodeKey) bool { return k.Gen == gen }),
 		deleteWhere(e.net.NetRules, func(k *networkRuleKey) bool { return ofGen(k.GenDir) }),
+		deleteWhere(e.net.DnsPatterns, func(k *networkRuleKey) bool { return ofGen(k.GenDir) }),
 		deleteWhere(e.net.EgressV4, func(k *networkLpmV4Key) bool { return ofGen(k.GenDir) }),
 		deleteWhere(e.net.IngressV4, func(k *networkLpmV4Key) bool { return ofGen(k.GenDir) }),
 		deleteWhere(e.net.EgressV6, func(k *networkLpmV6Key) bool { return ofGen(k.GenDir) }),

@@ -44,6 +44,7 @@ const (
 	evBlocked    = 2
 	evTruncated  = 4
 	evUnresolved = 8
+	evNamed      = 16
 
 	protoTCP = 6
 	protoUDP = 17
@@ -57,9 +58,11 @@ type Compiled struct {
 	ids     map[uint64]string      // node id hash → policy node id
 	egress  netTables
 	ingress netTables
-	flags   uint32
+	// dns holds the dnsSelector names of the egress rules (include/dns.h).
+	dns   []networkDnsPattern
+	flags uint32
 	// Warnings lists what the kernel cannot check and Compile left out
-	// (dnsSelector peers).
+	// (ingress dnsSelector peers, globs the kernel cannot match).
 	Warnings []string
 	// Unreachable lists the process nodes, and the exes and eusers of
 	// nodes, that Compile fails closed for: an euser no passwd names, a
@@ -548,8 +551,24 @@ func (c *Compiled) compileRules(rules []policy.NetworkRule, field string, egress
 		}
 		for j, p := range peers {
 			pfield := fmt.Sprintf("%s%s[%d]", f, pf, j)
-			if len(p.DNSSelector) > 0 {
-				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.dnsSelector %v: not checked in the kernel; these names are not allowed", pfield, p.DNSSelector))
+			if len(p.DNSSelector) > 0 && !egress {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.dnsSelector %v: sources are not matched by name; these names are not allowed", pfield, p.DNSSelector))
+			}
+			for k, name := range p.DNSSelector {
+				if !egress {
+					break
+				}
+				dp, err := dnsPattern(name, len(t.rules), fmt.Sprintf("%s.dnsSelector[%d]", pfield, k))
+				if u := (*uncheckable)(nil); errors.As(err, &u) {
+					c.Warnings = append(c.Warnings, u.msg+"; this name is not allowed")
+					continue
+				} else if err != nil {
+					return t, err
+				}
+				if len(c.dns) == dnsMaxPatterns {
+					return t, fmt.Errorf("%s: more than %d dnsSelector names, the kernel checks at most %d", field, dnsMaxPatterns, dnsMaxPatterns)
+				}
+				c.dns = append(c.dns, dp)
 			}
 			if p.IPBlock == nil {
 				continue

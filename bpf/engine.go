@@ -56,6 +56,11 @@ type Options struct {
 	Backend string
 	// Logger receives what the engine decides; default slog.Default().
 	Logger *slog.Logger
+	// DNSTTLFloor and DNSTTLCap bound how long a DNS answer lets a
+	// workload reach an address under a dnsSelector rule: the record's
+	// TTL, raised to the floor (default 60 s) and cut to the cap (default
+	// 1 h), whole seconds. They apply to every workload of the pins.
+	DNSTTLFloor, DNSTTLCap time.Duration
 }
 
 // Engine is the loaded kernel side: the shared tables, the network programs
@@ -67,6 +72,8 @@ type Engine struct {
 	cgRoot  string
 	net     networkObjects
 	exec    interface{ Close() error }
+	// grantSpec makes each workload's table of DNS grants (dns.go).
+	grantSpec *ebpf.MapSpec
 	// readers read the process ring first, then the network ring; poll
 	// is an epoll instance waiting on both.
 	readers [2]*ringbuf.Reader
@@ -130,8 +137,13 @@ func Open(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("configure network object: %w", err)
 		}
 	}
+	e.grantSpec = spec.Maps["dns_grants"].InnerMap
 	if err := spec.LoadAndAssign(&e.net, e.collectionOptions()); err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	if err := e.setDNSTTL(opts.DNSTTLFloor, opts.DNSTTLCap); err != nil {
+		e.net.Close()
+		return nil, err
 	}
 	if err := e.ensureHashKey(); err != nil {
 		e.net.Close()
@@ -478,6 +490,12 @@ type Losses struct {
 	// (too many distinct deviations between two drains): each of them was
 	// emitted on its own.
 	Unaggregated uint64
+	// DNS is how many DNS answers (from port 53, to a socket that asked)
+	// could not be parsed within the kernel's bounds (include/dns.h):
+	// malformed, longer than 2047 bytes, a TCP message not in one
+	// segment, more than 32 records or 3 CNAMEs. They granted nothing
+	// from the point the parse stopped.
+	DNS uint64
 }
 
 // Losses returns the losses of every workload since it was armed, and of
@@ -489,12 +507,15 @@ func (e *Engine) Losses() (total Losses, byCgroup map[uint64]Losses, err error) 
 	if total.Unaggregated, err = e.lostCount(lossUnaggregated); err != nil {
 		return
 	}
+	if total.DNS, err = e.lostCount(lossDNS); err != nil {
+		return
+	}
 	byCgroup = map[uint64]Losses{}
 	var id uint64
 	var l networkLosses
 	it := e.net.WorkloadLosses.Iterate()
 	for it.Next(&id, &l) {
-		byCgroup[id] = Losses{Events: l.Events, Unaggregated: l.Unaggregated}
+		byCgroup[id] = Losses{Events: l.Events, Unaggregated: l.Unaggregated, DNS: l.Dns}
 	}
 	if err = it.Err(); err != nil {
 		err = fmt.Errorf("read workload losses: %w", err)
@@ -506,7 +527,25 @@ func (e *Engine) Losses() (total Losses, byCgroup map[uint64]Losses, err error) 
 const (
 	lossEvents       uint32 = 0
 	lossUnaggregated uint32 = 1
+	lossDNS          uint32 = 2
 )
+
+// setDNSTTL writes the bounds of DNS grants to the pinned config (zero:
+// the kernel's defaults, 60 s and 1 h).
+func (e *Engine) setDNSTTL(floor, cap time.Duration) error {
+	if floor < 0 || cap < 0 || (cap > 0 && floor > cap) {
+		return fmt.Errorf("DNS TTL floor %s and cap %s: want 0 <= floor <= cap", floor, cap)
+	}
+	var cfg networkEngineConfig
+	if err := e.net.Config.Lookup(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("read engine config: %w", err)
+	}
+	cfg.DnsFloorS, cfg.DnsCapS = uint32(floor/time.Second), uint32(cap/time.Second)
+	if err := e.net.Config.Put(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("write engine config: %w", err)
+	}
+	return nil
+}
 
 // cgroupPinDir is where the links of workload cgroup id are pinned.
 func (e *Engine) cgroupPinDir(id uint64) string {

@@ -185,7 +185,7 @@ func (e *Engine) DrainRepeats() ([]Repeat, error) {
 // deviationKey is the aggregation key the kernel used for raw event r, a
 // deviation (dev_key in bulwark.h).
 func deviationKey(r *networkEvent) DeviationKey {
-	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags}
+	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags, Name: r.NameHash}
 	switch Kind(r.Kind) {
 	case KindExec, KindCred:
 		k.A, k.C = r.ParentNode, r.Euid
@@ -233,6 +233,9 @@ func decodeEvent(raw []byte) (Event, error) {
 	}
 	if ev.Deviation {
 		ev.Key = deviationKey(&r)
+	}
+	if r.Flags&evNamed != 0 {
+		ev.DNSName, ev.Exe = ev.Exe, "" // a named connect carries the name in exe
 	}
 	ev.Protocol = protocolName(r.Family, r.Proto)
 	if ev.Kind != KindExec && ev.Kind != KindMigrate && ev.Kind != KindCred {

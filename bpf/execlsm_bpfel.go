@@ -31,12 +31,71 @@ type execLSMDevKey struct {
 	B         uint64
 	KindFlags uint32
 	C         uint32
+	Name      uint64
+}
+
+type execLSMDnsPattern struct {
+	_         structs.HostLayout
+	Rules     uint64
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [256]int8
+}
+
+type execLSMDnsScratch struct {
+	_   structs.HostLayout
+	Dec struct {
+		_     structs.HostLayout
+		Hash  uint64
+		Pos   uint32
+		Lim   uint32
+		End   uint32
+		Out   uint32
+		Left  uint32
+		Len   uint32
+		Jumps uint32
+		State int32
+	}
+	Walk struct {
+		_         structs.HostLayout
+		Cgid      uint64
+		Qhash     uint64
+		Rules     uint64
+		Pos       uint32
+		Len       uint32
+		Records   uint32
+		Nchain    uint32
+		Gen       uint32
+		FloorS    uint32
+		CapS      uint32
+		HaveRules uint8
+		Bad       uint8
+		Pad       [2]uint8
+	}
+	Msg      [2048]uint8
+	Name     [256]int8
+	Mname    [256]int8
+	Chain    [4][256]int8
+	ChainLen [4]uint32
+	Grant    struct {
+		_         structs.HostLayout
+		ExpiresNs uint64
+		NameHash  uint64
+		Rules     uint64
+		Gen       uint32
+		NameLen   uint32
+		Name      [256]int8
+	}
 }
 
 type execLSMEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+	DnsFloorS uint32
+	DnsCapS   uint32
 }
 
 type execLSMExecTask struct {
@@ -70,6 +129,7 @@ type execLSMLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+	Dns          uint64
 }
 
 type execLSMLpmV4Key struct {
@@ -165,6 +225,7 @@ type execLSMSeenKey struct {
 	C       uint64
 	KindGen uint32
 	D       uint32
+	Name    uint64
 }
 
 type execLSMTaskState struct {
@@ -201,35 +262,40 @@ type execLSMWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execLSMMapConfig          = "config"
-	execLSMMapDeviations      = "deviations"
-	execLSMMapEgressV4        = "egress_v4"
-	execLSMMapEgressV6        = "egress_v6"
-	execLSMMapEvents          = "events"
-	execLSMMapExecHashKey     = "exec_hash_key"
-	execLSMMapExecScratch     = "exec_scratch"
-	execLSMMapExecTask        = "exec_task"
-	execLSMMapGlobBufs        = "glob_bufs"
-	execLSMMapIngressV4       = "ingress_v4"
-	execLSMMapIngressV6       = "ingress_v6"
-	execLSMMapLost            = "lost"
-	execLSMMapNetEvents       = "net_events"
-	execLSMMapNetRules        = "net_rules"
-	execLSMMapNetTasks        = "net_tasks"
-	execLSMMapPolicyNodes     = "policy_nodes"
-	execLSMMapSeen            = "seen"
-	execLSMMapStateFailures   = "state_failures"
-	execLSMMapTaskStates      = "task_states"
-	execLSMMapUserSocks       = "user_socks"
-	execLSMMapWorkloadLosses  = "workload_losses"
-	execLSMMapWorkloads       = "workloads"
-	execLSMProgCheckBprm      = "check_bprm"
-	execLSMProgCheckSetuid    = "check_setuid"
-	execLSMProgOnCgroupAttach = "on_cgroup_attach"
-	execLSMProgOnExit         = "on_exit"
-	execLSMProgOnFork         = "on_fork"
-	execLSMProgOnSysExit      = "on_sys_exit"
-	execLSMVarUseTaskStorage  = "use_task_storage"
+	execLSMMapConfig            = "config"
+	execLSMMapDeviations        = "deviations"
+	execLSMMapDnsGrants         = "dns_grants"
+	execLSMMapDnsPatterns       = "dns_patterns"
+	execLSMMapDnsScratches      = "dns_scratches"
+	execLSMMapEgressV4          = "egress_v4"
+	execLSMMapEgressV6          = "egress_v6"
+	execLSMMapEvents            = "events"
+	execLSMMapExecHashKey       = "exec_hash_key"
+	execLSMMapExecScratch       = "exec_scratch"
+	execLSMMapExecTask          = "exec_task"
+	execLSMMapGlobBufs          = "glob_bufs"
+	execLSMMapIngressV4         = "ingress_v4"
+	execLSMMapIngressV6         = "ingress_v6"
+	execLSMMapLost              = "lost"
+	execLSMMapNetEvents         = "net_events"
+	execLSMMapNetRules          = "net_rules"
+	execLSMMapNetTasks          = "net_tasks"
+	execLSMMapPolicyNodes       = "policy_nodes"
+	execLSMMapSeen              = "seen"
+	execLSMMapStateFailures     = "state_failures"
+	execLSMMapTaskStates        = "task_states"
+	execLSMMapUserSocks         = "user_socks"
+	execLSMMapWorkloadLosses    = "workload_losses"
+	execLSMMapWorkloads         = "workloads"
+	execLSMProgCheckBprm        = "check_bprm"
+	execLSMProgCheckSetuid      = "check_setuid"
+	execLSMProgOnCgroupAttach   = "on_cgroup_attach"
+	execLSMProgOnExit           = "on_exit"
+	execLSMProgOnFork           = "on_fork"
+	execLSMProgOnSysExit        = "on_sys_exit"
+	execLSMVarUnusedDnsGrant    = "unused_dns_grant"
+	execLSMVarUnusedDnsGrantKey = "unused_dns_grant_key"
+	execLSMVarUseTaskStorage    = "use_task_storage"
 )
 
 // loadExecLSM returns the embedded CollectionSpec for execLSM.
@@ -288,6 +354,9 @@ type execLSMProgramSpecs struct {
 type execLSMMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	DnsGrants      *ebpf.MapSpec `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.MapSpec `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.MapSpec `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -314,7 +383,9 @@ type execLSMMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execLSMVariableSpecs struct {
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execLSMObjects contains all objects after they have been loaded into the kernel.
@@ -339,6 +410,9 @@ func (o *execLSMObjects) Close() error {
 type execLSMMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	DnsGrants      *ebpf.Map `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.Map `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.Map `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -365,6 +439,9 @@ func (m *execLSMMaps) Close() error {
 	return _ExecLSMClose(
 		m.Config,
 		m.Deviations,
+		m.DnsGrants,
+		m.DnsPatterns,
+		m.DnsScratches,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -392,7 +469,9 @@ func (m *execLSMMaps) Close() error {
 //
 // It can be passed to loadExecLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execLSMVariables struct {
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execLSMPrograms contains all programs after they have been loaded into the kernel.

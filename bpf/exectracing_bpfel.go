@@ -31,12 +31,71 @@ type execTracingDevKey struct {
 	B         uint64
 	KindFlags uint32
 	C         uint32
+	Name      uint64
+}
+
+type execTracingDnsPattern struct {
+	_         structs.HostLayout
+	Rules     uint64
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [256]int8
+}
+
+type execTracingDnsScratch struct {
+	_   structs.HostLayout
+	Dec struct {
+		_     structs.HostLayout
+		Hash  uint64
+		Pos   uint32
+		Lim   uint32
+		End   uint32
+		Out   uint32
+		Left  uint32
+		Len   uint32
+		Jumps uint32
+		State int32
+	}
+	Walk struct {
+		_         structs.HostLayout
+		Cgid      uint64
+		Qhash     uint64
+		Rules     uint64
+		Pos       uint32
+		Len       uint32
+		Records   uint32
+		Nchain    uint32
+		Gen       uint32
+		FloorS    uint32
+		CapS      uint32
+		HaveRules uint8
+		Bad       uint8
+		Pad       [2]uint8
+	}
+	Msg      [2048]uint8
+	Name     [256]int8
+	Mname    [256]int8
+	Chain    [4][256]int8
+	ChainLen [4]uint32
+	Grant    struct {
+		_         structs.HostLayout
+		ExpiresNs uint64
+		NameHash  uint64
+		Rules     uint64
+		Gen       uint32
+		NameLen   uint32
+		Name      [256]int8
+	}
 }
 
 type execTracingEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+	DnsFloorS uint32
+	DnsCapS   uint32
 }
 
 type execTracingExecTask struct {
@@ -70,6 +129,7 @@ type execTracingLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+	Dns          uint64
 }
 
 type execTracingLpmV4Key struct {
@@ -165,6 +225,7 @@ type execTracingSeenKey struct {
 	C       uint64
 	KindGen uint32
 	D       uint32
+	Name    uint64
 }
 
 type execTracingTaskState struct {
@@ -201,34 +262,39 @@ type execTracingWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execTracingMapConfig          = "config"
-	execTracingMapDeviations      = "deviations"
-	execTracingMapEgressV4        = "egress_v4"
-	execTracingMapEgressV6        = "egress_v6"
-	execTracingMapEvents          = "events"
-	execTracingMapExecHashKey     = "exec_hash_key"
-	execTracingMapExecScratch     = "exec_scratch"
-	execTracingMapExecTask        = "exec_task"
-	execTracingMapGlobBufs        = "glob_bufs"
-	execTracingMapIngressV4       = "ingress_v4"
-	execTracingMapIngressV6       = "ingress_v6"
-	execTracingMapLost            = "lost"
-	execTracingMapNetEvents       = "net_events"
-	execTracingMapNetRules        = "net_rules"
-	execTracingMapNetTasks        = "net_tasks"
-	execTracingMapPolicyNodes     = "policy_nodes"
-	execTracingMapSeen            = "seen"
-	execTracingMapStateFailures   = "state_failures"
-	execTracingMapTaskStates      = "task_states"
-	execTracingMapUserSocks       = "user_socks"
-	execTracingMapWorkloadLosses  = "workload_losses"
-	execTracingMapWorkloads       = "workloads"
-	execTracingProgOnCgroupAttach = "on_cgroup_attach"
-	execTracingProgOnExec         = "on_exec"
-	execTracingProgOnExit         = "on_exit"
-	execTracingProgOnFork         = "on_fork"
-	execTracingProgOnSysExit      = "on_sys_exit"
-	execTracingVarUseTaskStorage  = "use_task_storage"
+	execTracingMapConfig            = "config"
+	execTracingMapDeviations        = "deviations"
+	execTracingMapDnsGrants         = "dns_grants"
+	execTracingMapDnsPatterns       = "dns_patterns"
+	execTracingMapDnsScratches      = "dns_scratches"
+	execTracingMapEgressV4          = "egress_v4"
+	execTracingMapEgressV6          = "egress_v6"
+	execTracingMapEvents            = "events"
+	execTracingMapExecHashKey       = "exec_hash_key"
+	execTracingMapExecScratch       = "exec_scratch"
+	execTracingMapExecTask          = "exec_task"
+	execTracingMapGlobBufs          = "glob_bufs"
+	execTracingMapIngressV4         = "ingress_v4"
+	execTracingMapIngressV6         = "ingress_v6"
+	execTracingMapLost              = "lost"
+	execTracingMapNetEvents         = "net_events"
+	execTracingMapNetRules          = "net_rules"
+	execTracingMapNetTasks          = "net_tasks"
+	execTracingMapPolicyNodes       = "policy_nodes"
+	execTracingMapSeen              = "seen"
+	execTracingMapStateFailures     = "state_failures"
+	execTracingMapTaskStates        = "task_states"
+	execTracingMapUserSocks         = "user_socks"
+	execTracingMapWorkloadLosses    = "workload_losses"
+	execTracingMapWorkloads         = "workloads"
+	execTracingProgOnCgroupAttach   = "on_cgroup_attach"
+	execTracingProgOnExec           = "on_exec"
+	execTracingProgOnExit           = "on_exit"
+	execTracingProgOnFork           = "on_fork"
+	execTracingProgOnSysExit        = "on_sys_exit"
+	execTracingVarUnusedDnsGrant    = "unused_dns_grant"
+	execTracingVarUnusedDnsGrantKey = "unused_dns_grant_key"
+	execTracingVarUseTaskStorage    = "use_task_storage"
 )
 
 // loadExecTracing returns the embedded CollectionSpec for execTracing.
@@ -286,6 +352,9 @@ type execTracingProgramSpecs struct {
 type execTracingMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	DnsGrants      *ebpf.MapSpec `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.MapSpec `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.MapSpec `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -312,7 +381,9 @@ type execTracingMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execTracingVariableSpecs struct {
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execTracingObjects contains all objects after they have been loaded into the kernel.
@@ -337,6 +408,9 @@ func (o *execTracingObjects) Close() error {
 type execTracingMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	DnsGrants      *ebpf.Map `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.Map `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.Map `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -363,6 +437,9 @@ func (m *execTracingMaps) Close() error {
 	return _ExecTracingClose(
 		m.Config,
 		m.Deviations,
+		m.DnsGrants,
+		m.DnsPatterns,
+		m.DnsScratches,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -390,7 +467,9 @@ func (m *execTracingMaps) Close() error {
 //
 // It can be passed to loadExecTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execTracingVariables struct {
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execTracingPrograms contains all programs after they have been loaded into the kernel.

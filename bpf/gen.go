@@ -5,7 +5,7 @@ package bpf
 // Shared Go types come from the network object. Paths are relative and
 // debug info is stripped so regeneration is byte-for-byte reproducible.
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -cflags "-O2 -g -Wall -Werror" -type event -type pattern -type name_pattern -type port_range -type task_state network network.bpf.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -cflags "-O2 -g -Wall -Werror" -type event -type dns_grant -type dns_pattern -type pattern -type name_pattern -type port_range -type task_state network network.bpf.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -cflags "-O2 -g -Wall -Werror" execTracing exec_tracing.bpf.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -cflags "-O2 -g -Wall -Werror" execLSM exec_lsm.bpf.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -cflags "-O2 -g -Wall -Werror" socketLSM socket_lsm.bpf.c

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -192,9 +193,18 @@ func testPinDir(t *testing.T) string {
 // unpinned and closed when the test ends.
 func openTestEngine(t *testing.T) (*Engine, string) {
 	t.Helper()
+	return openTestEngineWith(t, Options{})
+}
+
+// openTestEngineWith is openTestEngine with opts (pin directory, backend
+// and logger set here).
+func openTestEngineWith(t *testing.T, opts Options) (*Engine, string) {
+	t.Helper()
 	needRoot(t)
 	pins := testPinDir(t)
-	e, err := Open(Options{PinDir: pins, Backend: testBackend(), Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	opts.PinDir, opts.Backend = pins, testBackend()
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	e, err := Open(opts)
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}
@@ -212,6 +222,9 @@ func openTestEngine(t *testing.T) (*Engine, string) {
 	return e, pins
 }
 
+// cgroupSeq tells apart the cgroups of one test.
+var cgroupSeq atomic.Uint32
+
 // testCgroup creates a cgroup for the test, removed (with anything left in
 // it) when the test ends.
 func testCgroup(t *testing.T) string {
@@ -221,7 +234,7 @@ func testCgroup(t *testing.T) string {
 		t.Skipf("no cgroup v2: %v", err)
 	}
 	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
-	path := filepath.Join(root, fmt.Sprintf("bulwark-test-%s-%d", name, os.Getpid()))
+	path := filepath.Join(root, fmt.Sprintf("bulwark-test-%s-%d-%d", name, os.Getpid(), cgroupSeq.Add(1)))
 	if _, err := cgroup.Create(path); err != nil {
 		t.Fatal(err)
 	}

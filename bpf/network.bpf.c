@@ -56,7 +56,7 @@ struct peer {
 struct sock_info {
 	__u64 node;  /* process node that last bound or sent */
 	__u32 next;  /* peer slot written next (round robin) */
-	__u32 pad;
+	__u32 flags; /* SI_* */
 	struct peer peers[MAX_PEERS];
 };
 
@@ -66,6 +66,8 @@ struct {
 	__type(key, int);
 	__type(value, struct sock_info);
 } sock_infos SEC(".maps");
+
+#define SI_DNS_TCP 1 /* a TCP socket the workload connected to port 53 */
 
 /* same_peer reports whether c's remote end (egress: the destination,
  * ingress: the source) is p. */
@@ -88,15 +90,20 @@ static __always_inline bool known_peer(const struct sock_info *si, const struct 
 }
 
 /* note_send records that the socket of a UDP send let through (c, egress)
- * sent to its destination, so the answers are replies, and which node sent. */
+ * sent to its destination, so the answers are replies, and which node sent;
+ * and that a TCP socket connected to port 53, whose answers dns.h parses. */
 static __always_inline void note_send(struct bpf_sock_addr *ctx, const struct conn *c, __u64 node)
 {
 	struct bpf_sock *sk = ctx->sk;
-	if (!sk || c->proto != IPPROTO_UDP)
+	if (!sk || (c->proto != IPPROTO_UDP && c->dport != DNS_PORT))
 		return;
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, SK_STORAGE_CREATE);
 	if (!si)
 		return;
+	if (c->proto != IPPROTO_UDP) {
+		si->flags |= SI_DNS_TCP;
+		return;
+	}
 	si->node = node;
 	if (known_peer(si, c))
 		return;
@@ -246,6 +253,73 @@ int bind6(struct bpf_sock_addr *ctx)
 #define TCP_LISTEN 10
 #define UDP_CONNECTED 1 /* TCP_ESTABLISHED */
 
+/* dns_offset returns the offset of c's transport payload in skb (TCP: of
+ * its DNS length prefix), or 0 when the transport header does not follow
+ * the IP header at once (IPv6 extension headers, fragments). */
+static __always_inline __u32 dns_offset(struct __sk_buff *skb, const struct conn *c)
+{
+	__u8 b[2];
+	if (bpf_skb_load_bytes(skb, 0, b, 1))
+		return 0;
+	__u32 l4 = 40;
+	if (b[0] >> 4 == 4) {
+		__u8 frag[2];
+		l4 = (b[0] & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, 6, frag, 2) || (frag[0] & 0x3f) || frag[1])
+			return 0;
+	} else if (bpf_skb_load_bytes(skb, 6, b, 1) || b[0] != c->proto) {
+		return 0;
+	}
+	if (c->proto == IPPROTO_UDP)
+		return l4 + 8;
+	if (bpf_skb_load_bytes(skb, (l4 & 0x3f) + 12, b, 1))
+		return 0;
+	return l4 + (b[0] >> 4) * 4;
+}
+
+/* dns_reply parses, for workload w (cgroup cgid), a DNS answer the socket
+ * received from port 53 (c: addresses and ports from the packet) when it
+ * is a reply to what the socket sent (see dns.h). It never drops. */
+static __always_inline int dns_reply(struct __sk_buff *skb, struct conn *c, struct sock_info *si,
+				     struct workload *w, __u64 cgid)
+{
+	if (c->sport != DNS_PORT || !si)
+		return 1;
+	if (c->proto == IPPROTO_UDP ? !known_peer(si, c) : !(si->flags & SI_DNS_TCP))
+		return 1;
+	__u32 off = dns_offset(skb, c);
+	if (!off || off >= skb->len) {
+		if (off != skb->len) /* a bare TCP segment (ACK, FIN) carries no answer */
+			count_loss(cgid, LOSS_DNS);
+		return 1;
+	}
+	__u32 len = skb->len - off;
+	if (c->proto == IPPROTO_TCP) {
+		/* One whole message, its length prefix first, fills the
+		 * segment; a message split across segments is not trusted. */
+		__u8 pfx[2];
+		if (len < 2 || bpf_skb_load_bytes(skb, off, pfx, 2) || ((__u32)pfx[0] << 8 | pfx[1]) != len - 2) {
+			count_loss(cgid, LOSS_DNS);
+			return 1;
+		}
+		off += 2;
+		len -= 2;
+	}
+	dns_answer(skb, off, len, w, cgid);
+	return 1;
+}
+
+/* dns_connected parses what a connected socket receives from port 53:
+ * a TCP connection or connected UDP socket the checks leave at once. */
+static __always_inline int dns_connected(struct __sk_buff *skb, struct bpf_sock *sk, struct conn *c)
+{
+	__u64 cgid = 0;
+	struct workload *w = skb_workload(skb, &cgid);
+	if (!w || skb_addrs(skb, c))
+		return 1;
+	return dns_reply(skb, c, bpf_sk_storage_get(&sock_infos, sk, 0, 0), w, cgid);
+}
+
 SEC("cgroup_skb/ingress")
 int ingress(struct __sk_buff *skb)
 {
@@ -256,6 +330,10 @@ int ingress(struct __sk_buff *skb)
 		sock_conn(sk, &c);
 		state = sk->state;
 		port = sk->src_port;
+		/* DNS answers: parsed before the socket queues them. */
+		if (!c.unnamed && sk->dst_port == bpf_htons(DNS_PORT) &&
+		    (c.proto == IPPROTO_TCP ? state != TCP_LISTEN : state == UDP_CONNECTED))
+			return dns_connected(skb, sk, &c);
 		/* Most packets belong to connections: leave early. A TCP
 		 * socket that is not listening got here by its own connect
 		 * or accept; a connected UDP socket hears only its peer. */
@@ -280,7 +358,7 @@ int ingress(struct __sk_buff *skb)
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	/* A reply to a datagram the socket sent is no connection. */
 	if (si && c.proto == IPPROTO_UDP && known_peer(si, &c))
-		return 1;
+		return dns_reply(skb, &c, si, w, cgid);
 	/* The node bound to the port (placement keeps these current), else
 	 * the one that bound or last sent on the socket (a port chosen by
 	 * the kernel). */
@@ -296,7 +374,7 @@ int ingress(struct __sk_buff *skb)
 		 * reported with the listener's node. */
 		c.any_node = 1;
 		if (w->mode == MODE_OBSERVE || (w->flags & WL_NO_INGRESS) ||
-		    rules_allow(&c, w->gen << 1 | DIR_INGRESS, node))
+		    rules_allow(&c, w->gen << 1 | DIR_INGRESS, node, 0))
 			return 1;
 	}
 	return check_conn(&c, w, cgid, node, false);

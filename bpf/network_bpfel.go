@@ -31,12 +31,73 @@ type networkDevKey struct {
 	B         uint64
 	KindFlags uint32
 	C         uint32
+	Name      uint64
+}
+
+type networkDnsGrant struct {
+	_         structs.HostLayout
+	ExpiresNs uint64
+	NameHash  uint64
+	Rules     uint64
+	Gen       uint32
+	NameLen   uint32
+	Name      [256]int8
+}
+
+type networkDnsPattern struct {
+	_         structs.HostLayout
+	Rules     uint64
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [256]int8
+}
+
+type networkDnsScratch struct {
+	_   structs.HostLayout
+	Dec struct {
+		_     structs.HostLayout
+		Hash  uint64
+		Pos   uint32
+		Lim   uint32
+		End   uint32
+		Out   uint32
+		Left  uint32
+		Len   uint32
+		Jumps uint32
+		State int32
+	}
+	Walk struct {
+		_         structs.HostLayout
+		Cgid      uint64
+		Qhash     uint64
+		Rules     uint64
+		Pos       uint32
+		Len       uint32
+		Records   uint32
+		Nchain    uint32
+		Gen       uint32
+		FloorS    uint32
+		CapS      uint32
+		HaveRules uint8
+		Bad       uint8
+		Pad       [2]uint8
+	}
+	Msg      [2048]uint8
+	Name     [256]int8
+	Mname    [256]int8
+	Chain    [4][256]int8
+	ChainLen [4]uint32
+	Grant    networkDnsGrant
 }
 
 type networkEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+	DnsFloorS uint32
+	DnsCapS   uint32
 }
 
 type networkEvent struct {
@@ -47,6 +108,7 @@ type networkEvent struct {
 	Node       uint64
 	ParentNode uint64
 	Count      uint64
+	NameHash   uint64
 	Kind       uint32
 	Flags      uint32
 	Pid        uint32
@@ -84,6 +146,7 @@ type networkLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+	Dns          uint64
 }
 
 type networkLpmV4Key struct {
@@ -174,13 +237,14 @@ type networkSeenKey struct {
 	C       uint64
 	KindGen uint32
 	D       uint32
+	Name    uint64
 }
 
 type networkSockInfo struct {
 	_     structs.HostLayout
 	Node  uint64
 	Next  uint32
-	Pad   uint32
+	Flags uint32
 	Peers [8]struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -223,38 +287,43 @@ type networkWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	networkMapConfig         = "config"
-	networkMapDeviations     = "deviations"
-	networkMapEgressV4       = "egress_v4"
-	networkMapEgressV6       = "egress_v6"
-	networkMapEvents         = "events"
-	networkMapExecHashKey    = "exec_hash_key"
-	networkMapIngressV4      = "ingress_v4"
-	networkMapIngressV6      = "ingress_v6"
-	networkMapListeners      = "listeners"
-	networkMapLost           = "lost"
-	networkMapNetEvents      = "net_events"
-	networkMapNetRules       = "net_rules"
-	networkMapNetTasks       = "net_tasks"
-	networkMapPolicyNodes    = "policy_nodes"
-	networkMapSeen           = "seen"
-	networkMapSockInfos      = "sock_infos"
-	networkMapStateFailures  = "state_failures"
-	networkMapTaskStates     = "task_states"
-	networkMapUserSocks      = "user_socks"
-	networkMapWorkloadLosses = "workload_losses"
-	networkMapWorkloads      = "workloads"
-	networkProgBind4         = "bind4"
-	networkProgBind6         = "bind6"
-	networkProgConnect4      = "connect4"
-	networkProgConnect6      = "connect6"
-	networkProgEgress        = "egress"
-	networkProgIngress       = "ingress"
-	networkProgSendmsg4      = "sendmsg4"
-	networkProgSendmsg6      = "sendmsg6"
-	networkProgSockCreate    = "sock_create"
-	networkVarUnusedEvent    = "unused_event"
-	networkVarUseTaskStorage = "use_task_storage"
+	networkMapConfig            = "config"
+	networkMapDeviations        = "deviations"
+	networkMapDnsGrants         = "dns_grants"
+	networkMapDnsPatterns       = "dns_patterns"
+	networkMapDnsScratches      = "dns_scratches"
+	networkMapEgressV4          = "egress_v4"
+	networkMapEgressV6          = "egress_v6"
+	networkMapEvents            = "events"
+	networkMapExecHashKey       = "exec_hash_key"
+	networkMapIngressV4         = "ingress_v4"
+	networkMapIngressV6         = "ingress_v6"
+	networkMapListeners         = "listeners"
+	networkMapLost              = "lost"
+	networkMapNetEvents         = "net_events"
+	networkMapNetRules          = "net_rules"
+	networkMapNetTasks          = "net_tasks"
+	networkMapPolicyNodes       = "policy_nodes"
+	networkMapSeen              = "seen"
+	networkMapSockInfos         = "sock_infos"
+	networkMapStateFailures     = "state_failures"
+	networkMapTaskStates        = "task_states"
+	networkMapUserSocks         = "user_socks"
+	networkMapWorkloadLosses    = "workload_losses"
+	networkMapWorkloads         = "workloads"
+	networkProgBind4            = "bind4"
+	networkProgBind6            = "bind6"
+	networkProgConnect4         = "connect4"
+	networkProgConnect6         = "connect6"
+	networkProgEgress           = "egress"
+	networkProgIngress          = "ingress"
+	networkProgSendmsg4         = "sendmsg4"
+	networkProgSendmsg6         = "sendmsg6"
+	networkProgSockCreate       = "sock_create"
+	networkVarUnusedDnsGrant    = "unused_dns_grant"
+	networkVarUnusedDnsGrantKey = "unused_dns_grant_key"
+	networkVarUnusedEvent       = "unused_event"
+	networkVarUseTaskStorage    = "use_task_storage"
 )
 
 // loadNetwork returns the embedded CollectionSpec for network.
@@ -316,6 +385,9 @@ type networkProgramSpecs struct {
 type networkMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	DnsGrants      *ebpf.MapSpec `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.MapSpec `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.MapSpec `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -341,8 +413,10 @@ type networkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkVariableSpecs struct {
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UseTaskStorage    *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // networkObjects contains all objects after they have been loaded into the kernel.
@@ -367,6 +441,9 @@ func (o *networkObjects) Close() error {
 type networkMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	DnsGrants      *ebpf.Map `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.Map `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.Map `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -392,6 +469,9 @@ func (m *networkMaps) Close() error {
 	return _NetworkClose(
 		m.Config,
 		m.Deviations,
+		m.DnsGrants,
+		m.DnsPatterns,
+		m.DnsScratches,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -418,8 +498,10 @@ func (m *networkMaps) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkVariables struct {
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UseTaskStorage    *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // networkPrograms contains all programs after they have been loaded into the kernel.

@@ -31,12 +31,71 @@ type packetTracingDevKey struct {
 	B         uint64
 	KindFlags uint32
 	C         uint32
+	Name      uint64
+}
+
+type packetTracingDnsPattern struct {
+	_         structs.HostLayout
+	Rules     uint64
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [256]int8
+}
+
+type packetTracingDnsScratch struct {
+	_   structs.HostLayout
+	Dec struct {
+		_     structs.HostLayout
+		Hash  uint64
+		Pos   uint32
+		Lim   uint32
+		End   uint32
+		Out   uint32
+		Left  uint32
+		Len   uint32
+		Jumps uint32
+		State int32
+	}
+	Walk struct {
+		_         structs.HostLayout
+		Cgid      uint64
+		Qhash     uint64
+		Rules     uint64
+		Pos       uint32
+		Len       uint32
+		Records   uint32
+		Nchain    uint32
+		Gen       uint32
+		FloorS    uint32
+		CapS      uint32
+		HaveRules uint8
+		Bad       uint8
+		Pad       [2]uint8
+	}
+	Msg      [2048]uint8
+	Name     [256]int8
+	Mname    [256]int8
+	Chain    [4][256]int8
+	ChainLen [4]uint32
+	Grant    struct {
+		_         structs.HostLayout
+		ExpiresNs uint64
+		NameHash  uint64
+		Rules     uint64
+		Gen       uint32
+		NameLen   uint32
+		Name      [256]int8
+	}
 }
 
 type packetTracingEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+	DnsFloorS uint32
+	DnsCapS   uint32
 }
 
 type packetTracingHashKey struct {
@@ -49,6 +108,7 @@ type packetTracingLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+	Dns          uint64
 }
 
 type packetTracingLpmV4Key struct {
@@ -133,6 +193,7 @@ type packetTracingSeenKey struct {
 	C       uint64
 	KindGen uint32
 	D       uint32
+	Name    uint64
 }
 
 type packetTracingTaskState struct {
@@ -169,28 +230,33 @@ type packetTracingWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	packetTracingMapConfig          = "config"
-	packetTracingMapDeviations      = "deviations"
-	packetTracingMapEgressV4        = "egress_v4"
-	packetTracingMapEgressV6        = "egress_v6"
-	packetTracingMapEvents          = "events"
-	packetTracingMapExecHashKey     = "exec_hash_key"
-	packetTracingMapIngressV4       = "ingress_v4"
-	packetTracingMapIngressV6       = "ingress_v6"
-	packetTracingMapLost            = "lost"
-	packetTracingMapNetEvents       = "net_events"
-	packetTracingMapNetRules        = "net_rules"
-	packetTracingMapNetTasks        = "net_tasks"
-	packetTracingMapPolicyNodes     = "policy_nodes"
-	packetTracingMapSeen            = "seen"
-	packetTracingMapStateFailures   = "state_failures"
-	packetTracingMapTaskStates      = "task_states"
-	packetTracingMapUserSocks       = "user_socks"
-	packetTracingMapWorkloadLosses  = "workload_losses"
-	packetTracingMapWorkloads       = "workloads"
-	packetTracingProgEgressPassedIn = "egress_passed_in"
-	packetTracingProgOnCapCapable   = "on_cap_capable"
-	packetTracingVarUseTaskStorage  = "use_task_storage"
+	packetTracingMapConfig            = "config"
+	packetTracingMapDeviations        = "deviations"
+	packetTracingMapDnsGrants         = "dns_grants"
+	packetTracingMapDnsPatterns       = "dns_patterns"
+	packetTracingMapDnsScratches      = "dns_scratches"
+	packetTracingMapEgressV4          = "egress_v4"
+	packetTracingMapEgressV6          = "egress_v6"
+	packetTracingMapEvents            = "events"
+	packetTracingMapExecHashKey       = "exec_hash_key"
+	packetTracingMapIngressV4         = "ingress_v4"
+	packetTracingMapIngressV6         = "ingress_v6"
+	packetTracingMapLost              = "lost"
+	packetTracingMapNetEvents         = "net_events"
+	packetTracingMapNetRules          = "net_rules"
+	packetTracingMapNetTasks          = "net_tasks"
+	packetTracingMapPolicyNodes       = "policy_nodes"
+	packetTracingMapSeen              = "seen"
+	packetTracingMapStateFailures     = "state_failures"
+	packetTracingMapTaskStates        = "task_states"
+	packetTracingMapUserSocks         = "user_socks"
+	packetTracingMapWorkloadLosses    = "workload_losses"
+	packetTracingMapWorkloads         = "workloads"
+	packetTracingProgEgressPassedIn   = "egress_passed_in"
+	packetTracingProgOnCapCapable     = "on_cap_capable"
+	packetTracingVarUnusedDnsGrant    = "unused_dns_grant"
+	packetTracingVarUnusedDnsGrantKey = "unused_dns_grant_key"
+	packetTracingVarUseTaskStorage    = "use_task_storage"
 )
 
 // loadPacketTracing returns the embedded CollectionSpec for packetTracing.
@@ -245,6 +311,9 @@ type packetTracingProgramSpecs struct {
 type packetTracingMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	DnsGrants      *ebpf.MapSpec `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.MapSpec `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.MapSpec `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -268,7 +337,9 @@ type packetTracingMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type packetTracingVariableSpecs struct {
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // packetTracingObjects contains all objects after they have been loaded into the kernel.
@@ -293,6 +364,9 @@ func (o *packetTracingObjects) Close() error {
 type packetTracingMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	DnsGrants      *ebpf.Map `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.Map `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.Map `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -316,6 +390,9 @@ func (m *packetTracingMaps) Close() error {
 	return _PacketTracingClose(
 		m.Config,
 		m.Deviations,
+		m.DnsGrants,
+		m.DnsPatterns,
+		m.DnsScratches,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -340,7 +417,9 @@ func (m *packetTracingMaps) Close() error {
 //
 // It can be passed to loadPacketTracingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type packetTracingVariables struct {
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // packetTracingPrograms contains all programs after they have been loaded into the kernel.

@@ -168,7 +168,7 @@ static __always_inline int check_passed(struct socket *sock, void *address, int 
 		in.dir = DIR_INGRESS;
 		__builtin_memcpy(in.saddr, c.daddr, 16);
 		in.dport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		if (rules_allow(&in, w->gen << 1 | DIR_INGRESS, node))
+		if (rules_allow(&in, w->gen << 1 | DIR_INGRESS, node, 0))
 			return 0;
 	}
 	return check_conn(&c, w, cgid, node, true) ? 0 : -EPERM;

@@ -31,12 +31,71 @@ type socketLSMDevKey struct {
 	B         uint64
 	KindFlags uint32
 	C         uint32
+	Name      uint64
+}
+
+type socketLSMDnsPattern struct {
+	_         structs.HostLayout
+	Rules     uint64
+	PrefixLen uint16
+	SuffixLen uint16
+	Kind      uint8
+	Pad       [3]uint8
+	Bytes     [256]int8
+}
+
+type socketLSMDnsScratch struct {
+	_   structs.HostLayout
+	Dec struct {
+		_     structs.HostLayout
+		Hash  uint64
+		Pos   uint32
+		Lim   uint32
+		End   uint32
+		Out   uint32
+		Left  uint32
+		Len   uint32
+		Jumps uint32
+		State int32
+	}
+	Walk struct {
+		_         structs.HostLayout
+		Cgid      uint64
+		Qhash     uint64
+		Rules     uint64
+		Pos       uint32
+		Len       uint32
+		Records   uint32
+		Nchain    uint32
+		Gen       uint32
+		FloorS    uint32
+		CapS      uint32
+		HaveRules uint8
+		Bad       uint8
+		Pad       [2]uint8
+	}
+	Msg      [2048]uint8
+	Name     [256]int8
+	Mname    [256]int8
+	Chain    [4][256]int8
+	ChainLen [4]uint32
+	Grant    struct {
+		_         structs.HostLayout
+		ExpiresNs uint64
+		NameHash  uint64
+		Rules     uint64
+		Gen       uint32
+		NameLen   uint32
+		Name      [256]int8
+	}
 }
 
 type socketLSMEngineConfig struct {
 	_         structs.HostLayout
 	LevelMask uint32
 	NextGen   uint32
+	DnsFloorS uint32
+	DnsCapS   uint32
 }
 
 type socketLSMHashKey struct {
@@ -49,6 +108,7 @@ type socketLSMLosses struct {
 	_            structs.HostLayout
 	Events       uint64
 	Unaggregated uint64
+	Dns          uint64
 }
 
 type socketLSMLpmV4Key struct {
@@ -133,6 +193,7 @@ type socketLSMSeenKey struct {
 	C       uint64
 	KindGen uint32
 	D       uint32
+	Name    uint64
 }
 
 type socketLSMTaskState struct {
@@ -171,6 +232,9 @@ type socketLSMWorkload struct {
 const (
 	socketLSMMapConfig              = "config"
 	socketLSMMapDeviations          = "deviations"
+	socketLSMMapDnsGrants           = "dns_grants"
+	socketLSMMapDnsPatterns         = "dns_patterns"
+	socketLSMMapDnsScratches        = "dns_scratches"
 	socketLSMMapEgressV4            = "egress_v4"
 	socketLSMMapEgressV6            = "egress_v6"
 	socketLSMMapEvents              = "events"
@@ -191,6 +255,8 @@ const (
 	socketLSMProgCheckSocketConnect = "check_socket_connect"
 	socketLSMProgCheckSocketCreate  = "check_socket_create"
 	socketLSMProgCheckSocketSendmsg = "check_socket_sendmsg"
+	socketLSMVarUnusedDnsGrant      = "unused_dns_grant"
+	socketLSMVarUnusedDnsGrantKey   = "unused_dns_grant_key"
 	socketLSMVarUseTaskStorage      = "use_task_storage"
 )
 
@@ -247,6 +313,9 @@ type socketLSMProgramSpecs struct {
 type socketLSMMapSpecs struct {
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Deviations     *ebpf.MapSpec `ebpf:"deviations"`
+	DnsGrants      *ebpf.MapSpec `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.MapSpec `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.MapSpec `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.MapSpec `ebpf:"egress_v4"`
 	EgressV6       *ebpf.MapSpec `ebpf:"egress_v6"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -270,7 +339,9 @@ type socketLSMMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketLSMVariableSpecs struct {
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // socketLSMObjects contains all objects after they have been loaded into the kernel.
@@ -295,6 +366,9 @@ func (o *socketLSMObjects) Close() error {
 type socketLSMMaps struct {
 	Config         *ebpf.Map `ebpf:"config"`
 	Deviations     *ebpf.Map `ebpf:"deviations"`
+	DnsGrants      *ebpf.Map `ebpf:"dns_grants"`
+	DnsPatterns    *ebpf.Map `ebpf:"dns_patterns"`
+	DnsScratches   *ebpf.Map `ebpf:"dns_scratches"`
 	EgressV4       *ebpf.Map `ebpf:"egress_v4"`
 	EgressV6       *ebpf.Map `ebpf:"egress_v6"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -318,6 +392,9 @@ func (m *socketLSMMaps) Close() error {
 	return _SocketLSMClose(
 		m.Config,
 		m.Deviations,
+		m.DnsGrants,
+		m.DnsPatterns,
+		m.DnsScratches,
 		m.EgressV4,
 		m.EgressV6,
 		m.Events,
@@ -342,7 +419,9 @@ func (m *socketLSMMaps) Close() error {
 //
 // It can be passed to loadSocketLSMObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketLSMVariables struct {
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
+	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
+	UseTaskStorage    *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // socketLSMPrograms contains all programs after they have been loaded into the kernel.

@@ -55,6 +55,7 @@ enum event_flag {
 	EV_BLOCKED = 2,
 	EV_TRUNCATED = 4, /* exe path longer than PATH_LEN or deeper than MAX_DEPTH */
 	EV_UNRESOLVED = 8, /* exe not reached from the workload's root (exec.h) */
+	EV_NAMED = 16, /* connect: the workload resolved the peer; exe holds the name (dns.h) */
 };
 
 /* Pattern kinds: how a name or exe entry is tested. */
@@ -103,6 +104,8 @@ struct workload {
 struct engine_config {
 	__u32 level_mask; /* bit L: some workload sits at cgroup level L */
 	__u32 next_gen;   /* the next policy generation to hand out */
+	__u32 dns_floor_s; /* shortest life of a DNS grant, seconds (0: 60) */
+	__u32 dns_cap_s;   /* longest life of a DNS grant, seconds (0: 3600) */
 };
 
 struct node_key {
@@ -192,6 +195,7 @@ struct seen_key {
 	__u64 c; /* exec: name keyed hash; network: address, low half (listen: 0) */
 	__u32 kind_gen; /* kind << 24 | generation */
 	__u32 d;        /* exec: euid;     network: family << 24 | proto << 16 | port */
+	__u64 name;     /* exec: 0;        network: the resolved name's hash (0: none) */
 };
 
 struct event {
@@ -201,6 +205,7 @@ struct event {
 	__u64 node;
 	__u64 parent_node;
 	__u64 count; /* occurrences this event stands for (deviations: see dev_occurred) */
+	__u64 name_hash; /* EV_NAMED: the hash of the name in exe (dev_key.name) */
 	__u32 kind;
 	__u32 flags;
 	__u32 pid;
@@ -215,7 +220,7 @@ struct event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[NAME_LEN];
-	char exe[PATH_LEN];
+	char exe[PATH_LEN]; /* process events: the exe; EV_NAMED connects: the DNS name */
 	__u32 old_euid; /* cred events: the euid before the change */
 	__u32 pad2;
 };
@@ -223,6 +228,9 @@ struct event {
 /* Size of a network event record: struct event up to exe, which only
  * process events (exec, migrate, cred) carry. */
 #define EVENT_CONN_SIZE __builtin_offsetof(struct event, exe)
+
+/* Size of a named connect's record (EV_NAMED): up to the end of exe. */
+#define EVENT_NAMED_SIZE __builtin_offsetof(struct event, old_euid)
 
 /* Shared maps, pinned by name under the engine's pin directory. */
 struct {
@@ -359,12 +367,13 @@ struct {
 enum loss {
 	LOSS_EVENTS = 0,       /* an event the ring had no room for */
 	LOSS_UNAGGREGATED = 1, /* a deviation the deviations table had no room for (emitted alone) */
+	LOSS_DNS = 2,          /* a DNS answer not parsed within the bounds: it granted nothing */
 };
 
 /* Losses of all workloads, per CPU, by enum loss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -374,6 +383,7 @@ struct {
 struct losses {
 	__u64 events;       /* LOSS_EVENTS */
 	__u64 unaggregated; /* LOSS_UNAGGREGATED */
+	__u64 dns;          /* LOSS_DNS */
 };
 
 /* Losses by workload cgroup id; a workload missing from a full table is
@@ -395,6 +405,7 @@ struct dev_key {
 	__u64 b;         /* exec: 0;           network: peer address, low half */
 	__u32 kind_flags; /* kind << 16 | event flags */
 	__u32 c;         /* exec: euid;        network: family << 24 | proto << 16 | policy port */
+	__u64 name;      /* exec: 0;           network: the resolved name's hash (0: none) */
 };
 
 /* How often a deviation occurred since the agent last drained it. */
@@ -436,8 +447,10 @@ static __always_inline void count_loss(__u64 cgid, __u32 which)
 	}
 	if (which == LOSS_EVENTS)
 		__sync_fetch_and_add(&l->events, 1);
-	else
+	else if (which == LOSS_UNAGGREGATED)
 		__sync_fetch_and_add(&l->unaggregated, 1);
+	else
+		__sync_fetch_and_add(&l->dns, 1);
 }
 
 /* dev_occurred counts one occurrence of deviation k and returns how many

@@ -71,6 +71,8 @@ struct conn {
 	__u8 any_node; /* allowed when a rule gives it to any process node */
 };
 
+#include "dns.h"
+
 /* unnamed_conn makes c a socket of a protocol the policy cannot name, as
  * events report it: raw sockets as IPPROTO_RAW with the IP protocol as
  * the port, others by their protocol. */
@@ -154,10 +156,13 @@ static long rule_step(__u32 i, void *data)
 	return 0;
 }
 
-static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 node)
+/* rules_allow reports whether a rule of gen_dir allows c from process node:
+ * one whose peers contain c's address, or one of extra (the rules a DNS
+ * grant of the address gives, dns.h). */
+static __always_inline bool rules_allow(struct conn *c, __u32 gen_dir, __u64 node, __u64 extra)
 {
 	struct rules_ctx x = {
-		.mask = rules_for(c, gen_dir),
+		.mask = rules_for(c, gen_dir) | extra,
 		.node = node,
 		.gen_dir = gen_dir,
 		.port = c->dport,
@@ -178,36 +183,10 @@ static __always_inline __u32 conn_port_key(const struct conn *c)
 	return (__u32)(c->family & 0xff) << 24 | (__u32)c->proto << 16 | c->dport;
 }
 
-static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
-				      __u32 flags, bool has_task)
+/* fill_conn fills network event e (zeroed) for c. */
+static __always_inline void fill_conn(struct event *e, struct conn *c, __u32 kind, __u64 cgid,
+				      __u64 node, __u32 flags, __u64 count, bool has_task)
 {
-	/* A deviation's repeats (same workload, node, peer address, protocol
-	 * and policy port; not the remote port of an inbound one) are only
-	 * counted. */
-	struct dev_count *slot = NULL;
-	__u64 count = 1;
-	if (flags & EV_DEVIATION) {
-		struct dev_key k = {
-			.cgid = cgid, .node = node,
-			.kind_flags = kind << 16 | flags,
-			.c = conn_port_key(c),
-		};
-		const __u8 *peer = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
-		__builtin_memcpy(&k.a, peer, 8);
-		__builtin_memcpy(&k.b, peer + 8, 8);
-		count = dev_occurred(&k, &slot);
-		if (!count)
-			return;
-	}
-	/* Network events stop before exe: a third of an exec event's size,
-	 * so a burst of them fits the ring three times over. */
-	struct event *e = bpf_ringbuf_reserve(&net_events, EVENT_CONN_SIZE, 0);
-	if (!e) {
-		count_loss(cgid, LOSS_EVENTS);
-		dev_reported(slot, count, false);
-		return;
-	}
-	__builtin_memset(e, 0, EVENT_CONN_SIZE);
 	e->time_ns = bpf_ktime_get_ns();
 	e->cgid = cgid;
 	e->node = node;
@@ -228,8 +207,58 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 	e->dport = c->dport;
 	__builtin_memcpy(e->saddr, c->saddr, 16);
 	__builtin_memcpy(e->daddr, c->daddr, 16);
-	bpf_ringbuf_submit(e, 0);
-	dev_reported(slot, count, true);
+}
+
+/* emit_conn reports c; g, when set, is the DNS grant that names its peer
+ * (the event carries the name and is EV_NAMED). */
+static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __u64 node,
+				      __u32 flags, bool has_task, const struct dns_grant *g)
+{
+	/* A deviation's repeats (same workload, node, peer address and name,
+	 * protocol and policy port; not the remote port of an inbound one)
+	 * are only counted. */
+	struct dev_count *slot = NULL;
+	__u64 count = 1;
+	if (g)
+		flags |= EV_NAMED;
+	if (flags & EV_DEVIATION) {
+		struct dev_key k = {
+			.cgid = cgid, .node = node,
+			.kind_flags = kind << 16 | flags,
+			.c = conn_port_key(c),
+			.name = g ? g->name_hash : 0,
+		};
+		const __u8 *peer = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
+		__builtin_memcpy(&k.a, peer, 8);
+		__builtin_memcpy(&k.b, peer + 8, 8);
+		count = dev_occurred(&k, &slot);
+		if (!count)
+			return;
+	}
+	/* Network events stop before exe (a named one after it, where the
+	 * name goes): a third of an exec event's size, so a burst of them
+	 * fits the ring three times over. */
+	struct event *e;
+	if (g) {
+		e = bpf_ringbuf_reserve(&net_events, EVENT_NAMED_SIZE, 0);
+		if (e) {
+			__builtin_memset(e, 0, EVENT_CONN_SIZE);
+			fill_conn(e, c, kind, cgid, node, flags, count, has_task);
+			e->name_hash = g->name_hash;
+			__builtin_memcpy(e->exe, g->name, DNS_NAME_LEN);
+			bpf_ringbuf_submit(e, 0);
+		}
+	} else {
+		e = bpf_ringbuf_reserve(&net_events, EVENT_CONN_SIZE, 0);
+		if (e) {
+			__builtin_memset(e, 0, EVENT_CONN_SIZE);
+			fill_conn(e, c, kind, cgid, node, flags, count, has_task);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	if (!e)
+		count_loss(cgid, LOSS_EVENTS);
+	dev_reported(slot, count, e != NULL);
 }
 
 /* check_conn decides c for workload w (cgroup cgid) made or accepted by
@@ -243,14 +272,19 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 	__u32 kind = c->dir == DIR_EGRESS ? EVENT_CONNECT : EVENT_ACCEPT;
 	if (c->unnamed)
 		kind = EVENT_SOCKET;
+	/* The name the workload resolved the destination from, if any:
+	 * reported in every mode, and its rules allow the connection. */
+	struct dns_grant *g = NULL;
+	if (c->dir == DIR_EGRESS && !c->unnamed)
+		g = dns_grant_for(c, cgid, gen);
 	if (mode != MODE_OBSERVE && !(wflags & off) &&
-	    (c->unnamed || !rules_allow(c, gen << 1 | c->dir, node))) {
+	    (c->unnamed || !rules_allow(c, gen << 1 | c->dir, node, g ? g->rules : 0))) {
 		flags = EV_DEVIATION;
 		if (mode == MODE_ENFORCE)
 			flags |= EV_BLOCKED;
 	}
 	if (flags) {
-		emit_conn(c, kind, cgid, node, flags, has_task);
+		emit_conn(c, kind, cgid, node, flags, has_task, g);
 	} else {
 		const __u8 *a = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
 		struct seen_key k = {
@@ -258,11 +292,12 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 			.a = node,
 			.kind_gen = kind << 24 | (gen & 0xffffff),
 			.d = conn_port_key(c),
+			.name = g ? g->name_hash : 0,
 		};
 		__builtin_memcpy(&k.b, a, 8);
 		__builtin_memcpy(&k.c, a + 8, 8);
 		if (first_seen(&k))
-			emit_conn(c, kind, cgid, node, flags, has_task);
+			emit_conn(c, kind, cgid, node, flags, has_task, g);
 	}
 	return (flags & EV_BLOCKED) ? 0 : 1;
 }
@@ -279,7 +314,7 @@ static __always_inline void report_listen(struct conn *c, struct workload *w, __
 		.d = conn_port_key(c),
 	};
 	if (first_seen(&sk))
-		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true);
+		emit_conn(c, EVENT_LISTEN, cgid, node, 0, true, NULL);
 }
 
 /* Sockets of protocols the policy cannot name that user space created

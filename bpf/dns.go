@@ -1,0 +1,70 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// Kernel limits of DNS names, mirrored from include/dns.h.
+const (
+	dnsNameLen     = 256
+	dnsNameMax     = 253
+	dnsMaxPatterns = 256
+)
+
+// dnsPattern compiles one dnsSelector name of egress rule (index rule) to
+// the kernel's form: an exact name, or a glob of one '*' (prefix and
+// suffix, "*" matching any bytes, dots included, as policy merges read
+// it), compared with the lower-case name without its trailing dot. Other
+// globs are *uncheckable: the caller leaves them out (nothing matches).
+func dnsPattern(name string, rule int, field string) (networkDnsPattern, error) {
+	var p networkDnsPattern
+	v := strings.TrimSuffix(strings.ToLower(name), ".")
+	if v == "" {
+		return p, fmt.Errorf("%s: empty name", field)
+	}
+	if strings.ContainsAny(v, "?[") || strings.Count(v, "*") > 1 {
+		return p, &uncheckable{fmt.Sprintf("%s: %q: the kernel matches exact names and globs of one '*'", field, name)}
+	}
+	if len(v) > dnsNameMax {
+		return p, fmt.Errorf("%s: %q is longer than %d bytes", field, name, dnsNameMax)
+	}
+	p.Rules = 1 << rule
+	pre, suf, glob := strings.Cut(v, "*")
+	p.Kind = patExact
+	if glob {
+		p.Kind = patGlob
+		p.SuffixLen = uint16(len(suf))
+	}
+	p.PrefixLen = uint16(len(pre))
+	for i := range len(pre) + len(suf) {
+		c := pre + suf
+		p.Bytes[i] = int8(c[i])
+	}
+	return p, nil
+}
+
+// ensureGrants gives workload cgroup id its table of DNS grants, unless
+// it has one (re-Apply, adoption: its grants stay).
+func (e *Engine) ensureGrants(id uint64) error {
+	var inner uint32
+	err := e.net.DnsGrants.Lookup(id, &inner)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("read DNS grants of workload %d: %w", id, err)
+	}
+	m, err := ebpf.NewMap(e.grantSpec)
+	if err != nil {
+		return fmt.Errorf("create DNS grants of workload %d: %w", id, err)
+	}
+	defer m.Close()
+	if err := e.net.DnsGrants.Put(id, m); err != nil {
+		return fmt.Errorf("write DNS grants of workload %d: %w", id, err)
+	}
+	return nil
+}
