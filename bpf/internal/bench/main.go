@@ -1,17 +1,21 @@
-// Command bench measures what enforcement costs: an exec loop and a connect
-// loop run inside a cgroup armed in enforce mode with a 20-node policy and
-// inside a plain cgroup, interleaved in one run, and prints the ratio of
-// the medians (target: at most 1.03). A getppid loop shows what the
+// Command bench measures what enforcement costs: an exec loop, a connect
+// loop and a resolve-then-connect loop (a DNS lookup through a server the
+// bench runs, then a connect allowed only by a dnsSelector rule) run inside
+// a cgroup armed in enforce mode with a 20-node policy and inside a plain
+// cgroup, interleaved in one run, and prints the ratio of the medians
+// (target: at most 1.03, 1.05 for the resolve loop). A getppid loop shows what the
 // engine's sys_exit program costs every syscall of the host: measured
 // before the engine is loaded, then with it, in the plain cgroup and in
 // the armed one. Run as root: `go run ./bpf/internal/bench`.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,15 +28,25 @@ import (
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/internal/dnstest"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
 // helperEnv makes the binary a connect loop: "ADDR N" → prints
-// nanoseconds; syscallEnv a getppid loop: "N" → prints nanoseconds.
+// nanoseconds; resolveEnv a resolve-then-connect loop: "NAME PORT N" →
+// prints nanoseconds; syscallEnv a getppid loop: "N" → prints nanoseconds.
 const (
 	helperEnv  = "BULWARK_BENCH_CONNECT"
+	resolveEnv = "BULWARK_BENCH_RESOLVE"
 	syscallEnv = "BULWARK_BENCH_SYSCALLS"
 )
+
+// benchName is the name the resolve loop looks up; benchNameAddr is its
+// address, where a listener on its own port waits, so that only the
+// policy's dnsSelector rule allows the connect.
+const benchName = "bench.bulwark.test"
+
+var benchNameAddr = netip.MustParseAddr("127.54.0.1")
 
 // syscallsPerRep is how many getppid calls one repetition makes.
 const syscallsPerRep = 100000
@@ -41,6 +55,9 @@ func main() {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(connectLoop(strings.Fields(args)))
 	}
+	if args := os.Getenv(resolveEnv); args != "" {
+		os.Exit(resolveLoop(strings.Fields(args)))
+	}
 	if n := os.Getenv(syscallEnv); n != "" {
 		os.Exit(syscallLoop(n))
 	}
@@ -48,8 +65,9 @@ func main() {
 	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
 	execs := flag.Int("execs", 100, "execs per exec-loop repetition")
 	connects := flag.Int("connects", 1000, "connects per connect-loop repetition")
+	resolves := flag.Int("resolves", 200, "lookups and connects per resolve-loop repetition")
 	flag.Parse()
-	if err := run(*backend, *reps, *execs, *connects); err != nil {
+	if err := run(*backend, *reps, *execs, *connects, *resolves); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -58,25 +76,57 @@ func main() {
 // connectLoop connects to addr n times and prints the elapsed nanoseconds.
 func connectLoop(args []string) int {
 	n, _ := strconv.Atoi(args[1])
-	start := time.Now()
-	for i := 0; i < n; i++ {
+	return timedLoop(n, func() error {
 		c, err := net.Dial("tcp", args[0])
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
-		c.Close()
-	}
-	fmt.Println(time.Since(start).Nanoseconds())
-	return 0
+		return c.Close()
+	})
+}
+
+// resolveLoop asks the DNS server at args[3] for name (A and AAAA, as Go's
+// resolver does) and connects to its address on port, n times, and prints
+// the elapsed nanoseconds.
+func resolveLoop(args []string) int {
+	port, _ := strconv.Atoi(args[1])
+	n, _ := strconv.Atoi(args[2])
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, args[3])
+	}}
+	ctx := context.Background()
+	return timedLoop(n, func() error {
+		addrs, err := r.LookupNetIP(ctx, "ip", args[0])
+		if err != nil {
+			return err
+		}
+		c, err := net.Dial("tcp", netip.AddrPortFrom(addrs[0], uint16(port)).String())
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }
 
 // syscallLoop calls getppid n times and prints the elapsed nanoseconds.
 func syscallLoop(arg string) int {
 	n, _ := strconv.Atoi(arg)
+	return timedLoop(n, func() error {
+		unix.Getppid()
+		return nil
+	})
+}
+
+// timedLoop runs step n times and prints the elapsed nanoseconds; it
+// returns the exit status: 1 when a step failed.
+func timedLoop(n int, step func() error) int {
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		unix.Getppid()
+		if err := step(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	fmt.Println(time.Since(start).Nanoseconds())
 	return 0
@@ -99,7 +149,18 @@ func timedChild(self, cg, env string) (time.Duration, error) {
 	return time.Duration(ns), err
 }
 
-func run(backend string, reps, execs, connects int) error {
+// acceptAll accepts and closes connections on l until it is closed.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+func run(backend string, reps, execs, connects, resolves int) error {
 	box, err := filepath.EvalSymlinks("/bin/busybox")
 	if err != nil {
 		return fmt.Errorf("needs busybox: %w", err)
@@ -135,16 +196,25 @@ func run(backend string, reps, execs, connects int) error {
 		return err
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAll(l)
 	port := l.Addr().(*net.TCPAddr).Port
+
+	// The resolve loop's server, and the listener its name leads to.
+	dns, err := dnstest.StartLoopback()
+	if err != nil {
+		return err
+	}
+	defer dns.Close()
+	if err := dns.Add(fmt.Sprintf("%s. 300 IN A %s", benchName, benchNameAddr)); err != nil {
+		return err
+	}
+	nl, err := net.Listen("tcp", netip.AddrPortFrom(benchNameAddr, 0).String())
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	go acceptAll(nl)
+	namePort := nl.Addr().(*net.TCPAddr).Port
 
 	root, err := cgroup.Mountpoint()
 	if err != nil {
@@ -179,9 +249,12 @@ func run(backend string, reps, execs, connects int) error {
 		return err
 	}
 	defer func() { engine.Unpin(); engine.Close() }()
-	c, err := bpf.Compile(benchPolicy(box, self, port), map[string]uint32{"root": 0})
+	c, err := bpf.Compile(benchPolicy(box, self, port, namePort, dns.Addr.Addr()), map[string]uint32{"root": 0})
 	if err != nil {
 		return err
+	}
+	if len(c.Warnings) > 0 {
+		return fmt.Errorf("the bench policy does not compile as written: %s", strings.Join(c.Warnings, "; "))
 	}
 	if _, err := engine.Apply(armed, c, bpf.ModeEnforce); err != nil {
 		return err
@@ -202,13 +275,16 @@ func run(backend string, reps, execs, connects int) error {
 	connectLoopIn := func(cg string) (time.Duration, error) {
 		return timedChild(self, cg, fmt.Sprintf("%s=127.0.0.1:%d %d", helperEnv, port, connects))
 	}
+	resolveLoopIn := func(cg string) (time.Duration, error) {
+		return timedChild(self, cg, fmt.Sprintf("%s=%s %d %d %s", resolveEnv, benchName, namePort, resolves, dns.Addr))
+	}
 
-	fmt.Printf("backend %s, %d reps, %d execs and %d connects per rep, policy of 20 process nodes\n",
-		engine.Backend(), reps, execs, connects)
+	fmt.Printf("backend %s, %d reps, %d execs, %d connects and %d resolve+connects per rep, policy of 20 process nodes\n",
+		engine.Backend(), reps, execs, connects, resolves)
 	for _, loop := range []struct {
 		name string
 		fn   func(string) (time.Duration, error)
-	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"getppid", syscalls}} {
+	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"resolve", resolveLoopIn}, {"getppid", syscalls}} {
 		// Warm up both, then alternate which cgroup goes first.
 		for _, cg := range []string{plain, armed} {
 			if _, err := loop.fn(cg); err != nil {
@@ -263,8 +339,10 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // benchPolicy is a 20-node policy: the bench binary and sh as roots; sh has
-// 17 children that never match and `true`, checked last.
-func benchPolicy(box, self string, port int) *policy.Spec {
+// 17 children that never match and `true`, checked last. The bench binary
+// may connect to loopback on port, ask the DNS server dns, and connect to
+// benchName on namePort.
+func benchPolicy(box, self string, port, namePort int, dns netip.Addr) *policy.Spec {
 	sh := policy.ProcessNode{Name: "sh", Exe: []string{box}, ID: "sh_0", Euser: []string{"root"}}
 	for i := 0; i < 17; i++ {
 		sh.Children = append(sh.Children, policy.ProcessNode{
@@ -280,6 +358,10 @@ func benchPolicy(box, self string, port int) *policy.Spec {
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "192.168.0.0/16"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}},
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
 			Ports: []policy.Port{{Port: port, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(dns, 32).String()}}},
+			Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}, Processes: []string{"bench_0"}},
+		{To: []policy.Peer{{DNSSelector: []string{"*.example.com"}}, {DNSSelector: []string{benchName}}},
+			Ports: []policy.Port{{Port: namePort, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
 	}}
 	return spec
 }
