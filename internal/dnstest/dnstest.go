@@ -46,6 +46,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	records  map[string][]dns.RR // lower-case owner name → its records
+	mangle   map[string]func([]byte) []byte
 	queries  []Query
 	truncate bool
 }
@@ -99,7 +100,7 @@ func listen(ap netip.AddrPort) (*Server, error) {
 		pc.Close()
 		return nil, fmt.Errorf("dnstest: %w", err)
 	}
-	s := &Server{Addr: bound, records: map[string][]dns.RR{}}
+	s := &Server{Addr: bound, records: map[string][]dns.RR{}, mangle: map[string]func([]byte) []byte{}}
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
 	s.tcp = &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serve)}
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
@@ -149,6 +150,19 @@ func (s *Server) Remove(name string) {
 	delete(s.records, strings.ToLower(dns.Fqdn(name)))
 }
 
+// Mangle makes the server send f(answer) instead of the answer to
+// questions for name: the packed message, to be broken on purpose
+// (f(nil) is never called). nil f stops it.
+func (s *Server) Mangle(name string, f func(msg []byte) []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f == nil {
+		delete(s.mangle, strings.ToLower(dns.Fqdn(name)))
+		return
+	}
+	s.mangle[strings.ToLower(dns.Fqdn(name))] = f
+}
+
 // TruncateUDP makes answers over UDP empty and truncated (the TC bit), so
 // resolvers retry over TCP; false (the default) answers over UDP in full.
 func (s *Server) TruncateUDP(on bool) {
@@ -182,6 +196,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 
 	s.mu.Lock()
 	s.queries = append(s.queries, Query{Name: name, Type: q.Qtype, TCP: tcp})
+	mangle := s.mangle[name]
 	if s.truncate && !tcp {
 		s.mu.Unlock()
 		m.Truncated = true
@@ -210,7 +225,30 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		name = strings.ToLower(cname.Target)
 	}
 	s.mu.Unlock()
-	w.WriteMsg(m)
+	if mangle == nil {
+		w.WriteMsg(m)
+		return
+	}
+	if wire, err := m.Pack(); err == nil {
+		w.Write(mangle(wire))
+	}
+}
+
+// SelfPointer is a Mangle function: the owner name of the first answer
+// record, a compression pointer to the question, points at itself, a
+// loop no parser may follow.
+func SelfPointer(msg []byte) []byte {
+	// Header (12 bytes), then the question: its name and 4 bytes.
+	off := 12
+	for off < len(msg) && msg[off] != 0 {
+		off += 1 + int(msg[off])
+	}
+	off += 1 + 4
+	out := append([]byte(nil), msg...)
+	if off+1 < len(out) && out[off]&0xC0 == 0xC0 {
+		out[off], out[off+1] = 0xC0|byte(off>>8), byte(off)
+	}
+	return out
 }
 
 // ResolvConf writes a resolv.conf naming only s as the nameserver into dir
@@ -243,6 +281,13 @@ func InResolver(resolvConf string, fn func() error) error {
 		// Never unlocked: the thread exits with this goroutine instead of
 		// going back to the Go scheduler in the private namespace.
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread never exits, and /proc/PID/root is its
+			// root: hold it while another thread does the work.
+			errc <- InResolver(resolvConf, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			errc <- fmt.Errorf("dnstest: unshare mount namespace: %w", err)
 			return

@@ -1,15 +1,19 @@
 package dnstest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 func start(t *testing.T) *Server {
@@ -98,6 +102,18 @@ func TestAnswers(t *testing.T) {
 	if full, _ := r.Pack(); n >= len(full) {
 		t.Errorf("answer of %d bytes, %d uncompressed: not compressed", n, len(full))
 	}
+	// A mangled answer: the owner's pointer loops, which no parser
+	// follows (miekg's refuses it).
+	s.Mangle("api.example.test", SelfPointer)
+	c := &dns.Client{}
+	q.SetQuestion("api.example.test.", dns.TypeA)
+	if r, _, err := c.Exchange(q, s.Addr.String()); err == nil {
+		t.Errorf("a self-pointing answer unpacked: %v", r)
+	}
+	s.Mangle("api.example.test", nil)
+	if r := exchange(t, s, "api.example.test.", dns.TypeA, "tcp"); len(r.Answer) != 1 {
+		t.Errorf("answer after Mangle(nil): %v", r.Answer)
+	}
 	s.Remove("api.example.test")
 	if r := exchange(t, s, "api.example.test.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
 		t.Errorf("removed name: rcode %d", r.Rcode)
@@ -176,5 +192,49 @@ func TestResolverUsesServer(t *testing.T) {
 	}
 	if after, err := os.ReadFile("/etc/resolv.conf"); err != nil || string(after) != string(host) {
 		t.Errorf("the host's /etc/resolv.conf changed: %q, %v", after, err)
+	}
+}
+
+// rootMount is the mount id of the process's root as /proc/self/root
+// shows it: the main thread's.
+func rootMount(t *testing.T) uint64 {
+	t.Helper()
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, "/proc/self/root", 0, unix.STATX_MNT_ID, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mnt_id
+}
+
+// TestInResolverLeavesProcessRoot runs InResolver many times at once: the
+// process's root (the main thread's, which never exits) stays the host's,
+// so code that reads /proc/PID/root afterwards is not misled.
+func TestInResolverLeavesProcessRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates mount namespaces")
+	}
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver 127.53.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := rootMount(t)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			err := InResolver(conf, func() error {
+				b, err := os.ReadFile("/etc/resolv.conf")
+				if err == nil && !strings.Contains(string(b), "127.53.0.1") {
+					err = fmt.Errorf("resolv.conf in the namespace: %q", b)
+				}
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if after := rootMount(t); after != before {
+		t.Fatalf("the process's root mount changed from %d to %d", before, after)
 	}
 }
