@@ -53,28 +53,7 @@ func TestLearnResolvedName(t *testing.T) {
 	fetch := func(host string) []string {
 		return []string{"--", curl, "-sf", "-o", "/dev/null", "--max-time", "5", fmt.Sprintf("http://%s:%d/", host, port)}
 	}
-	// cli runs the command line as a process of its own (the test binary
-	// as bulwark) in the private resolver namespace: all of it there, so
-	// the root exec arms is the one the workload's exes resolve from.
-	cli := func(args ...string) (stdout, stderr string, err error) {
-		t.Helper()
-		var out, errOut strings.Builder
-		nsErr := dnstest.InResolver(resolvConf, func() error {
-			cmd := exec.Command(os.Args[0], args...)
-			cmd.Env = append(os.Environ(), cliEnv+"=1")
-			cmd.Stdout, cmd.Stderr = &out, &errOut
-			err = cmd.Run()
-			return nil
-		})
-		if nsErr != nil {
-			t.Fatal(nsErr)
-		}
-		// Leave out the line main adds for a failure, which runCLI
-		// returns instead: standard error then holds only deviations.
-		lines := strings.SplitAfter(errOut.String(), "\n")
-		lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "bulwark: ") })
-		return out.String(), strings.Join(lines, ""), err
-	}
+	cli := resolverCLI(t, resolvConf)
 
 	out, stderr, err := cli(append([]string{"learn", "--name", "fetch"}, fetch("api.bulwark.test")...)...)
 	if err != nil || served.Load() != 1 {
@@ -144,5 +123,70 @@ func TestLearnResolvedName(t *testing.T) {
 	if err == nil || served.Load() != 3 || len(devs) != 1 || devs[0].Metadata.Event.DNSName != "" ||
 		devs[0].Spec.NetworkPolicy.Egress[0].To[0].IPBlock == nil {
 		t.Fatalf("fetch of 127.0.0.1 without a lookup: %v, %d served\n%s", err, served.Load(), stderr)
+	}
+}
+
+// resolverCLI returns a runner of the bulwark command line as a process of
+// its own (the test binary as bulwark) in a private mount namespace whose
+// /etc/resolv.conf is resolvConf: all of it there, so the root exec arms
+// is the one the workload's exes resolve from. The line main adds for a
+// failure is left out of standard error (runCLI returns the error instead),
+// which then holds only exec's report.
+func resolverCLI(t *testing.T, resolvConf string) func(args ...string) (stdout, stderr string, err error) {
+	return func(args ...string) (stdout, stderr string, err error) {
+		t.Helper()
+		var out, errOut strings.Builder
+		nsErr := dnstest.InResolver(resolvConf, func() error {
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), cliEnv+"=1")
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err = cmd.Run()
+			return nil
+		})
+		if nsErr != nil {
+			t.Fatal(nsErr)
+		}
+		lines := strings.SplitAfter(errOut.String(), "\n")
+		lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "bulwark: ") })
+		return out.String(), strings.Join(lines, ""), err
+	}
+}
+
+// TestExecWarnsOfUnparsedDNSAnswers: an answer the kernel cannot parse (a
+// compression pointer that loops) grants nothing and bulwark exec says so.
+func TestExecWarnsOfUnparsedDNSAnswers(t *testing.T) {
+	needLearnTools(t)
+	const getent = "/usr/bin/getent"
+	if _, err := os.Stat(getent); err != nil {
+		t.Skipf("needs getent: %v", err)
+	}
+	dns, err := dnstest.StartLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	if err := dns.Add("api.bulwark.test. 300 IN A 127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	resolvConf, err := dns.ResolvConf(t.TempDir(), "attempts:1", "timeout:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := resolverCLI(t, resolvConf)
+	lookup := []string{"--", getent, "ahostsv4", "api.bulwark.test"}
+	out, stderr, err := cli(append([]string{"learn"}, lookup...)...)
+	if err != nil {
+		t.Fatalf("learn: %v\n%s", err, stderr)
+	}
+	polFile := enforcePolicyFrom(t, out)
+	_, stderr, err = cli(append([]string{"exec", "-f", polFile}, lookup...)...)
+	if err != nil || strings.Contains(stderr, "not parsed") {
+		t.Fatalf("well-formed answers under the policy: %v\n%s", err, stderr)
+	}
+	dns.Mangle("api.bulwark.test", dnstest.SelfPointer)
+	_, stderr, _ = cli(append([]string{"exec", "-f", polFile}, lookup...)...)
+	if !strings.Contains(stderr, "DNS answers not parsed (outside the kernel's bounds)") ||
+		!strings.Contains(stderr, "deviations not aggregated, ") {
+		t.Fatalf("exec did not report the unparsed answer:\n%s", stderr)
 	}
 }
