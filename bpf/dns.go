@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -45,6 +46,17 @@ func dnsPattern(name string, rule int, field string) (networkDnsPattern, error) 
 		p.Bytes[i] = int8(c[i])
 	}
 	return p, nil
+}
+
+// dnsNameHash is the kernel's hash of a granted name (dns_grant.name_hash,
+// in the seen and deviation keys): FNV-1a, 1 in place of 0.
+func dnsNameHash(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	if v := h.Sum64(); v != 0 {
+		return v
+	}
+	return 1
 }
 
 // ensureGrants gives workload cgroup id its table of DNS grants, unless

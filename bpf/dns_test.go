@@ -21,16 +21,21 @@ func init() {
 
 // resolveHelper looks a name up and connects to the answer at once, as an
 // application does after getaddrinfo: "resolve SERVER NAME A|AAAA
-// udp|tcp|udp-unconnected FALLBACK PORT N", N times; FALLBACK is the
-// address dialled when the answer has none (or does not parse). It exits
-// helperOK when every connection succeeded, else with the first failure.
+// udp|tcp|udp-unconnected FALLBACK PORT N", N times (a %d in NAME is the
+// round's number); FALLBACK is the
+// address dialled when the answer has none (or does not parse); PORT 0
+// only looks up. It exits helperOK when every connection succeeded, else
+// with the first failure.
 func resolveHelper(args []string) int {
 	server, name, qtype, network, fallback, port := args[0], args[1], dns.StringToType[args[2]], args[3], args[4], args[5]
 	n, _ := strconv.Atoi(args[6])
-	for range n {
+	for i := range n {
 		addr := fallback
-		if ip := lookup(server, name, qtype, network); ip != nil {
+		if ip := lookup(server, strings.ReplaceAll(name, "%d", strconv.Itoa(i)), qtype, network); ip != nil {
 			addr = ip.String()
+		}
+		if port == "0" {
+			continue
 		}
 		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, port), 2*time.Second)
 		if err != nil {
@@ -291,6 +296,32 @@ func TestDNSSelector(t *testing.T) {
 	if got := connect(cg, addrs["short"]); got != helperEPERM {
 		t.Errorf("short.test's address after its TTL: %d, want EPERM", got)
 	}
+	// A new policy matches the grants again: without the name, its
+	// address is denied; with it back, allowed without a new lookup.
+	// Disarming the workload drops its grants.
+	narrowed := helperSpec(t)
+	narrowed.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
+		{To: []policy.Peer{{DNSSelector: []string{"other.test"}}}, Ports: []policy.Port{{Port: port, Protocol: "TCP"}}}}}
+	for _, step := range []struct {
+		spec *policy.Spec
+		want int
+	}{{narrowed, helperEPERM}, {spec, helperOK}} {
+		if _, err := e.Apply(cg, mustCompile(t, step.spec), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		if got := connect(cg, addrs["allowed"]); got != step.want {
+			t.Errorf("allowed.test's address after a policy change: %d, want %d", got, step.want)
+		}
+	}
+	if err := e.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(cg, c, ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	if got := connect(cg, addrs["allowed"]); got != helperEPERM {
+		t.Errorf("allowed.test's address after disarming and arming again: %d, want EPERM", got)
+	}
 	// Events name what the workload resolved: deviations in enforce,
 	// observations in observe mode (learning).
 	dev := ev.wait(t, "named deviation", func(x Event) bool {
@@ -298,6 +329,24 @@ func TestDNSSelector(t *testing.T) {
 	})
 	if !dev.Blocked || dev.Dst.Addr().String() != addrs["other"] || dev.Exe != "" {
 		t.Errorf("deviation %+v", dev)
+	}
+	// Its repeats are counted under the key the event carries (the
+	// kernel's hash of the name is Go's; the grants went with the
+	// disarm above).
+	resolve(cg, "other.test", "A", "udp", addrs["other"], 1)
+	for range 2 {
+		connect(cg, addrs["other"])
+	}
+	reps, err := e.DrainRepeats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := false
+	for _, r := range reps {
+		counted = counted || (r.Key == dev.Key && r.Count >= 2)
+	}
+	if !counted {
+		t.Errorf("no repeats counted under the named deviation's key: %+v", reps)
 	}
 	if got := resolve(observed, "www.glob.test", "A", "udp", addrs["other"], 1); got != helperOK {
 		t.Errorf("observed workload: %d", got)
@@ -312,5 +361,99 @@ func TestDNSSelector(t *testing.T) {
 		if x.Kind == KindConnect && x.DNSName != "" && x.Dst.Addr().String() != addrs[strings.SplitN(x.DNSName, ".", 2)[0]] && x.DNSName != "www.glob.test" && x.DNSName != "v6.test" {
 			t.Errorf("event names %q for %s", x.DNSName, x.Dst)
 		}
+	}
+}
+
+// serveSplitTCP answers DNS over TCP on addr (port 53) with answer, its
+// length prefix and first bytes in one segment and the rest in another.
+func serveSplitTCP(t *testing.T, addr string, answer func(q *dns.Msg) []byte) {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Skipf("DNS server on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetNoDelay(true)
+			var n [2]byte
+			q := new(dns.Msg)
+			buf := make([]byte, 512)
+			if _, err := c.Read(n[:]); err == nil {
+				if k, err := c.Read(buf[:binary.BigEndian.Uint16(n[:])]); err == nil && q.Unpack(buf[:k]) == nil {
+					r := answer(q)
+					c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(r))), r[:10]...))
+					time.Sleep(50 * time.Millisecond)
+					c.Write(r[10:])
+				}
+			}
+			c.Close()
+		}
+	}()
+}
+
+func TestDNSSplitAndFlood(t *testing.T) {
+	e, _ := openTestEngineWith(t, Options{})
+	port := listen(t, "tcp4", "127.0.0.40:0")
+	p := strconv.Itoa(port)
+	zone := testZone{records: map[string][]dns.RR{"kept.test.": {rr(t, "kept.test. 300 IN A 127.0.0.40")}}}
+	// flood-N.test: 32 addresses each, 40 names: more than a workload's
+	// 1024 grants.
+	for i := range 40 {
+		name := fmt.Sprintf("flood-%d.test.", i)
+		for j := range 32 {
+			zone.records[name] = append(zone.records[name], rr(t, fmt.Sprintf("%s 300 IN A 127.1.%d.%d", name, i, j+1)))
+		}
+	}
+	server := serveDNS(t, zone)
+	host, _, _ := net.SplitHostPort(server)
+	ip := net.ParseIP(host).To4()
+	split := fmt.Sprintf("127.53.%d.%d:53", ip[2], ip[3]^1)
+	serveSplitTCP(t, split, func(q *dns.Msg) []byte {
+		r := new(dns.Msg)
+		r.SetReply(q)
+		r.Answer = append(r.Answer, rr(t, "split.test. 300 IN A 127.0.0.40"))
+		b, _ := r.Pack()
+		return b
+	})
+	spec := helperSpec(t)
+	spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
+		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.53.0.0/16"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}, {Port: 53, Protocol: "TCP"}}},
+		{To: []policy.Peer{{DNSSelector: []string{"kept.test", "split.test"}}}, Ports: []policy.Port{{Port: port, Protocol: "TCP"}}},
+	}}
+	c := mustCompile(t, spec)
+	cg, flooder := testCgroup(t), testCgroup(t)
+	id, err := e.Apply(cg, c, ModeEnforce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(flooder, c, ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	// A DNS message split across TCP segments grants nothing, and is
+	// counted.
+	if got := helper(t, cg, fmt.Sprintf("resolve %s split.test A tcp 127.0.0.40 %s 1", split, p)); got != helperEPERM {
+		t.Errorf("answer split across TCP segments: %d, want EPERM", got)
+	}
+	_, byCgroup, err := e.Losses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byCgroup[id].DNS == 0 {
+		t.Errorf("the split answer was not counted: %+v", byCgroup[id])
+	}
+	if got := helper(t, cg, fmt.Sprintf("resolve %s kept.test A udp 127.0.0.2 %s 1", server, p)); got != helperOK {
+		t.Fatalf("kept.test: %d", got)
+	}
+	// Another workload's flood of answers leaves this one's grant.
+	if got := helper(t, flooder, fmt.Sprintf("resolve %s flood-%%d.test A udp 127.0.0.2 0 40", server)); got != helperOK {
+		t.Fatalf("flood: %d", got)
+	}
+	if got := helper(t, cg, "connect tcp 127.0.0.40:"+p); got != helperOK {
+		t.Errorf("kept.test after another workload's flood: %d, want allowed", got)
 	}
 }

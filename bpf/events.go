@@ -185,7 +185,10 @@ func (e *Engine) DrainRepeats() ([]Repeat, error) {
 // deviationKey is the aggregation key the kernel used for raw event r, a
 // deviation (dev_key in bulwark.h).
 func deviationKey(r *networkEvent) DeviationKey {
-	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags, Name: r.NameHash}
+	k := networkDevKey{Cgid: r.Cgid, Node: r.Node, KindFlags: r.Kind<<16 | r.Flags}
+	if r.Flags&evNamed != 0 {
+		k.Name = dnsNameHash(cString(r.Exe[:]))
+	}
 	switch Kind(r.Kind) {
 	case KindExec, KindCred:
 		k.A, k.C = r.ParentNode, r.Euid

@@ -40,3 +40,29 @@ func TestDecodeEventSizes(t *testing.T) {
 		t.Fatalf("network records are %d bytes of %d: want at most a third", len(short), len(whole))
 	}
 }
+
+// TestDecodeNamedConnect: a named connect record runs to the end of exe,
+// which holds the name: it decodes as DNSName, and its deviation key holds
+// the name's hash.
+func TestDecodeNamedConnect(t *testing.T) {
+	r := networkEvent{Kind: uint32(KindConnect), Flags: evDeviation | evNamed, Family: 2, Proto: protoTCP, Dport: 443}
+	for i, c := range "api.example.com" {
+		r.Exe[i] = int8(c)
+	}
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, &r); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := decodeEvent(buf.Bytes()[:unsafe.Offsetof(r.OldEuid)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.DNSName != "api.example.com" || ev.Exe != "" || ev.Key.k.Name != dnsNameHash("api.example.com") || ev.Key.k.Name == 0 {
+		t.Fatalf("decoded as %+v", ev)
+	}
+	r.Flags = evDeviation
+	other := deviationKey(&r)
+	if other == ev.Key {
+		t.Fatal("an unnamed connect has the named one's deviation key")
+	}
+}

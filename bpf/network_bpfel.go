@@ -108,7 +108,6 @@ type networkEvent struct {
 	Node       uint64
 	ParentNode uint64
 	Count      uint64
-	NameHash   uint64
 	Kind       uint32
 	Flags      uint32
 	Pid        uint32

@@ -205,7 +205,6 @@ struct event {
 	__u64 node;
 	__u64 parent_node;
 	__u64 count; /* occurrences this event stands for (deviations: see dev_occurred) */
-	__u64 name_hash; /* EV_NAMED: the hash of the name in exe (dev_key.name) */
 	__u32 kind;
 	__u32 flags;
 	__u32 pid;

@@ -66,7 +66,7 @@ struct dns_grant_key {
 
 struct dns_grant {
 	__u64 expires_ns; /* CLOCK_MONOTONIC */
-	__u64 name_hash;  /* FNV-1a of the name, never 0 */
+	__u64 name_hash;  /* FNV-1a of the name (1 for 0), as dnsNameHash in Go */
 	__u64 rules;      /* egress rules of generation gen the name matches */
 	__u32 gen;
 	__u32 name_len;

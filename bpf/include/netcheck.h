@@ -244,7 +244,6 @@ static __always_inline void emit_conn(struct conn *c, __u32 kind, __u64 cgid, __
 		if (e) {
 			__builtin_memset(e, 0, EVENT_CONN_SIZE);
 			fill_conn(e, c, kind, cgid, node, flags, count, has_task);
-			e->name_hash = g->name_hash;
 			__builtin_memcpy(e->exe, g->name, DNS_NAME_LEN);
 			bpf_ringbuf_submit(e, 0);
 		}

@@ -185,7 +185,7 @@ func TestExecWarnsOfUnparsedDNSAnswers(t *testing.T) {
 	}
 	dns.Mangle("api.bulwark.test", dnstest.SelfPointer)
 	_, stderr, _ = cli(append([]string{"exec", "-f", polFile}, lookup...)...)
-	if !strings.Contains(stderr, "DNS answers not parsed (outside the kernel's bounds)") ||
+	if !strings.Contains(stderr, "DNS answers not parsed in the kernel") ||
 		!strings.Contains(stderr, "deviations not aggregated, ") {
 		t.Fatalf("exec did not report the unparsed answer:\n%s", stderr)
 	}

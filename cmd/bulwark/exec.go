@@ -221,7 +221,7 @@ func (r *execReport) noteLosses(l bpf.Losses) {
 		fmt.Fprintf(r.w, "# warning: %d deviations reported one by one (aggregation table full)\n", l.Unaggregated-r.lost.Unaggregated)
 	}
 	if l.DNS > r.lost.DNS {
-		fmt.Fprintf(r.w, "# warning: %d DNS answers not parsed (outside the kernel's bounds); they allowed no address\n", l.DNS-r.lost.DNS)
+		fmt.Fprintf(r.w, "# warning: %d DNS answers not parsed in the kernel; they allowed no dnsSelector peer\n", l.DNS-r.lost.DNS)
 	}
 	r.lost = l
 }
@@ -243,8 +243,7 @@ func (r *execReport) summary() {
 		fmt.Fprintf(r.w, "#   %d occurrences of deviations whose events were lost\n", r.unknown)
 	}
 	if r.lost != (bpf.Losses{}) {
-		fmt.Fprintf(r.w, "# bulwark exec: lost %d events, %d deviations not aggregated, %d DNS answers not parsed\n",
-			r.lost.Events, r.lost.Unaggregated, r.lost.DNS)
+		fmt.Fprintf(r.w, "# bulwark exec: lost %d events, %d deviations not aggregated, %d DNS answers not parsed\n", r.lost.Events, r.lost.Unaggregated, r.lost.DNS)
 	}
 }
 

@@ -107,13 +107,12 @@ func TestExecReportWarnsOfLosses(t *testing.T) {
 	}
 	rep.noteLosses(bpf.Losses{Events: 12, Unaggregated: 3})
 	rep.noteLosses(bpf.Losses{Events: 12, Unaggregated: 3})
-	rep.noteLosses(bpf.Losses{Events: 20, Unaggregated: 3})
 	rep.noteLosses(bpf.Losses{Events: 20, Unaggregated: 3, DNS: 2})
 	rep.summary()
 	want := "# warning: the kernel lost 12 events (ring buffer full); deviations may be missing details\n" +
 		"# warning: 3 deviations reported one by one (aggregation table full)\n" +
 		"# warning: the kernel lost 8 events (ring buffer full); deviations may be missing details\n" +
-		"# warning: 2 DNS answers not parsed (outside the kernel's bounds); they allowed no address\n" +
+		"# warning: 2 DNS answers not parsed in the kernel; they allowed no dnsSelector peer\n" +
 		"# bulwark exec: 0 deviations, 0 occurrences\n" +
 		"# bulwark exec: lost 20 events, 3 deviations not aggregated, 2 DNS answers not parsed\n"
 	if out.String() != want {

@@ -6,11 +6,14 @@
 // (target: at most 1.03, 1.05 for the resolve loop). A getppid loop shows what the
 // engine's sys_exit program costs every syscall of the host: measured
 // before the engine is loaded, then with it, in the plain cgroup and in
-// the armed one. Run as root: `go run ./bpf/internal/bench`.
+// the armed one. The ingress program's own cost per packet (kernel BPF
+// run-time statistics) is measured on UDP echo replies and on DNS answers
+// the armed workload receives. Run as root: `go run ./bpf/internal/bench`.
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,6 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwarkhq/bulwark/bpf"
@@ -33,12 +38,15 @@ import (
 )
 
 // helperEnv makes the binary a connect loop: "ADDR N" → prints
-// nanoseconds; resolveEnv a resolve-then-connect loop: "NAME PORT N" →
-// prints nanoseconds; syscallEnv a getppid loop: "N" → prints nanoseconds.
+// nanoseconds; resolveEnv a resolve-then-connect loop: "NAME PORT N
+// DNS-SERVER" → prints nanoseconds; syscallEnv a getppid loop: "N" →
+// prints nanoseconds. udpEnv a UDP round-trip loop on one connected
+// socket: "ADDR N MSG" (MSG: the hex of each datagram sent).
 const (
 	helperEnv  = "BULWARK_BENCH_CONNECT"
 	resolveEnv = "BULWARK_BENCH_RESOLVE"
 	syscallEnv = "BULWARK_BENCH_SYSCALLS"
+	udpEnv     = "BULWARK_BENCH_UDP"
 )
 
 // benchName is the name the resolve loop looks up; benchNameAddr is its
@@ -61,13 +69,17 @@ func main() {
 	if n := os.Getenv(syscallEnv); n != "" {
 		os.Exit(syscallLoop(n))
 	}
+	if args := os.Getenv(udpEnv); args != "" {
+		os.Exit(udpLoop(strings.Fields(args)))
+	}
 	backend := flag.String("backend", bpf.BackendAuto, "auto, lsm or tracing")
 	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
 	execs := flag.Int("execs", 100, "execs per exec-loop repetition")
 	connects := flag.Int("connects", 1000, "connects per connect-loop repetition")
 	resolves := flag.Int("resolves", 200, "lookups and connects per resolve-loop repetition")
+	packets := flag.Int("packets", 10000, "UDP echo replies and DNS answers of the ingress measure")
 	flag.Parse()
-	if err := run(*backend, *reps, *execs, *connects, *resolves); err != nil {
+	if err := run(*backend, *reps, *execs, *connects, *resolves, *packets); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -106,6 +118,32 @@ func resolveLoop(args []string) int {
 			return err
 		}
 		return c.Close()
+	})
+}
+
+// udpLoop sends args[2] (hex) to args[0] and reads the reply, args[1]
+// times over one connected UDP socket, and prints the elapsed nanoseconds.
+func udpLoop(args []string) int {
+	n, _ := strconv.Atoi(args[1])
+	msg, err := hex.DecodeString(args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	c, err := net.Dial("udp", args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	buf := make([]byte, 4096)
+	return timedLoop(n, func() error {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		_, err := c.Read(buf)
+		return err
 	})
 }
 
@@ -160,7 +198,7 @@ func acceptAll(l net.Listener) {
 	}
 }
 
-func run(backend string, reps, execs, connects, resolves int) error {
+func run(backend string, reps, execs, connects, resolves, packets int) error {
 	box, err := filepath.EvalSymlinks("/bin/busybox")
 	if err != nil {
 		return fmt.Errorf("needs busybox: %w", err)
@@ -198,6 +236,21 @@ func run(backend string, reps, execs, connects, resolves int) error {
 	defer l.Close()
 	go acceptAll(l)
 	port := l.Addr().(*net.TCPAddr).Port
+	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer echo.Close()
+	go answerUDP(echo, func(q []byte) []byte { return q })
+	// A DNS server on port 53 of a loopback address of its own (skipped
+	// when that port is taken).
+	resolver, err := net.ListenPacket("udp", dnsBenchAddr)
+	if err != nil {
+		fmt.Printf("no DNS answers measured: %v\n", err)
+	} else {
+		defer resolver.Close()
+		go answerUDP(resolver, dnsAnswer)
+	}
 
 	// The resolve loop's server, and the listener its name leads to.
 	dns, err := dnstest.StartLoopback()
@@ -249,7 +302,7 @@ func run(backend string, reps, execs, connects, resolves int) error {
 		return err
 	}
 	defer func() { engine.Unpin(); engine.Close() }()
-	c, err := bpf.Compile(benchPolicy(box, self, port, namePort, dns.Addr.Addr()), map[string]uint32{"root": 0})
+	c, err := bpf.Compile(benchPolicy(box, self, port, echo.LocalAddr().(*net.UDPAddr).Port, namePort), map[string]uint32{"root": 0})
 	if err != nil {
 		return err
 	}
@@ -324,6 +377,9 @@ func run(backend string, reps, execs, connects, resolves int) error {
 				per(median(bare)), per(mp), per(ma))
 		}
 	}
+	if err := ingressCost(self, armed, echo.LocalAddr().String(), resolver != nil, packets); err != nil {
+		return err
+	}
 	lost, err := engine.Lost()
 	if err != nil {
 		return err
@@ -338,11 +394,100 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// dnsBenchAddr is the bench's DNS server; dnsQuery asks it for
+// bench.example.com (A), hex-encoded.
+const (
+	dnsBenchAddr = "127.0.0.153:53"
+	dnsQuery     = "beef01000001000000000000" + "0562656e6368076578616d706c6503636f6d00" + "00010001"
+)
+
+// dnsAnswer answers the bench's query q with one A record, 127.0.0.1.
+func dnsAnswer(q []byte) []byte {
+	if len(q) < 12 {
+		return nil
+	}
+	r := append([]byte{}, q...)
+	r[2], r[3], r[7] = 0x81, 0x80, 1 // response, recursion; one answer
+	return append(r, 0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 127, 0, 0, 1)
+}
+
+// answerUDP replies to every datagram on c with answer(datagram).
+func answerUDP(c net.PacketConn, answer func([]byte) []byte) {
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if r := answer(buf[:n]); r != nil {
+			c.WriteTo(r, from)
+		}
+	}
+}
+
+// ingressCost prints what the armed cgroup's ingress program costs per
+// packet, from the kernel's BPF run-time statistics (enabled while it
+// runs): n UDP echo replies (a normal packet), then n DNS answers.
+func ingressCost(self, cg, echo string, dns bool, n int) error {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable BPF statistics: %w", err)
+	}
+	defer stats.Close()
+	prog, err := ingressProgram(cg)
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	type loop struct{ name, addr, msg string }
+	loops := []loop{{"udp echo", echo, "6869"}}
+	if dns {
+		loops = append(loops, loop{"dns answer", dnsBenchAddr, dnsQuery})
+	}
+	for _, l := range loops {
+		before, err := prog.Stats()
+		if err != nil {
+			return fmt.Errorf("ingress statistics: %w", err)
+		}
+		if _, err := timedChild(self, cg, fmt.Sprintf("%s=%s %d %s", udpEnv, l.addr, n, l.msg)); err != nil {
+			return err
+		}
+		after, err := prog.Stats()
+		if err != nil {
+			return fmt.Errorf("ingress statistics: %w", err)
+		}
+		runs := after.RunCount - before.RunCount
+		if runs == 0 {
+			return fmt.Errorf("ingress program did not run for %s", l.name)
+		}
+		fmt.Printf("ingress  %-10s %d packets, %.0f ns/packet in the program\n", l.name, runs,
+			float64(after.Runtime-before.Runtime)/float64(runs))
+	}
+	return nil
+}
+
+// ingressProgram opens the cgroup_skb/ingress program attached to cg.
+func ingressProgram(cg string) (*ebpf.Program, error) {
+	f, err := os.Open(cg)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	q, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupInetIngress})
+	if err != nil {
+		return nil, fmt.Errorf("query ingress program of %s: %w", cg, err)
+	}
+	if len(q.Programs) != 1 {
+		return nil, fmt.Errorf("%s has %d ingress programs, want 1", cg, len(q.Programs))
+	}
+	return ebpf.NewProgramFromID(q.Programs[0].ID)
+}
+
 // benchPolicy is a 20-node policy: the bench binary and sh as roots; sh has
-// 17 children that never match and `true`, checked last. The bench binary
-// may connect to loopback on port, ask the DNS server dns, and connect to
-// benchName on namePort.
-func benchPolicy(box, self string, port, namePort int, dns netip.Addr) *policy.Spec {
+// 17 children that never match and `true`, checked last. The bench may
+// reach its echo and DNS servers (UDP), bench.example.com, and benchName
+// on namePort.
+func benchPolicy(box, self string, port, echo, namePort int) *policy.Spec {
 	sh := policy.ProcessNode{Name: "sh", Exe: []string{box}, ID: "sh_0", Euser: []string{"root"}}
 	for i := 0; i < 17; i++ {
 		sh.Children = append(sh.Children, policy.ProcessNode{
@@ -357,10 +502,10 @@ func benchPolicy(box, self string, port, namePort int, dns netip.Addr) *policy.S
 			Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "192.168.0.0/16"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}},
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
-			Ports: []policy.Port{{Port: port, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
-		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(dns, 32).String()}}},
-			Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}, Processes: []string{"bench_0"}},
-		{To: []policy.Peer{{DNSSelector: []string{"*.example.com"}}, {DNSSelector: []string{benchName}}},
+			Ports:     []policy.Port{{Port: port, Protocol: "TCP"}, {Port: echo, Protocol: "UDP"}, {Port: 53, Protocol: "UDP"}},
+			Processes: []string{"bench_0"}},
+		{To: []policy.Peer{{DNSSelector: []string{"bench.example.com"}}}, Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
+		{To: []policy.Peer{{DNSSelector: []string{"*.example.org"}}, {DNSSelector: []string{benchName}}},
 			Ports: []policy.Port{{Port: namePort, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
 	}}
 	return spec
