@@ -564,7 +564,7 @@ func (a *Agent) awaitNamespaces(ctx context.Context) {
 func (a *Agent) Status() Status {
 	total, byCgroup := a.losses()
 	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: total.Events,
-		Unaggregated: total.Unaggregated, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems(), Ready: a.ready()}
+		Unaggregated: total.Unaggregated, UnparsedDNS: total.DNS, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems(), Ready: a.ready()}
 	counts := map[string]int{}
 	a.mu.Lock()
 	for _, w := range a.workloads {
@@ -572,7 +572,7 @@ func (a *Agent) Status() Status {
 		st.Workloads = append(st.Workloads, WorkloadStatus{
 			ID: w.Info.ID, Name: w.Info.Name, Pod: w.Info.PodName, Namespace: w.Info.Namespace,
 			Image: w.Identity.Image, CgroupID: w.CgroupID, Policy: w.Policy, Mode: w.Mode,
-			Lost: l.Events, Unaggregated: l.Unaggregated, Unreachable: w.unreachable,
+			Lost: l.Events, Unaggregated: l.Unaggregated, UnparsedDNS: l.DNS, Unreachable: w.unreachable,
 		})
 		if w.Policy != "" {
 			counts[w.Policy]++

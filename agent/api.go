@@ -30,6 +30,10 @@ type Status struct {
 	// full), of all workloads since the kernel state was created.
 	Lost         uint64 `json:"lostEvents"`
 	Unaggregated uint64 `json:"unaggregatedDeviations"`
+	// UnparsedDNS counts the DNS answers workloads received that the
+	// kernel could not parse within its bounds: they granted no address
+	// to a dnsSelector rule.
+	UnparsedDNS uint64 `json:"unparsedDNSAnswers"`
 	// LinkRepairs counts the enforcement links and pins found removed
 	// or detached out of band, and restored, since the agent started.
 	LinkRepairs uint64            `json:"linkRepairs"`
@@ -53,10 +57,12 @@ type WorkloadStatus struct {
 	CgroupID  uint64 `json:"cgroupID"`
 	Policy    string `json:"policy,omitempty"`
 	Mode      string `json:"mode"`
-	// Lost and Unaggregated are the workload's share of Status.Lost and
-	// Status.Unaggregated since it was armed.
+	// Lost, Unaggregated and UnparsedDNS are the workload's share of
+	// Status.Lost, Status.Unaggregated and Status.UnparsedDNS since it
+	// was armed.
 	Lost         uint64 `json:"lostEvents"`
 	Unaggregated uint64 `json:"unaggregatedDeviations"`
+	UnparsedDNS  uint64 `json:"unparsedDNSAnswers"`
 	// Unreachable lists the parts of the workload's policy that were
 	// failed closed when it was armed (bpf.Compiled.Unreachable).
 	Unreachable []string `json:"unreachable,omitempty"`

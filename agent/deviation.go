@@ -3,7 +3,6 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"net/netip"
 	"strconv"
 
 	"github.com/bulwarkhq/bulwark/bpf"
@@ -19,8 +18,11 @@ import (
 //     written as fingerprints write them (execPatterns);
 //   - cred (an euid change without exec): the same, the child having the
 //     process's name and exe and the new user;
-//   - connect: an egress rule to the destination address (/32 or /128) and
-//     port, for the process node when it has one;
+//   - connect: an egress rule to the destination and port, for the process
+//     node when it has one; the destination is the name the workload
+//     resolved to the address (`dnsSelector: [name]`, so merging allows the
+//     name, not the address it had today) when the event carries one, else
+//     the address (/32 or /128);
 //   - accept: an ingress rule from the source address to the local port.
 //
 // pol may be nil (`bulwark exec` without a named policy). uidName maps the
@@ -54,11 +56,11 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 		}
 	case bpf.KindConnect:
 		d.Spec.NetworkPolicy = &policy.NetworkPolicy{Egress: []policy.NetworkRule{
-			connRule(ev.Dst.Addr(), ev.Dst.Port(), ev, true),
+			connRule(egressConn(ev), ev, true),
 		}}
 	case bpf.KindAccept:
 		d.Spec.NetworkPolicy = &policy.NetworkPolicy{Ingress: []policy.NetworkRule{
-			connRule(ev.Src.Addr(), ev.Dst.Port(), ev, false),
+			connRule(fpConn{peer: ev.Src.Addr().Unmap(), port: ev.Dst.Port()}, ev, false),
 		}}
 	}
 	if d.Spec.NetworkPolicy != nil && ev.Node != "" {
@@ -107,6 +109,9 @@ func BuildDeviation(ev bpf.Event, pol *policy.WorkloadPolicy, uidName func(uint3
 	if ev.Dst.IsValid() {
 		d.Metadata.Event.DstAddr, d.Metadata.Event.DstPort = ev.Dst.Addr().String(), int(ev.Dst.Port())
 	}
+	if ev.Kind == bpf.KindConnect {
+		d.Metadata.Event.DNSName = ev.DNSName
+	}
 	return d
 }
 
@@ -130,11 +135,11 @@ func UserNames(users map[string]uint32) func(uid uint32) string {
 	}
 }
 
-// connRule is a rule allowing exactly one peer address on one port, for
-// the event's process node when it has one.
-func connRule(peer netip.Addr, port uint16, ev bpf.Event, egress bool) policy.NetworkRule {
-	peers := []policy.Peer{hostPeer(peer)}
-	r := policy.NetworkRule{Ports: []policy.Port{{Port: int(port), Protocol: ev.Protocol}}}
+// connRule is a rule allowing exactly one peer (c's name, else its
+// address) on c's port, for the event's process node when it has one.
+func connRule(c fpConn, ev bpf.Event, egress bool) policy.NetworkRule {
+	peers := []policy.Peer{c.policyPeer()}
+	r := policy.NetworkRule{Ports: []policy.Port{{Port: int(c.port), Protocol: ev.Protocol}}}
 	if egress {
 		r.To = peers
 	} else {

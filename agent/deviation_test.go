@@ -72,6 +72,17 @@ func TestBuildDeviation(t *testing.T) {
 				Processes: []string{"nginx_0"}}}}},
 		verdict: "blocked",
 	}, {
+		name: "connect to a resolved name",
+		ev: bpf.Event{Kind: bpf.KindConnect, Deviation: true, Blocked: true, Protocol: "TCP", Node: "nginx_0",
+			Dst: netip.MustParseAddrPort("1.2.3.4:443"), DNSName: "api.example.com", Time: at},
+		pol: pol,
+		want: policy.Spec{ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nginx_0"}}},
+			NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+				To:        []policy.Peer{{DNSSelector: []string{"api.example.com"}}},
+				Ports:     []policy.Port{{Port: 443, Protocol: "TCP"}},
+				Processes: []string{"nginx_0"}}}}},
+		verdict: "blocked",
+	}, {
 		name: "accept over IPv6 without a listener node",
 		ev: bpf.Event{Kind: bpf.KindAccept, Deviation: true, Protocol: "UDP",
 			Src: netip.MustParseAddrPort("[fd00::1]:5353"), Dst: netip.MustParseAddrPort("[fd00::2]:53"), Time: at},
@@ -123,6 +134,50 @@ func TestBuildDeviation(t *testing.T) {
 	b := BuildDeviation(tests[2].ev, pol, names)
 	if a.Metadata.Checksum == b.Metadata.Checksum {
 		t.Fatal("distinct deviations share a checksum")
+	}
+}
+
+// TestDeviationNameMerges merges the deviation of a blocked connect to a
+// resolved name into the policy of a learned workload: the policy gains the
+// name, so another address of the name is then covered and the address
+// itself, reached without the name, is not.
+func TestDeviationNameMerges(t *testing.T) {
+	fp := build(t, serviceID, append(scriptEvents(), resolvedEv(7, kNc, "192.0.2.7:443", "api.example.com")))
+	pol, err := policy.PolicyFromFingerprints([]*policy.Fingerprint{fp}, policy.CreateOptions{Mode: policy.ModeEnforce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := UserNames(fpUsers)
+	blocked := func(dst, name string) policy.Deviation {
+		return BuildDeviation(bpf.Event{Kind: bpf.KindConnect, Deviation: true, Blocked: true, Protocol: "TCP",
+			Node: "nc_0", Dst: netip.MustParseAddrPort(dst), DNSName: name, Time: fpT0}, pol, names)
+	}
+	// The learned name at a new address is already allowed.
+	d := blocked("192.0.2.8:443", "api.example.com")
+	if ok, err := policy.Covers(pol, &d); err != nil || !ok {
+		t.Fatalf("learned name not covered: %v %v", ok, err)
+	}
+	d = blocked("203.0.113.9:443", "other.example.org")
+	if d.Metadata.Event.DNSName != "other.example.org" || d.Metadata.Event.DstAddr != "203.0.113.9" {
+		t.Fatalf("event %+v", d.Metadata.Event)
+	}
+	merged, err := policy.Merge(pol, policy.Document{Deviation: &d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rulesString(merged.Spec.NetworkPolicy.Egress); got != "{peers=[dns:api.example.com dns:other.example.org] ports=[{443 TCP 0}] processes=[nc_0]} {peers=[127.0.0.1/32] ports=[{8080 TCP 0}] processes=[nc_0]}" {
+		t.Fatalf("merged egress %s", got)
+	}
+	if got, want := policy.DiffPolicies(pol, merged).String(), "+ egress to other.example.org on 443/TCP by nc_0\n"; got != want {
+		t.Fatalf("diff %q, want %q", got, want)
+	}
+	again := blocked("203.0.113.10:443", "Other.Example.org")
+	if ok, err := policy.Covers(merged, &again); err != nil || !ok {
+		t.Fatalf("merged name at another address not covered: %v %v", ok, err)
+	}
+	direct := blocked("203.0.113.9:443", "")
+	if ok, err := policy.Covers(merged, &direct); err != nil || ok {
+		t.Fatalf("the address without a lookup is covered: %v %v", ok, err)
 	}
 }
 

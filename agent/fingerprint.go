@@ -27,7 +27,10 @@ import (
 //     node the same way: same name and exe, the new user;
 //   - connect events become egress rules and accept events ingress rules,
 //     with the peer as a /32 (or /128), the port and protocol and the ids of
-//     the processes that made (connected) or accepted (listened) them;
+//     the processes that made (connected) or accepted (listened) them; a
+//     connect to an address the workload resolved (the event's DNSName)
+//     has the name as its peer instead (`dnsSelector: [name]`), so every
+//     address the name turns out to have is one peer;
 //   - listen events (a bound port), and UDP accepts, put the local port in
 //     the listening process's listeningSockets; a TCP accept belongs to the
 //     process that accepted, which may be another than the listener.
@@ -69,9 +72,11 @@ type fpNode struct {
 }
 
 // fpConn is one connection as the fingerprint records it: direction, peer
-// address, (remote for egress, local for ingress) port and protocol.
+// (a DNS name, else an address), port (remote for egress, local for
+// ingress) and protocol.
 type fpConn struct {
 	ingress bool
+	name    string // the resolved name of an egress peer; peer is then unset
 	peer    netip.Addr
 	port    uint16
 	proto   string
@@ -113,7 +118,7 @@ func (b *FingerprintBuilder) Observe(ev bpf.Event) (changed bool) {
 	case bpf.KindExec, bpf.KindCred:
 		changed = b.observeExec(ev)
 	case bpf.KindConnect:
-		changed = b.observeConn(fpConn{peer: ev.Dst.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
+		changed = b.observeConn(egressConn(ev), ev.NodeKey)
 	case bpf.KindAccept:
 		changed = b.observeConn(fpConn{ingress: true, peer: ev.Src.Addr(), port: ev.Dst.Port(), proto: ev.Protocol}, ev.NodeKey)
 		if ev.Protocol == policy.ProtocolUDP {
@@ -168,8 +173,18 @@ func (b *FingerprintBuilder) observeExec(ev bpf.Event) bool {
 	return true
 }
 
+// egressConn is the connection of a connect event: to the name the
+// workload resolved when it is a plain DNS name, else to the address.
+func egressConn(ev bpf.Event) fpConn {
+	c := fpConn{peer: ev.Dst.Addr().Unmap(), port: ev.Dst.Port(), proto: ev.Protocol}
+	if name, ok := policy.LearnedDNSName(ev.DNSName); ok && c.peer.IsValid() {
+		c.name, c.peer = name, netip.Addr{}
+	}
+	return c
+}
+
 func (b *FingerprintBuilder) observeConn(c fpConn, node uint64) bool {
-	if !c.peer.IsValid() || (c.proto != policy.ProtocolTCP && c.proto != policy.ProtocolUDP) {
+	if (!c.peer.IsValid() && c.name == "") || (c.proto != policy.ProtocolTCP && c.proto != policy.ProtocolUDP) {
 		return false
 	}
 	c.peer = c.peer.Unmap()
@@ -428,13 +443,14 @@ func (b *FingerprintBuilder) descends(p, n *fpNode) bool {
 
 // rules turns the connections of one direction into network rules: one
 // per port, protocol and set of processes, listing every peer with exactly
-// that port, protocol and set, sorted by port, protocol and processes.
+// that port, protocol and set (names first, then addresses), sorted by
+// port, protocol and processes.
 func (b *FingerprintBuilder) rules(ingress bool) []policy.NetworkRule {
 	type group struct {
 		port  policy.Port
 		procs string // process ids joined by ","; "" for any process
 	}
-	peers := map[group][]netip.Addr{}
+	peers := map[group][]fpConn{}
 	for c, p := range b.conns {
 		if c.ingress != ingress {
 			continue
@@ -455,7 +471,7 @@ func (b *FingerprintBuilder) rules(ingress bool) []policy.NetworkRule {
 			slices.Sort(ids)
 			g.procs = strings.Join(ids, ",")
 		}
-		peers[g] = append(peers[g], c.peer)
+		peers[g] = append(peers[g], c)
 	}
 	groups := make([]group, 0, len(peers))
 	for g := range peers {
@@ -466,16 +482,16 @@ func (b *FingerprintBuilder) rules(ingress bool) []policy.NetworkRule {
 	})
 	out := make([]policy.NetworkRule, 0, len(groups))
 	for _, g := range groups {
-		addrs := peers[g]
-		slices.SortFunc(addrs, func(x, y netip.Addr) int {
-			return cmp.Or(cmp.Compare(x.BitLen(), y.BitLen()), x.Compare(y))
+		conns := peers[g]
+		slices.SortFunc(conns, func(x, y fpConn) int {
+			return cmp.Or(cmp.Compare(x.peer.BitLen(), y.peer.BitLen()), x.peer.Compare(y.peer), cmp.Compare(x.name, y.name))
 		})
 		r := policy.NetworkRule{Ports: []policy.Port{g.port}}
 		if g.procs != "" {
 			r.Processes = strings.Split(g.procs, ",")
 		}
-		for _, a := range addrs {
-			peer := hostPeer(a)
+		for _, c := range conns {
+			peer := c.policyPeer()
 			if ingress {
 				r.From = append(r.From, peer)
 			} else {
@@ -491,9 +507,13 @@ func comparePorts(x, y policy.Port) int {
 	return cmp.Or(cmp.Compare(x.Port, y.Port), cmp.Compare(x.Protocol, y.Protocol))
 }
 
-// hostPeer is the peer of exactly one address (a /32 or /128).
-func hostPeer(a netip.Addr) policy.Peer {
-	return policy.Peer{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(a, a.BitLen()).String()}}
+// policyPeer is the peer of the connection: its name, else exactly its
+// address (a /32 or /128).
+func (c fpConn) policyPeer() policy.Peer {
+	if c.name != "" {
+		return policy.Peer{DNSSelector: []string{c.name}}
+	}
+	return policy.Peer{IPBlock: &policy.IPBlock{CIDR: netip.PrefixFrom(c.peer, c.peer.BitLen()).String()}}
 }
 
 // unixSeconds is t in seconds since the epoch, as documents write time.

@@ -206,11 +206,126 @@ func rulesString(rs []policy.NetworkRule) string {
 	for _, r := range rs {
 		var peers []string
 		for _, p := range append(r.To, r.From...) {
-			peers = append(peers, p.IPBlock.CIDR)
+			if p.IPBlock != nil {
+				peers = append(peers, p.IPBlock.CIDR)
+			} else {
+				peers = append(peers, "dns:"+strings.Join(p.DNSSelector, ","))
+			}
 		}
 		out = append(out, fmt.Sprintf("{peers=%v ports=%v processes=%v}", peers, r.Ports, r.Processes))
 	}
 	return strings.Join(out, " ")
+}
+
+// resolvedEv is a connect to an address the workload resolved name to.
+func resolvedEv(at int, key uint64, dst, name string) bpf.Event {
+	ev := connectEv(at, key, dst, "TCP")
+	ev.DNSName = name
+	return ev
+}
+
+func TestFingerprintDNSNames(t *testing.T) {
+	evs := append(scriptEvents(),
+		// Two addresses of one name, IPv4 and IPv6: one peer.
+		resolvedEv(7, kNc, "192.0.2.7:443", "api.example.com"),
+		resolvedEv(8, kNc, "[2001:db8::7]:443", "api.example.com"),
+		// The kernel writes names in lower case; a trailing dot or upper
+		// case from elsewhere is the same name.
+		resolvedEv(9, kNc, "192.0.2.8:443", "API.Example.com."),
+		// A second name, and an address reached without a lookup, on
+		// the same port and process: names first, then the address.
+		resolvedEv(10, kNc, "192.0.2.9:443", "cdn.example.net"),
+		connectEv(11, kNc, "198.51.100.1:443", "TCP"),
+		// A name with glob characters would allow more than itself: its
+		// address is written instead; so is one of an empty label.
+		resolvedEv(12, kCat, "203.0.113.5:80", "*.example.com"),
+		resolvedEv(13, kCat, "203.0.113.6:80", "a..example.com"),
+		// The name goes with the address it was resolved to only: the
+		// same address reached directly is an address peer.
+		connectEv(14, kCat, "192.0.2.7:80", "TCP"),
+		resolvedEv(15, kCat, "192.0.2.7:80", "api.example.com"),
+	)
+	fp := build(t, serviceID, evs)
+	dns := func(n string) policy.Peer { return policy.Peer{DNSSelector: []string{n}} }
+	ip := func(c string) policy.Peer { return policy.Peer{IPBlock: &policy.IPBlock{CIDR: c}} }
+	want := []policy.NetworkRule{
+		{To: []policy.Peer{dns("api.example.com"), ip("192.0.2.7/32"), ip("203.0.113.5/32"), ip("203.0.113.6/32")},
+			Ports: []policy.Port{{Port: 80, Protocol: "TCP"}}, Processes: []string{"cat_0"}},
+		{To: []policy.Peer{dns("api.example.com"), dns("cdn.example.net"), ip("198.51.100.1/32")},
+			Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}, Processes: []string{"nc_0"}},
+		{To: []policy.Peer{ip("127.0.0.1/32")}, Ports: []policy.Port{{Port: 8080, Protocol: "TCP"}}, Processes: []string{"nc_0"}},
+	}
+	if got := fp.Spec.NetworkPolicy.Egress; !reflect.DeepEqual(got, want) {
+		t.Fatalf("egress\n got %s\nwant %s", rulesString(got), rulesString(want))
+	}
+	if err := policy.ValidateFingerprint(fp); err != nil {
+		t.Fatalf("fingerprint does not validate: %v", err)
+	}
+	// A second address of a name already learned is no change.
+	b := NewFingerprintBuilder(serviceID, fpUsers)
+	for _, ev := range evs {
+		b.Observe(ev)
+	}
+	if b.Observe(resolvedEv(16, kNc, "192.0.2.99:443", "api.example.com")) {
+		t.Fatal("a new address of a learned name changed the fingerprint")
+	}
+	if !b.Observe(resolvedEv(17, kNc, "192.0.2.99:443", "new.example.com")) {
+		t.Fatal("a new name did not change the fingerprint")
+	}
+}
+
+// TestFingerprintDNSMerge creates a policy from fingerprints with names and
+// merges more into it: one name per selector, a glob absorbs the names it
+// matches, names before addresses.
+func TestFingerprintDNSMerge(t *testing.T) {
+	fp1 := build(t, serviceID, append(scriptEvents(),
+		resolvedEv(7, kNc, "192.0.2.7:443", "b.example.com"),
+		resolvedEv(8, kNc, "192.0.2.8:443", "a.example.com"),
+		connectEv(9, kNc, "198.51.100.1:443", "TCP")))
+	// Another instance resolved the same names to other addresses.
+	fp2 := build(t, serviceID, append(scriptEvents(),
+		resolvedEv(7, kNc, "192.0.2.70:443", "a.example.com"),
+		resolvedEv(8, kNc, "192.0.2.71:443", "c.example.org")))
+	pol, err := policy.PolicyFromFingerprints([]*policy.Fingerprint{fp1, fp2}, policy.CreateOptions{Mode: policy.ModeEnforce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := egressTo(pol, 443)
+	if r == nil || rulesString([]policy.NetworkRule{*r}) != "{peers=[dns:a.example.com dns:b.example.com dns:c.example.org 198.51.100.1/32] ports=[{443 TCP 0}] processes=[nc_0]}" {
+		t.Fatalf("443 rule of the created policy: %v", rulesString(pol.Spec.NetworkPolicy.Egress))
+	}
+	// A glob absorbs the names it matches, case-insensitively.
+	glob := &policy.Deviation{Spec: policy.Spec{
+		ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nc_0"}}},
+		NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+			To:    []policy.Peer{{DNSSelector: []string{"*.EXAMPLE.com"}}},
+			Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}, Processes: []string{"nc_0"}}}}}}
+	merged, err := policy.Merge(pol, policy.Document{Deviation: glob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rulesString([]policy.NetworkRule{*egressTo(merged, 443)}); got != "{peers=[dns:*.EXAMPLE.com dns:c.example.org 198.51.100.1/32] ports=[{443 TCP 0}] processes=[nc_0]}" {
+		t.Fatalf("after merging a glob: %s", got)
+	}
+	// A fingerprint with a name the glob matches adds nothing.
+	again, err := policy.Merge(merged, policy.Document{Fingerprint: build(t, serviceID,
+		append(scriptEvents(), resolvedEv(7, kNc, "192.0.2.9:443", "z.example.com")))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := policy.DiffPolicies(merged, again); !d.Empty() {
+		t.Fatalf("a name under the glob added %+v", d)
+	}
+}
+
+// egressTo is the policy's egress rule for TCP port, nil if none.
+func egressTo(p *policy.WorkloadPolicy, port int) *policy.NetworkRule {
+	for i, r := range p.Spec.NetworkPolicy.Egress {
+		if len(r.Ports) == 1 && r.Ports[0].Port == port {
+			return &p.Spec.NetworkPolicy.Egress[i]
+		}
+	}
+	return nil
 }
 
 func TestFingerprintObserveReportsChanges(t *testing.T) {

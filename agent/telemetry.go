@@ -112,7 +112,7 @@ func (a *Agent) sendStats() {
 		names = append(names, p.Metadata.Name)
 	}
 	a.send(collector.KindStats, &collector.Stats{Events: a.events.Load(), LostEvents: total.Events,
-		UnaggregatedDeviations: total.Unaggregated, WorkloadLostEvents: lostBy, LinkRepairs: a.linkRepairs.Load(),
+		UnaggregatedDeviations: total.Unaggregated, UnparsedDNSAnswers: total.DNS, WorkloadLostEvents: lostBy, LinkRepairs: a.linkRepairs.Load(),
 		EnforcedWorkloads: enforced, Policies: names})
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -293,5 +294,62 @@ func TestQueryErrorStatus(t *testing.T) {
 	}
 	if _, err := q.Workloads(Filter{}); status(err) != http.StatusInternalServerError {
 		t.Errorf("workloads with a corrupt entry stored: %v, want status 500", err)
+	}
+}
+
+// TestDNSNamesRoundTrip stores a fingerprint with a dnsSelector peer and
+// the deviation of a blocked connect to a resolved name: both come back
+// with their names, and a policy created from the stored fingerprint
+// allows the name.
+func TestDNSNamesRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, Options{})
+	c := newClient(t, srv.socket, filepath.Join(dir, "spool"), 0)
+	egress := []policy.NetworkRule{{
+		To:        []policy.Peer{{DNSSelector: []string{"api.example.com"}}, {IPBlock: &policy.IPBlock{CIDR: "192.0.2.1/32"}}},
+		Ports:     []policy.Port{{Port: 443, Protocol: policy.ProtocolTCP}},
+		Processes: []string{"curl_0"},
+	}}
+	fp := fingerprint("curl:8", "aaa", "/usr/bin/curl", 1)
+	fp.Spec.NetworkPolicy.Egress = egress
+	dev := deviation("web", "nginx_0", "/usr/bin/curl")
+	dev.Metadata.Event = &policy.Event{Kind: "connect", Verdict: "blocked", Protocol: policy.ProtocolTCP,
+		DstAddr: "203.0.113.9", DstPort: 443, DNSName: "other.example.org"}
+	dev.Spec = policy.Spec{
+		ProcessPolicy: []policy.ProcessNode{{PolicyNode: &policy.PolicyNodeRef{ID: "nginx_0"}}},
+		NetworkPolicy: &policy.NetworkPolicy{Egress: []policy.NetworkRule{{
+			To:    []policy.Peer{{DNSSelector: []string{"other.example.org"}}},
+			Ports: []policy.Port{{Port: 443, Protocol: policy.ProtocolTCP}}, Processes: []string{"nginx_0"}}}},
+	}
+	for kind, doc := range map[Kind]any{KindFingerprint: fp, KindDeviation: dev} {
+		if err := c.Send(kind, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, c)
+	q := NewQueryClient(srv.socket)
+	groups, err := q.Fingerprints(Filter{Image: "curl"})
+	if err != nil || len(groups) != 1 || len(groups[0].Instances) != 1 {
+		t.Fatalf("fingerprints %+v, %v", groups, err)
+	}
+	got := groups[0].Instances[0].Fingerprint
+	if !reflect.DeepEqual(got.Spec.NetworkPolicy.Egress, egress) {
+		t.Fatalf("stored egress %+v, want %+v", got.Spec.NetworkPolicy.Egress, egress)
+	}
+	pol, err := policy.PolicyFromFingerprints([]*policy.Fingerprint{&got}, policy.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if to := pol.Spec.NetworkPolicy.Egress[0].To; len(to) != 2 || !slices.Equal(to[0].DNSSelector, []string{"api.example.com"}) {
+		t.Fatalf("created policy's peers %+v", to)
+	}
+	devs, err := q.Deviations(Filter{Policy: "web"})
+	if err != nil || len(devs) != 1 {
+		t.Fatalf("deviations %+v, %v", devs, err)
+	}
+	d := devs[0].Deviation
+	if d.Metadata.Event.DNSName != "other.example.org" ||
+		!slices.Equal(d.Spec.NetworkPolicy.Egress[0].To[0].DNSSelector, []string{"other.example.org"}) {
+		t.Fatalf("stored deviation %+v %+v", d.Metadata.Event, d.Spec.NetworkPolicy)
 	}
 }

@@ -170,6 +170,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		{"bulwark_agent_events_per_second", "gauge", "Kernel events per second between the agent's last two reports.", func(a *AgentState) float64 { return a.EventsPerSecond }},
 		{"bulwark_agent_lost_events_total", "counter", "Kernel events lost before the agent read them.", func(a *AgentState) float64 { return float64(a.Stats.LostEvents) }},
 		{"bulwark_agent_unaggregated_deviations_total", "counter", "Deviations the kernel reported one by one, its aggregation table full.", func(a *AgentState) float64 { return float64(a.Stats.UnaggregatedDeviations) }},
+		{"bulwark_agent_unparsed_dns_answers_total", "counter", "DNS answers the kernel could not parse within its bounds; they granted nothing.", func(a *AgentState) float64 { return float64(a.Stats.UnparsedDNSAnswers) }},
 		{"bulwark_agent_link_repairs_total", "counter", "Enforcement links found detached or unpinned out of band and restored.", func(a *AgentState) float64 { return float64(a.Stats.LinkRepairs) }},
 		{"bulwark_agent_spool_dropped_total", "counter", "Records the agent's spool dropped because it was full.", func(a *AgentState) float64 { return float64(a.Stats.SpoolDropped) }},
 		{"bulwark_agent_spool_depth", "gauge", "Records waiting in the agent's spool.", func(a *AgentState) float64 { return float64(a.Stats.SpoolDepth) }},

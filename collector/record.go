@@ -106,6 +106,9 @@ type Stats struct {
 	// UnaggregatedDeviations counts deviations the kernel emitted one by
 	// one because its aggregation table was full.
 	UnaggregatedDeviations uint64 `json:"unaggregatedDeviations,omitempty" yaml:"unaggregatedDeviations,omitempty"`
+	// UnparsedDNSAnswers counts DNS answers the kernel could not parse
+	// within its bounds (they granted nothing to dnsSelector rules).
+	UnparsedDNSAnswers uint64 `json:"unparsedDNSAnswers,omitempty" yaml:"unparsedDNSAnswers,omitempty"`
 	// WorkloadLostEvents is LostEvents of each workload that lost any, by
 	// workload name.
 	WorkloadLostEvents map[string]uint64 `json:"workloadLostEvents,omitempty" yaml:"workloadLostEvents,omitempty"`

@@ -237,7 +237,7 @@ func TestMetrics(t *testing.T) {
 		devRecord(t, 1, "/a"), devRecord(t, 2, "/a"), devRecord(t, 3, "/b"),
 		{Seq: 4, Kind: KindStats, Time: t0, Doc: raw(KindStats, Stats{Events: 1000, LostEvents: 3, EnforcedWorkloads: 2, SpoolDepth: 7, SpoolDropped: 4})},
 		{Seq: 5, Kind: KindStats, Time: t0.Add(2 * time.Second), Doc: raw(KindStats, Stats{Events: 5000, LostEvents: 3, EnforcedWorkloads: 2, SpoolDepth: 7, SpoolDropped: 4,
-			UnaggregatedDeviations: 9, LinkRepairs: 1, WorkloadLostEvents: map[string]uint64{"web": 3}})},
+			UnaggregatedDeviations: 9, UnparsedDNSAnswers: 5, LinkRepairs: 1, WorkloadLostEvents: map[string]uint64{"web": 3}})},
 		{Seq: 6, Kind: KindFlag, Time: t0, Doc: json.RawMessage(`{"apiVersion":"bulwark/v1","kind":"Flag","metadata":{"uid":"f1","class":"redflag","severity":"high","timestamp":1}}`)},
 	}
 	post(t, srv.socket, Batch{Agent: `node "1"`, Epoch: "e", After: 0, Records: recs})
@@ -257,6 +257,7 @@ func TestMetrics(t *testing.T) {
 		`bulwark_agent_lost_events_total` + agent:                                     3,
 		`bulwark_agent_spool_dropped_total` + agent:                                   4,
 		`bulwark_agent_unaggregated_deviations_total` + agent:                         9,
+		`bulwark_agent_unparsed_dns_answers_total` + agent:                            5,
 		`bulwark_agent_link_repairs_total` + agent:                                    1,
 		`bulwark_agent_workload_lost_events_total{agent="node \"1\"",workload="web"}`: 3,
 		`bulwark_agent_spool_depth` + agent:                                           7,

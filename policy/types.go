@@ -117,6 +117,9 @@ type Event struct {
 	SrcPort    int    `yaml:"srcPort,omitempty" json:"srcPort,omitempty"`
 	DstAddr    string `yaml:"dstAddr,omitempty" json:"dstAddr,omitempty"`
 	DstPort    int    `yaml:"dstPort,omitempty" json:"dstPort,omitempty"`
+	// DNSName is the name the workload resolved to DstAddr (connect),
+	// as the kernel saw it in the DNS answer; empty without a lookup.
+	DNSName string `yaml:"dnsName,omitempty" json:"dnsName,omitempty"`
 	// Count is how many occurrences the record stands for, between the
 	// deviation's firstTimestamp and latestTimestamp (the kernel counts
 	// repeats instead of reporting each); 0 means 1.

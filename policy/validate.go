@@ -649,6 +649,30 @@ func (v *validator) ipBlock(p string, b *IPBlock) {
 	}
 }
 
+// LearnedDNSName returns a name a workload resolved, as fingerprints and
+// deviations write it in a dnsSelector: lower case, without the trailing
+// dot. ok is false for a name that is not a plain host name (letters,
+// digits, '-' and '_' in labels of 1 to 63 characters, 253 in all): a name
+// with glob characters would allow more than the name itself, so the
+// caller writes the address instead.
+func LearnedDNSName(name string) (learned string, ok bool) {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	if n == "" || len(n) > maxDNSNameLength {
+		return "", false
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > maxDNSLabel {
+			return "", false
+		}
+		for _, r := range label {
+			if !isAlnumRune(r) && r != '-' && r != '_' {
+				return "", false
+			}
+		}
+	}
+	return n, true
+}
+
 // dnsGlobProblem checks a DNS name that may contain glob characters.
 func dnsGlobProblem(name string) string {
 	if name == "" {

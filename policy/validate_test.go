@@ -339,3 +339,27 @@ func TestValidateFlagRules(t *testing.T) {
 		})
 	}
 }
+
+func TestLearnedDNSName(t *testing.T) {
+	for in, want := range map[string]string{
+		"api.example.com":                "api.example.com",
+		"API.Example.COM.":               "api.example.com",
+		"_srv._tcp.x-y.org":              "_srv._tcp.x-y.org",
+		"localhost":                      "localhost",
+		"*.example.com":                  "",
+		"a?.example.com":                 "",
+		"[ab].example.com":               "",
+		"a..example.com":                 "",
+		".":                              "",
+		"":                               "",
+		"a b.example.com":                "",
+		"a\x00.example.com":              "",
+		strings.Repeat("a", 64) + ".com": "",
+		strings.Repeat(strings.Repeat("a", 63)+".", 4): "",
+	} {
+		got, ok := LearnedDNSName(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("LearnedDNSName(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}

@@ -5,8 +5,9 @@
 # none is named):
 #   build    clang, llvm and libbpf-dev to regenerate the BPF objects, and
 #            libc6-dev for the C test helpers (cmd/bulwark/testdata)
-#   unit     systemd (systemd-analyze verify of the install units) and
-#            util-linux (setpriv runs them with their capabilities)
+#   unit     systemd (systemd-analyze verify of the install units),
+#            util-linux (setpriv runs them with their capabilities) and curl
+#            (the dnsSelector learning test fetches a URL by name)
 #   e2e      runc, iptables and busybox-static for the e2e runtime and images,
 #            wget for the demo's requests to its pods
 #   vm       qemu, cpio and busybox-static for the LSM tests in a VM
@@ -26,7 +27,7 @@ group_packages() {
 	build) echo clang llvm libbpf-dev libc6-dev ;;
 	e2e) echo runc iptables busybox-static wget ;;
 	vm) echo qemu-system-x86 cpio busybox-static ;;
-	unit) echo systemd util-linux ;;
+	unit) echo systemd util-linux curl ;;
 	docker) echo docker.io busybox-static ;;
 	k8s) echo openssl procps ;;
 	# apache2-bin is Apache's program and modules without the apache2

@@ -248,7 +248,8 @@ func (r *execReport) summary() {
 }
 
 // describeEvent names a deviation's activity in a line: exec exe (comm),
-// connect dst/protocol, accept src → local port/protocol.
+// connect dst/protocol (and the name resolved to dst), accept src → local
+// port/protocol.
 func describeEvent(ev bpf.Event) string {
 	switch ev.Kind {
 	case bpf.KindExec:
@@ -257,6 +258,10 @@ func describeEvent(ev bpf.Event) string {
 		return fmt.Sprintf("cred euid %d→%d %s (%s)", ev.OldEUID, ev.EUID, ev.Exe, ev.Comm)
 	case bpf.KindAccept:
 		return fmt.Sprintf("accept %s from %s %s", ev.Dst, ev.Src.Addr(), ev.Protocol)
+	case bpf.KindConnect:
+		if ev.DNSName != "" {
+			return fmt.Sprintf("connect %s (%s) %s", ev.Dst, printableName(ev.DNSName), ev.Protocol)
+		}
 	}
 	return fmt.Sprintf("%s %s %s", ev.Kind, ev.Dst, ev.Protocol)
 }

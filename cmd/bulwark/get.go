@@ -326,6 +326,16 @@ func workloadText(md *policy.Metadata) string {
 	return orDash(name)
 }
 
+// printableName is a resolved name as a line may show it: quoted unless
+// it is a plain host name, so a crafted record cannot write control
+// characters to the terminal.
+func printableName(name string) string {
+	if _, ok := policy.LearnedDNSName(name); ok {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
 // deviationWhat summarises what a deviation did.
 func deviationWhat(d *policy.Deviation) (kind, verdict, what string) {
 	ev := d.Metadata.Event
@@ -340,6 +350,9 @@ func deviationWhat(d *policy.Deviation) (kind, verdict, what string) {
 		}
 	case "connect":
 		what = fmt.Sprintf("%s -> %s:%d/%s", orDash(ev.Exe), ev.DstAddr, ev.DstPort, ev.Protocol)
+		if ev.DNSName != "" {
+			what += " (" + printableName(ev.DNSName) + ")"
+		}
 	case "accept":
 		what = fmt.Sprintf("%s:%d/%s <- %s", orDash(ev.Exe), ev.DstPort, ev.Protocol, ev.SrcAddr)
 	default:

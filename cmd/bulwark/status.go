@@ -52,10 +52,13 @@ func newStatusCmd() *cobra.Command {
 
 // printStatus writes st as aligned tables.
 func printStatus(w io.Writer, st agent.Status) error {
-	fmt.Fprintf(w, "backend: %s\nnode: %s\nready: %t\nlost events: %d\nunaggregated deviations: %d\nlink repairs: %d\ndeviations: %d\nflags: %d\n",
-		st.Backend, st.Hostname, st.Ready, st.Lost, st.Unaggregated, st.LinkRepairs, st.Deviations, st.Flags)
+	fmt.Fprintf(w, "backend: %s\nnode: %s\nready: %t\nlost events: %d\nunaggregated deviations: %d\nunparsed DNS answers: %d\nlink repairs: %d\ndeviations: %d\nflags: %d\n",
+		st.Backend, st.Hostname, st.Ready, st.Lost, st.Unaggregated, st.UnparsedDNS, st.LinkRepairs, st.Deviations, st.Flags)
 	if st.Lost > 0 {
 		fmt.Fprintln(w, "warning: the kernel lost events (ring buffer full): deviations may lack details, observations are missing")
+	}
+	if st.UnparsedDNS > 0 {
+		fmt.Fprintln(w, "warning: DNS answers the kernel could not parse allowed no address to dnsSelector rules")
 	}
 	if st.LinkRepairs > 0 {
 		fmt.Fprintln(w, "warning: enforcement links were removed or detached out of band (see the agent's flags)")
@@ -67,14 +70,14 @@ func printStatus(w io.Writer, st agent.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\n", p.Name, p.Mode, p.Enabled, p.Workloads)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CONTAINER\tNAME\tNAMESPACE/POD\tIMAGE\tCGROUP\tPOLICY\tMODE\tLOST\tUNAGGREGATED")
+	fmt.Fprintln(tw, "CONTAINER\tNAME\tNAMESPACE/POD\tIMAGE\tCGROUP\tPOLICY\tMODE\tLOST\tUNAGGREGATED\tUNPARSED-DNS")
 	for _, wl := range st.Workloads {
 		pod := "-"
 		if wl.Pod != "" {
 			pod = wl.Namespace + "/" + wl.Pod
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", shortID(wl.ID), wl.Name, pod, wl.Image, wl.CgroupID, orDash(wl.Policy), wl.Mode,
-			wl.Lost, wl.Unaggregated)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\n", shortID(wl.ID), wl.Name, pod, wl.Image, wl.CgroupID, orDash(wl.Policy), wl.Mode,
+			wl.Lost, wl.Unaggregated, wl.UnparsedDNS)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

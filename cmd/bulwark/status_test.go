@@ -29,15 +29,15 @@ func TestPrintStatusListsRejectedFilesInOrder(t *testing.T) {
 }
 
 func TestPrintStatusShowsLosses(t *testing.T) {
-	st := agent.Status{Backend: "tracing", Lost: 7, Unaggregated: 2, LinkRepairs: 1, Workloads: []agent.WorkloadStatus{
-		{ID: "abc", Name: "web", CgroupID: 42, Policy: "web", Mode: "audit", Lost: 7, Unaggregated: 2},
+	st := agent.Status{Backend: "tracing", Lost: 7, Unaggregated: 2, UnparsedDNS: 3, LinkRepairs: 1, Workloads: []agent.WorkloadStatus{
+		{ID: "abc", Name: "web", CgroupID: 42, Policy: "web", Mode: "audit", Lost: 7, Unaggregated: 2, UnparsedDNS: 3},
 	}}
 	var out bytes.Buffer
 	if err := printStatus(&out, st); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"lost events: 7\n", "unaggregated deviations: 2\n", "link repairs: 1\n",
-		"warning: the kernel lost events", "warning: enforcement links were removed"} {
+	for _, want := range []string{"lost events: 7\n", "unaggregated deviations: 2\n", "unparsed DNS answers: 3\n", "link repairs: 1\n",
+		"warning: the kernel lost events", "warning: enforcement links were removed", "warning: DNS answers the kernel could not parse"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}
@@ -45,8 +45,8 @@ func TestPrintStatusShowsLosses(t *testing.T) {
 	lines := strings.Split(out.String(), "\n")
 	for i, l := range lines {
 		if strings.HasPrefix(l, "CONTAINER") {
-			if f := strings.Fields(lines[i+1]); len(f) < 2 || f[len(f)-2] != "7" || f[len(f)-1] != "2" || !strings.HasSuffix(l, "LOST  UNAGGREGATED") {
-				t.Errorf("workload row %q under %q, want its losses 7 and 2 last", lines[i+1], l)
+			if f := strings.Fields(lines[i+1]); len(f) < 3 || strings.Join(f[len(f)-3:], " ") != "7 2 3" || !strings.HasSuffix(l, "LOST  UNAGGREGATED  UNPARSED-DNS") {
+				t.Errorf("workload row %q under %q, want its losses 7, 2 and 3 last", lines[i+1], l)
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bulwarkhq/bulwark/agent"
 	"github.com/bulwarkhq/bulwark/bpf"
+	"github.com/bulwarkhq/bulwark/collector"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -45,6 +46,16 @@ func (rt *runtimeEnv) needAgent(t *testing.T) *agent.Client {
 		t.Fatalf("e2e: the Bulwark agent is not running; see %s/log/agent.log", rt.dir)
 	}
 	return agent.NewClient(rt.agentSocket)
+}
+
+// needCollector returns a query client of the collector the agent streams
+// to; the test fails when the runtime has none.
+func (rt *runtimeEnv) needCollector(t *testing.T) *collector.QueryClient {
+	t.Helper()
+	if rt.collector == "" {
+		t.Fatal("e2e: BULWARK_COLLECTOR_SOCKET not set: start the runtime with test/e2e/up.sh")
+	}
+	return collector.NewQueryClient(rt.collector)
 }
 
 // bulwark runs the bulwark binary the runtime's agent runs with args,

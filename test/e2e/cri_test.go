@@ -135,9 +135,14 @@ type (
 		Labels       map[string]string `json:"labels,omitempty"`
 		Annotations  map[string]string `json:"annotations,omitempty"`
 		PortMappings []criPortMapping  `json:"port_mappings,omitempty"`
+		DNSConfig    *criDNSConfig     `json:"dns_config,omitempty"`
 		Linux        struct {
 			CgroupParent string `json:"cgroup_parent"`
 		} `json:"linux"`
+	}
+	criDNSConfig struct {
+		Servers []string `json:"servers"`
+		Options []string `json:"options,omitempty"`
 	}
 	criKeyValue struct {
 		Key   string `json:"key"`
@@ -165,6 +170,9 @@ type podSpec struct {
 	Annotations map[string]string
 	// HostPorts maps host ports (on 127.0.0.1) to container ports.
 	HostPorts map[int32]int32
+	// DNSServers, when set, are the only nameservers of the pod's
+	// resolv.conf (otherwise the runtime copies the host's).
+	DNSServers []string
 }
 
 // pod is a running pod sandbox.
@@ -190,6 +198,9 @@ func (rt *runtimeEnv) runPod(t *testing.T, spec podSpec) *pod {
 	cfg.Annotations = spec.Annotations
 	for host, ctr := range spec.HostPorts {
 		cfg.PortMappings = append(cfg.PortMappings, criPortMapping{ContainerPort: ctr, HostPort: host, HostIP: "127.0.0.1"})
+	}
+	if len(spec.DNSServers) > 0 {
+		cfg.DNSConfig = &criDNSConfig{Servers: spec.DNSServers, Options: []string{"attempts:1", "timeout:2"}}
 	}
 	cfg.Linux.CgroupParent = rt.cgroupParent
 	path := writeJSON(t, "pod.json", cfg)

@@ -26,10 +26,7 @@ const learnTimeout = 20 * time.Second
 func TestLearnReplicasThenEnforce(t *testing.T) {
 	rt := newRuntime(t)
 	cl := rt.needAgent(t)
-	if rt.collector == "" {
-		t.Fatal("e2e: BULWARK_COLLECTOR_SOCKET not set: start the runtime with test/e2e/up.sh")
-	}
-	q := collector.NewQueryClient(rt.collector)
+	q := rt.needCollector(t)
 	n := nonce()
 	// The replicas' own image: the test image under a new name, so the
 	// collector's fingerprints of this image are this test's only.

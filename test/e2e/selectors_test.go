@@ -79,7 +79,7 @@ func TestSelectorsPickExactPods(t *testing.T) {
 	out := rt.bulwark(t, "status")
 	rows := map[string][]string{}
 	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 9 { // CONTAINER ... MODE LOST UNAGGREGATED
+		if f := strings.Fields(line); len(f) == 10 { // CONTAINER ... MODE LOST UNAGGREGATED UNPARSED-DNS
 			rows[f[0]] = f
 		}
 	}

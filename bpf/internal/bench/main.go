@@ -1,7 +1,9 @@
-// Command bench measures what enforcement costs: an exec loop and a connect
-// loop run inside a cgroup armed in enforce mode with a 20-node policy and
-// inside a plain cgroup, interleaved in one run, and prints the ratio of
-// the medians (target: at most 1.03). A getppid loop shows what the
+// Command bench measures what enforcement costs: an exec loop, a connect
+// loop and a resolve-then-connect loop (a DNS lookup through a server the
+// bench runs, then a connect allowed only by a dnsSelector rule) run inside
+// a cgroup armed in enforce mode with a 20-node policy and inside a plain
+// cgroup, interleaved in one run, and prints the ratio of the medians
+// (target: at most 1.03, 1.05 for the resolve loop). A getppid loop shows what the
 // engine's sys_exit program costs every syscall of the host: measured
 // before the engine is loaded, then with it, in the plain cgroup and in
 // the armed one. The ingress program's own cost per packet (kernel BPF
@@ -10,11 +12,13 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,18 +33,28 @@ import (
 
 	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/internal/dnstest"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
 // helperEnv makes the binary a connect loop: "ADDR N" → prints
-// nanoseconds; syscallEnv a getppid loop: "N" → prints nanoseconds.
-// udpEnv a UDP round-trip loop on one connected socket: "ADDR N MSG"
-// (MSG: the hex of each datagram sent).
+// nanoseconds; resolveEnv a resolve-then-connect loop: "NAME PORT N
+// DNS-SERVER" → prints nanoseconds; syscallEnv a getppid loop: "N" →
+// prints nanoseconds. udpEnv a UDP round-trip loop on one connected
+// socket: "ADDR N MSG" (MSG: the hex of each datagram sent).
 const (
 	helperEnv  = "BULWARK_BENCH_CONNECT"
+	resolveEnv = "BULWARK_BENCH_RESOLVE"
 	syscallEnv = "BULWARK_BENCH_SYSCALLS"
 	udpEnv     = "BULWARK_BENCH_UDP"
 )
+
+// benchName is the name the resolve loop looks up; benchNameAddr is its
+// address, where a listener on its own port waits, so that only the
+// policy's dnsSelector rule allows the connect.
+const benchName = "bench.bulwark.test"
+
+var benchNameAddr = netip.MustParseAddr("127.54.0.1")
 
 // syscallsPerRep is how many getppid calls one repetition makes.
 const syscallsPerRep = 100000
@@ -48,6 +62,9 @@ const syscallsPerRep = 100000
 func main() {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(connectLoop(strings.Fields(args)))
+	}
+	if args := os.Getenv(resolveEnv); args != "" {
+		os.Exit(resolveLoop(strings.Fields(args)))
 	}
 	if n := os.Getenv(syscallEnv); n != "" {
 		os.Exit(syscallLoop(n))
@@ -59,9 +76,10 @@ func main() {
 	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
 	execs := flag.Int("execs", 100, "execs per exec-loop repetition")
 	connects := flag.Int("connects", 1000, "connects per connect-loop repetition")
+	resolves := flag.Int("resolves", 200, "lookups and connects per resolve-loop repetition")
 	packets := flag.Int("packets", 10000, "UDP echo replies and DNS answers of the ingress measure")
 	flag.Parse()
-	if err := run(*backend, *reps, *execs, *connects, *packets); err != nil {
+	if err := run(*backend, *reps, *execs, *connects, *resolves, *packets); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -70,17 +88,37 @@ func main() {
 // connectLoop connects to addr n times and prints the elapsed nanoseconds.
 func connectLoop(args []string) int {
 	n, _ := strconv.Atoi(args[1])
-	start := time.Now()
-	for i := 0; i < n; i++ {
+	return timedLoop(n, func() error {
 		c, err := net.Dial("tcp", args[0])
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
-		c.Close()
-	}
-	fmt.Println(time.Since(start).Nanoseconds())
-	return 0
+		return c.Close()
+	})
+}
+
+// resolveLoop asks the DNS server at args[3] for name (A and AAAA, as Go's
+// resolver does) and connects to its address on port, n times, and prints
+// the elapsed nanoseconds.
+func resolveLoop(args []string) int {
+	port, _ := strconv.Atoi(args[1])
+	n, _ := strconv.Atoi(args[2])
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, args[3])
+	}}
+	ctx := context.Background()
+	return timedLoop(n, func() error {
+		addrs, err := r.LookupNetIP(ctx, "ip", args[0])
+		if err != nil {
+			return err
+		}
+		c, err := net.Dial("tcp", netip.AddrPortFrom(addrs[0], uint16(port)).String())
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }
 
 // udpLoop sends args[2] (hex) to args[0] and reads the reply, args[1]
@@ -99,28 +137,34 @@ func udpLoop(args []string) int {
 	}
 	defer c.Close()
 	buf := make([]byte, 4096)
-	start := time.Now()
-	for i := 0; i < n; i++ {
+	return timedLoop(n, func() error {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := c.Write(msg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
-		if _, err := c.Read(buf); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	fmt.Println(time.Since(start).Nanoseconds())
-	return 0
+		_, err := c.Read(buf)
+		return err
+	})
 }
 
 // syscallLoop calls getppid n times and prints the elapsed nanoseconds.
 func syscallLoop(arg string) int {
 	n, _ := strconv.Atoi(arg)
+	return timedLoop(n, func() error {
+		unix.Getppid()
+		return nil
+	})
+}
+
+// timedLoop runs step n times and prints the elapsed nanoseconds; it
+// returns the exit status: 1 when a step failed.
+func timedLoop(n int, step func() error) int {
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		unix.Getppid()
+		if err := step(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	fmt.Println(time.Since(start).Nanoseconds())
 	return 0
@@ -143,7 +187,18 @@ func timedChild(self, cg, env string) (time.Duration, error) {
 	return time.Duration(ns), err
 }
 
-func run(backend string, reps, execs, connects, packets int) error {
+// acceptAll accepts and closes connections on l until it is closed.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+func run(backend string, reps, execs, connects, resolves, packets int) error {
 	box, err := filepath.EvalSymlinks("/bin/busybox")
 	if err != nil {
 		return fmt.Errorf("needs busybox: %w", err)
@@ -179,15 +234,7 @@ func run(backend string, reps, execs, connects, packets int) error {
 		return err
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAll(l)
 	port := l.Addr().(*net.TCPAddr).Port
 	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -204,6 +251,23 @@ func run(backend string, reps, execs, connects, packets int) error {
 		defer resolver.Close()
 		go answerUDP(resolver, dnsAnswer)
 	}
+
+	// The resolve loop's server, and the listener its name leads to.
+	dns, err := dnstest.StartLoopback()
+	if err != nil {
+		return err
+	}
+	defer dns.Close()
+	if err := dns.Add(fmt.Sprintf("%s. 300 IN A %s", benchName, benchNameAddr)); err != nil {
+		return err
+	}
+	nl, err := net.Listen("tcp", netip.AddrPortFrom(benchNameAddr, 0).String())
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	go acceptAll(nl)
+	namePort := nl.Addr().(*net.TCPAddr).Port
 
 	root, err := cgroup.Mountpoint()
 	if err != nil {
@@ -238,9 +302,12 @@ func run(backend string, reps, execs, connects, packets int) error {
 		return err
 	}
 	defer func() { engine.Unpin(); engine.Close() }()
-	c, err := bpf.Compile(benchPolicy(box, self, port, echo.LocalAddr().(*net.UDPAddr).Port), map[string]uint32{"root": 0})
+	c, err := bpf.Compile(benchPolicy(box, self, port, echo.LocalAddr().(*net.UDPAddr).Port, namePort), map[string]uint32{"root": 0})
 	if err != nil {
 		return err
+	}
+	if len(c.Warnings) > 0 {
+		return fmt.Errorf("the bench policy does not compile as written: %s", strings.Join(c.Warnings, "; "))
 	}
 	if _, err := engine.Apply(armed, c, bpf.ModeEnforce); err != nil {
 		return err
@@ -261,13 +328,16 @@ func run(backend string, reps, execs, connects, packets int) error {
 	connectLoopIn := func(cg string) (time.Duration, error) {
 		return timedChild(self, cg, fmt.Sprintf("%s=127.0.0.1:%d %d", helperEnv, port, connects))
 	}
+	resolveLoopIn := func(cg string) (time.Duration, error) {
+		return timedChild(self, cg, fmt.Sprintf("%s=%s %d %d %s", resolveEnv, benchName, namePort, resolves, dns.Addr))
+	}
 
-	fmt.Printf("backend %s, %d reps, %d execs and %d connects per rep, policy of 20 process nodes\n",
-		engine.Backend(), reps, execs, connects)
+	fmt.Printf("backend %s, %d reps, %d execs, %d connects and %d resolve+connects per rep, policy of 20 process nodes\n",
+		engine.Backend(), reps, execs, connects, resolves)
 	for _, loop := range []struct {
 		name string
 		fn   func(string) (time.Duration, error)
-	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"getppid", syscalls}} {
+	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"resolve", resolveLoopIn}, {"getppid", syscalls}} {
 		// Warm up both, then alternate which cgroup goes first.
 		for _, cg := range []string{plain, armed} {
 			if _, err := loop.fn(cg); err != nil {
@@ -415,8 +485,9 @@ func ingressProgram(cg string) (*ebpf.Program, error) {
 
 // benchPolicy is a 20-node policy: the bench binary and sh as roots; sh has
 // 17 children that never match and `true`, checked last. The bench may
-// reach its echo and DNS servers (UDP) and bench.example.com.
-func benchPolicy(box, self string, port, echo int) *policy.Spec {
+// reach its echo and DNS servers (UDP), bench.example.com, and benchName
+// on namePort.
+func benchPolicy(box, self string, port, echo, namePort int) *policy.Spec {
 	sh := policy.ProcessNode{Name: "sh", Exe: []string{box}, ID: "sh_0", Euser: []string{"root"}}
 	for i := 0; i < 17; i++ {
 		sh.Children = append(sh.Children, policy.ProcessNode{
@@ -434,6 +505,8 @@ func benchPolicy(box, self string, port, echo int) *policy.Spec {
 			Ports:     []policy.Port{{Port: port, Protocol: "TCP"}, {Port: echo, Protocol: "UDP"}, {Port: 53, Protocol: "UDP"}},
 			Processes: []string{"bench_0"}},
 		{To: []policy.Peer{{DNSSelector: []string{"bench.example.com"}}}, Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
+		{To: []policy.Peer{{DNSSelector: []string{"*.example.org"}}, {DNSSelector: []string{benchName}}},
+			Ports: []policy.Port{{Port: namePort, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
 	}}
 	return spec
 }
