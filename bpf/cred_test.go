@@ -368,15 +368,23 @@ func int80Setresuid(uid uint32) []byte {
 		0xb8, 0xe7, 0, 0, 0, // mov eax, 231 (exit_group)
 		0x0f, 0x05, // syscall
 	)
+	return ia32ELF(nil, func(uint32) []byte { return code })
+}
+
+// ia32ELF is a static x86-64 ELF whose one loaded segment (read and
+// execute) holds data and then the code that code returns for data at
+// address addr: below 4 GiB, so ia32 syscalls take it as a pointer.
+func ia32ELF(data []byte, code func(addr uint32) []byte) []byte {
 	const base, hdr = 0x400000, 64 + 56
+	body := append(append([]byte{}, data...), code(base+hdr)...)
 	le := binary.LittleEndian
 	elf := make([]byte, hdr)
 	copy(elf, "\x7fELF\x02\x01\x01")
 	le.PutUint16(elf[16:], 2)    // ET_EXEC
 	le.PutUint16(elf[18:], 0x3e) // EM_X86_64
 	le.PutUint32(elf[20:], 1)
-	le.PutUint64(elf[24:], base+hdr) // entry
-	le.PutUint64(elf[32:], 64)       // phoff
+	le.PutUint64(elf[24:], base+hdr+uint64(len(data))) // entry
+	le.PutUint64(elf[32:], 64)                         // phoff
 	le.PutUint16(elf[52:], 64)
 	le.PutUint16(elf[54:], 56)
 	le.PutUint16(elf[56:], 1)
@@ -385,10 +393,10 @@ func int80Setresuid(uid uint32) []byte {
 	le.PutUint32(ph[4:], 5) // R+X
 	le.PutUint64(ph[16:], base)
 	le.PutUint64(ph[24:], base)
-	le.PutUint64(ph[32:], uint64(hdr+len(code)))
-	le.PutUint64(ph[40:], uint64(hdr+len(code)))
+	le.PutUint64(ph[32:], uint64(hdr+len(body)))
+	le.PutUint64(ph[40:], uint64(hdr+len(body)))
 	le.PutUint64(ph[48:], 0x1000)
-	return append(elf, code...)
+	return append(elf, body...)
 }
 
 // TestInt80SetresuidNeedsChildNode: the same rule for a process that
