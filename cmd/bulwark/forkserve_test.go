@@ -63,11 +63,7 @@ func TestLearnForkedWorker(t *testing.T) {
 	if len(master.ListeningSockets) != 1 || master.ListeningSockets[0] != (policy.Port{Port: port, Protocol: "TCP"}) || len(worker.ListeningSockets) != 0 {
 		t.Fatalf("listening sockets: master %v, worker %v; want %d/TCP on the master", master.ListeningSockets, worker.ListeningSockets, port)
 	}
-	in := fp.Spec.NetworkPolicy.Ingress
-	if len(in) != 1 || in[0].From[0].IPBlock.CIDR != "127.0.0.1/32" || in[0].Ports[0].Port != port ||
-		len(in[0].Processes) != 1 || in[0].Processes[0] != worker.ID {
-		t.Fatalf("ingress %+v, want from 127.0.0.1/32 to %d accepted by %s", in, port, worker.ID)
-	}
+	checkLoopbackIngress(t, fp, port, worker.ID)
 
 	polFile := enforcePolicyFrom(t, out)
 	execArgs := append([]string{"exec", "-f", polFile}, server...)

@@ -289,11 +289,7 @@ func TestLearnServer(t *testing.T) {
 	if len(srv.ListeningSockets) != 1 || srv.ListeningSockets[0] != (policy.Port{Port: port, Protocol: "TCP"}) {
 		t.Errorf("server node %+v, want listening on %d/TCP", srv, port)
 	}
-	in := fp.Spec.NetworkPolicy.Ingress
-	if len(in) != 1 || in[0].From[0].IPBlock.CIDR != "127.0.0.1/32" || in[0].Ports[0].Port != port ||
-		len(in[0].Processes) != 1 || in[0].Processes[0] != srv.ID {
-		t.Fatalf("ingress %+v, want from 127.0.0.1/32 to %d accepted by %s", in, port, srv.ID)
-	}
+	checkLoopbackIngress(t, fp, port, srv.ID)
 
 	polFile := enforcePolicyFrom(t, out)
 	execArgs := append([]string{"exec", "-f", polFile}, server...)

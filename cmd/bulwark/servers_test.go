@@ -343,13 +343,20 @@ func seedShape(t *testing.T, fp *policy.Fingerprint, s preforkServer, port int) 
 	if w.ID == "" || w.ID == m.ID {
 		t.Errorf("worker node id %q, master %q", w.ID, m.ID)
 	}
+	checkLoopbackIngress(t, fp, port, w.ID)
+	return m.ID, w.ID
+}
+
+// checkLoopbackIngress fails t unless fp's ingress is exactly one rule:
+// from 127.0.0.1/32 to port/TCP, accepted by the node id alone.
+func checkLoopbackIngress(t *testing.T, fp *policy.Fingerprint, port int, id string) {
+	t.Helper()
 	in := fp.Spec.NetworkPolicy.Ingress
 	if len(in) != 1 || len(in[0].From) != 1 || in[0].From[0].IPBlock == nil || in[0].From[0].IPBlock.CIDR != "127.0.0.1/32" ||
 		len(in[0].From[0].IPBlock.Except) != 0 || !slices.Equal(in[0].Ports, []policy.Port{{Port: port, Protocol: policy.ProtocolTCP}}) ||
-		!slices.Equal(in[0].Processes, []string{w.ID}) {
-		t.Errorf("ingress %s, want exactly from 127.0.0.1/32 to %d/TCP accepted by %s (the worker)", rulesString(in), port, w.ID)
+		!slices.Equal(in[0].Processes, []string{id}) {
+		t.Fatalf("ingress %s, want exactly from 127.0.0.1/32 to %d/TCP accepted by %s", rulesString(in), port, id)
 	}
-	return m.ID, w.ID
 }
 
 // rulesString renders network rules for failure messages.
