@@ -89,13 +89,17 @@ static __always_inline bool known_peer(const struct sock_info *si, const struct 
 	return false;
 }
 
-/* note_send records that the socket of a UDP send let through (c, egress)
- * sent to its destination, so the answers are replies, and which node sent;
- * and that a TCP socket connected to port 53, whose answers dns.h parses. */
-static __always_inline void note_send(struct bpf_sock_addr *ctx, const struct conn *c, __u64 node)
+/* note_send records that the socket of a UDP sendmsg let through (c,
+ * egress) sent to its destination, so the answers are replies, and which
+ * node sent; and that a TCP socket connected to port 53, whose answers
+ * dns.h parses. A UDP connect records nothing: a connected socket hears
+ * only its peer, which ingress reads from the socket (allocating socket
+ * storage on every connect was most of a DNS lookup's cost here). */
+static __always_inline void note_send(struct bpf_sock_addr *ctx, const struct conn *c, __u64 node,
+				      bool connect)
 {
 	struct bpf_sock *sk = ctx->sk;
-	if (!sk || (c->proto != IPPROTO_UDP && c->dport != DNS_PORT))
+	if (!sk || (c->proto == IPPROTO_UDP ? connect : c->dport != DNS_PORT))
 		return;
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, SK_STORAGE_CREATE);
 	if (!si)
@@ -147,7 +151,7 @@ static __always_inline void sock_addr6(struct bpf_sock_addr *ctx, struct conn *c
 	}
 }
 
-static __always_inline int egress4(struct bpf_sock_addr *ctx)
+static __always_inline int egress4(struct bpf_sock_addr *ctx, bool connect)
 {
 	__u32 proto = ctx->protocol;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -161,11 +165,11 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	__u64 node = current_node();
 	if (!check_conn(&c, w, cgid, node, true))
 		return 0;
-	note_send(ctx, &c, node);
+	note_send(ctx, &c, node, connect);
 	return 1;
 }
 
-static __always_inline int egress6(struct bpf_sock_addr *ctx)
+static __always_inline int egress6(struct bpf_sock_addr *ctx, bool connect)
 {
 	__u32 proto = ctx->protocol;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -179,32 +183,32 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	__u64 node = current_node();
 	if (!check_conn(&c, w, cgid, node, true))
 		return 0;
-	note_send(ctx, &c, node);
+	note_send(ctx, &c, node, connect);
 	return 1;
 }
 
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
-	return egress4(ctx);
+	return egress4(ctx, true);
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
-	return egress6(ctx);
+	return egress6(ctx, true);
 }
 
 SEC("cgroup/sendmsg4")
 int sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return egress4(ctx);
+	return egress4(ctx, false);
 }
 
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return egress6(ctx);
+	return egress6(ctx, false);
 }
 
 /* record_bind notes the process node bound to c's local address and port
@@ -279,13 +283,15 @@ static __always_inline __u32 dns_offset(struct __sk_buff *skb, const struct conn
 
 /* dns_reply parses, for workload w (cgroup cgid), a DNS answer the socket
  * received from port 53 (c: addresses and ports from the packet) when it
- * is a reply to what the socket sent (see dns.h). It never drops. */
+ * is a reply to what the socket sent (see dns.h): from the peer a UDP
+ * socket is connected to (peer set) or sent to, or on a TCP connection
+ * the workload opened to port 53. It never drops. */
 static __always_inline int dns_reply(struct __sk_buff *skb, struct conn *c, struct sock_info *si,
-				     struct workload *w, __u64 cgid)
+				     bool peer, struct workload *w, __u64 cgid)
 {
-	if (c->sport != DNS_PORT || !si)
+	if (c->sport != DNS_PORT)
 		return 1;
-	if (c->proto == IPPROTO_UDP ? !known_peer(si, c) : !(si->flags & SI_DNS_TCP))
+	if (c->proto == IPPROTO_UDP ? !peer && !(si && known_peer(si, c)) : !(si && (si->flags & SI_DNS_TCP)))
 		return 1;
 	__u32 off = dns_offset(skb, c);
 	if (!off || off >= skb->len) {
@@ -309,6 +315,20 @@ static __always_inline int dns_reply(struct __sk_buff *skb, struct conn *c, stru
 	return 1;
 }
 
+/* connected_peer reports whether c (ingress, addresses from the packet)
+ * comes from the address a connected socket is connected to; an IPv6
+ * socket's v4-mapped peer is compared as IPv4, as skb_addrs makes it. */
+static __always_inline bool connected_peer(struct bpf_sock *sk, const struct conn *c)
+{
+	const __u32 *a = (const __u32 *)c->saddr;
+	if (sk->family == AF_INET)
+		return c->family == AF_INET && a[0] == sk->dst_ip4;
+	__u32 p0 = sk->dst_ip6[0], p1 = sk->dst_ip6[1], p2 = sk->dst_ip6[2], p3 = sk->dst_ip6[3];
+	if (c->family == AF_INET)
+		return !p0 && !p1 && p2 == bpf_htonl(0x0000ffff) && a[0] == p3;
+	return a[0] == p0 && a[1] == p1 && a[2] == p2 && a[3] == p3;
+}
+
 /* dns_connected parses what a connected socket receives from port 53:
  * a TCP connection or connected UDP socket the checks leave at once. */
 static __always_inline int dns_connected(struct __sk_buff *skb, struct bpf_sock *sk, struct conn *c)
@@ -317,7 +337,8 @@ static __always_inline int dns_connected(struct __sk_buff *skb, struct bpf_sock 
 	struct workload *w = skb_workload(skb, &cgid);
 	if (!w || skb_addrs(skb, c))
 		return 1;
-	return dns_reply(skb, c, bpf_sk_storage_get(&sock_infos, sk, 0, 0), w, cgid);
+	bool peer = c->proto == IPPROTO_UDP && connected_peer(sk, c);
+	return dns_reply(skb, c, bpf_sk_storage_get(&sock_infos, sk, 0, 0), peer, w, cgid);
 }
 
 SEC("cgroup_skb/ingress")
@@ -358,7 +379,7 @@ int ingress(struct __sk_buff *skb)
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	/* A reply to a datagram the socket sent is no connection. */
 	if (si && c.proto == IPPROTO_UDP && known_peer(si, &c))
-		return dns_reply(skb, &c, si, w, cgid);
+		return dns_reply(skb, &c, si, false, w, cgid);
 	/* The node bound to the port (placement keeps these current), else
 	 * the one that bound or last sent on the socket (a port chosen by
 	 * the kernel). */
