@@ -296,6 +296,10 @@ func TestDNSSelector(t *testing.T) {
 	if got := connect(cg, addrs["short"]); got != helperEPERM {
 		t.Errorf("short.test's address after its TTL: %d, want EPERM", got)
 	}
+	// The same name looked up again renews its grant in place.
+	if got := resolve(cg, "short.test", "A", "udp", addrs["other"], 1); got != helperOK {
+		t.Errorf("short.test looked up again after its TTL: %d, want allowed", got)
+	}
 	// A new policy matches the grants again: without the name, its
 	// address is denied; with it back, allowed without a new lookup.
 	// Disarming the workload drops its grants.

@@ -376,14 +376,23 @@ static __always_inline void dns_grant_addr(struct dns_walk *w, struct dns_scratc
 		__builtin_memmove(k.addr, &k.addr[12], 4);
 		__builtin_memset(&k.addr[4], 0, 12);
 	}
+	__u64 secs = ttl < w->floor_s ? w->floor_s : ttl > w->cap_s ? w->cap_s : ttl;
+	__u64 expires = bpf_ktime_get_ns() + secs * 1000000000ULL;
+	/* The same name again under the same policy (a workload resolving
+	 * what it resolved before): only the expiry changes. */
+	struct dns_grant *g = bpf_map_lookup_elem(grants, &k);
+	if (g && g->gen == w->gen && g->name_hash == w->qhash && g->name_len == s->chain_len[0] &&
+	    dns_same(g->name, s->chain[0])) {
+		g->expires_ns = expires;
+		return;
+	}
 	if (!w->have_rules) {
 		__builtin_memcpy(s->mname, s->chain[0], DNS_NAME_LEN);
 		w->rules = dns_rules_of(w->gen, s->chain_len[0]);
 		w->have_rules = 1;
 	}
-	__u64 secs = ttl < w->floor_s ? w->floor_s : ttl > w->cap_s ? w->cap_s : ttl;
-	struct dns_grant *g = &s->grant;
-	g->expires_ns = bpf_ktime_get_ns() + secs * 1000000000ULL;
+	g = &s->grant;
+	g->expires_ns = expires;
 	g->name_hash = w->qhash;
 	g->rules = w->rules;
 	g->gen = w->gen;
