@@ -282,16 +282,14 @@ static __always_inline __u32 dns_offset(struct __sk_buff *skb, const struct conn
 }
 
 /* dns_reply parses, for workload w (cgroup cgid), a DNS answer the socket
- * received from port 53 (c: addresses and ports from the packet) when it
- * is a reply to what the socket sent (see dns.h): from the peer a UDP
- * socket is connected to (peer set) or sent to, or on a TCP connection
- * the workload opened to port 53. It never drops. */
-static __always_inline int dns_reply(struct __sk_buff *skb, struct conn *c, struct sock_info *si,
-				     bool peer, struct workload *w, __u64 cgid)
+ * received from port 53 (c: addresses and ports from the packet) when the
+ * caller found it a reply to what the socket sent (see dns.h): from the
+ * peer a UDP socket is connected or sent to, or on a TCP connection the
+ * workload opened to port 53. It never drops. */
+static __always_inline int dns_reply(struct __sk_buff *skb, struct conn *c, bool reply,
+				     struct workload *w, __u64 cgid)
 {
-	if (c->sport != DNS_PORT)
-		return 1;
-	if (c->proto == IPPROTO_UDP ? !peer && !(si && known_peer(si, c)) : !(si && (si->flags & SI_DNS_TCP)))
+	if (c->sport != DNS_PORT || !reply)
 		return 1;
 	__u32 off = dns_offset(skb, c);
 	if (!off || off >= skb->len) {
@@ -337,8 +335,10 @@ static __always_inline int dns_connected(struct __sk_buff *skb, struct bpf_sock 
 	struct workload *w = skb_workload(skb, &cgid);
 	if (!w || skb_addrs(skb, c))
 		return 1;
-	bool peer = c->proto == IPPROTO_UDP && connected_peer(sk, c);
-	return dns_reply(skb, c, bpf_sk_storage_get(&sock_infos, sk, 0, 0), peer, w, cgid);
+	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+	bool reply = c->proto == IPPROTO_UDP ? connected_peer(sk, c) || (si && known_peer(si, c))
+					     : si && (si->flags & SI_DNS_TCP);
+	return dns_reply(skb, c, reply, w, cgid);
 }
 
 SEC("cgroup_skb/ingress")
@@ -379,7 +379,7 @@ int ingress(struct __sk_buff *skb)
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	/* A reply to a datagram the socket sent is no connection. */
 	if (si && c.proto == IPPROTO_UDP && known_peer(si, &c))
-		return dns_reply(skb, &c, si, false, w, cgid);
+		return dns_reply(skb, &c, true, w, cgid);
 	/* The node bound to the port (placement keeps these current), else
 	 * the one that bound or last sent on the socket (a port chosen by
 	 * the kernel). */

@@ -21,9 +21,9 @@
  * and is counted (LOSS_DNS), never trusted.
  *
  * Only replies are parsed: a UDP datagram from an address and port 53 the
- * socket connected or sent to (recorded at connect/sendmsg, after the
- * policy allowed the query), a TCP segment on a connection the socket
- * opened to port 53. The transaction id is not matched: the socket and
+ * socket is connected to (read from the socket) or sent to (recorded at
+ * sendmsg), both after the policy allowed the query; a TCP segment on a
+ * connection the socket opened to port 53. The transaction id is not matched: the socket and
  * the peer's port are, and the resolver is one the policy lets the
  * workload query, so a dnsSelector rule trusts every resolver the policy
  * allows on port 53.
