@@ -1,0 +1,483 @@
+package bpf
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+// io_uring ABI (linux/io_uring.h), used through raw syscalls.
+const (
+	ioringOffSQRing   = 0
+	ioringOffCQRing   = 0x8000000
+	ioringOffSQEs     = 0x10000000
+	ioringEnterGetev  = 1
+	ioringRegFiles    = 2
+	ioringOpAccept    = 13
+	ioringOpSend      = 26
+	iosqeFixedFile    = 1 << 0
+	iosqeCQESkip      = 1 << 6
+	ioringFeatSkipCQE = 1 << 11
+	sqeSize           = 64
+	cqeSize           = 16
+	// helperNoURing is the status of a helper that could not set up a
+	// ring (io_uring disabled or missing).
+	helperNoURing = 6
+)
+
+type uringParams struct {
+	SQEntries, CQEntries, Flags, SQThreadCPU, SQThreadIdle, Features, WQFd uint32
+	Resv                                                                   [3]uint32
+	SQOff                                                                  struct {
+		Head, Tail, RingMask, RingEntries, Flags, Dropped, Array, Resv1 uint32
+		UserAddr                                                        uint64
+	}
+	CQOff struct {
+		Head, Tail, RingMask, RingEntries, Overflow, CQEs, Flags, Resv1 uint32
+		UserAddr                                                        uint64
+	}
+}
+
+// uring is a minimal io_uring: one submission at a time.
+type uring struct {
+	fd           int
+	p            uringParams
+	sq, cq, sqes []byte
+}
+
+func newURing(entries uint32) (*uring, error) {
+	r := &uring{}
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&r.p)), 0)
+	if e != 0 {
+		return nil, fmt.Errorf("io_uring_setup: %w", e)
+	}
+	r.fd = int(fd)
+	mm := func(off int64, size uint32) ([]byte, error) {
+		return unix.Mmap(r.fd, off, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	}
+	var err error
+	if r.sq, err = mm(ioringOffSQRing, r.p.SQOff.Array+r.p.SQEntries*4); err != nil {
+		return nil, err
+	}
+	if r.cq, err = mm(ioringOffCQRing, r.p.CQOff.CQEs+r.p.CQEntries*cqeSize); err != nil {
+		return nil, err
+	}
+	if r.sqes, err = mm(ioringOffSQEs, r.p.SQEntries*sqeSize); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *uring) u32(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+
+// sqe is the fields of a submission the tests use.
+type sqe struct {
+	op, flags uint8
+	fd        int32
+	addr      uint64
+	len       uint32
+	userData  uint64
+	fileIndex uint32
+}
+
+// push queues s (the kernel reads it at the next enter).
+func (r *uring) push(s sqe) {
+	tail := atomic.LoadUint32(r.u32(r.sq, r.p.SQOff.Tail))
+	idx := tail & *r.u32(r.sq, r.p.SQOff.RingMask)
+	b := r.sqes[idx*sqeSize : (idx+1)*sqeSize]
+	clear(b)
+	le := binary.LittleEndian
+	b[0], b[1] = s.op, s.flags
+	le.PutUint32(b[4:], uint32(s.fd))
+	le.PutUint64(b[16:], s.addr)
+	le.PutUint32(b[24:], s.len)
+	le.PutUint64(b[32:], s.userData)
+	le.PutUint32(b[44:], s.fileIndex)
+	*r.u32(r.sq, r.p.SQOff.Array+idx*4) = idx
+	atomic.StoreUint32(r.u32(r.sq, r.p.SQOff.Tail), tail+1)
+}
+
+// nextRes points at the result of the next completion.
+func (r *uring) nextRes() *int32 {
+	head := atomic.LoadUint32(r.u32(r.cq, r.p.CQOff.Head))
+	idx := head & *r.u32(r.cq, r.p.CQOff.RingMask)
+	return (*int32)(unsafe.Pointer(&r.cq[r.p.CQOff.CQEs+idx*cqeSize+8]))
+}
+
+// run submits what is queued and waits for one completion: its result.
+func (r *uring) run() (int32, error) {
+	res := r.nextRes()
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 1, 1, ioringEnterGetev, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, fmt.Errorf("io_uring_enter: %w", e)
+		}
+		break
+	}
+	head := r.u32(r.cq, r.p.CQOff.Head)
+	if atomic.LoadUint32(head) == atomic.LoadUint32(r.u32(r.cq, r.p.CQOff.Tail)) {
+		return 0, errors.New("no completion")
+	}
+	v := atomic.LoadInt32(res)
+	atomic.StoreUint32(head, atomic.LoadUint32(head)+1)
+	return v, nil
+}
+
+// uringHelper performs the io_uring actions of runHelper:
+//
+//	uring-accept fd|fixed|skip  accept one connection on the listener at fd
+//	                            3 with IORING_OP_ACCEPT (fixed: into slot 0
+//	                            of the ring's fixed-file table; skip: with
+//	                            IOSQE_CQE_SKIP_SUCCESS, then wait for the
+//	                            send) and send greeting on it
+//	uring-serve-fork UID ADDR   listen on TCP ADDR, queue an accept on a
+//	                            new ring, print "listening", fork; the child
+//	                            sets its uids to UID, submits the accept,
+//	                            greets the connection; prints how the child
+//	                            ended ("child exit N" or "child signal N")
+func uringHelper(args []string) int {
+	runtime.LockOSThread()
+	r, err := newURing(4)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return helperNoURing
+	}
+	if args[0] == "uring-serve-fork" {
+		return uringServeFork(r, args[1:])
+	}
+	fail := func(what string, err error) int {
+		fmt.Fprintln(os.Stderr, what+":", err)
+		return helperFailed
+	}
+	mode := args[1]
+	accept := sqe{op: ioringOpAccept, fd: 3, userData: 1}
+	send := sqe{op: ioringOpSend, addr: uint64(uintptr(unsafe.Pointer(&greeting[0]))), len: 2, userData: 2}
+	switch mode {
+	case "fixed":
+		slots := []int32{-1}
+		if _, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), ioringRegFiles,
+			uintptr(unsafe.Pointer(&slots[0])), 1, 0, 0); e != 0 {
+			return fail("register files", e)
+		}
+		accept.fileIndex = 1 // slot 0
+		send.fd, send.flags = 0, iosqeFixedFile
+	case "skip":
+		if r.p.Features&ioringFeatSkipCQE == 0 {
+			return helperNoURing
+		}
+		accept.flags = iosqeCQESkip
+		send.fd = 4 // the lowest free descriptor
+	}
+	r.push(accept)
+	if mode == "skip" {
+		// The accept completes silently: the send is what is waited for.
+		r.push(send)
+		if _, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 2, 0, 0, 0, 0); e != 0 {
+			return fail("io_uring_enter", e)
+		}
+		time.Sleep(time.Second)
+		return helperOK
+	}
+	res, err := r.run()
+	if err != nil {
+		return fail("accept", err)
+	}
+	if res < 0 {
+		return fail("accept", syscall.Errno(-res))
+	}
+	if mode == "fd" {
+		send.fd = res
+	}
+	r.push(send)
+	if res, err = r.run(); err != nil || res != 2 {
+		return fail("send", fmt.Errorf("%d, %v", res, err))
+	}
+	return helperOK
+}
+
+// uringServeFork is the uring-serve-fork action.
+func uringServeFork(r *uring, args []string) int {
+	uid, err := strconv.Atoi(args[0])
+	if err != nil {
+		return helperFailed
+	}
+	lfd, err := listenRaw(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return helperFailed
+	}
+	r.push(sqe{op: ioringOpAccept, fd: int32(lfd), userData: 1})
+	fmt.Println("listening")
+	pid, errno := forkURingChild(uintptr(uid), uintptr(r.fd), r.nextRes())
+	if errno != 0 {
+		fmt.Fprintln(os.Stderr, "fork:", errno)
+		return helperFailed
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(int(pid), &ws, 0, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "wait:", err)
+		return helperFailed
+	}
+	if ws.Signaled() {
+		fmt.Printf("child signal %d\n", ws.Signal())
+	} else {
+		fmt.Printf("child exit %d\n", ws.ExitStatus())
+	}
+	return helperOK
+}
+
+// forkURingChild forks (no exec); the child sets its uids to uid, submits
+// the accept queued on ring (so it is the accept's submitter), reads the
+// result at res and greets the connection. Raw syscalls only, as in
+// forkChild.
+//
+//go:nosplit
+//go:norace
+func forkURingChild(uid, ring uintptr, res *int32) (uintptr, syscall.Errno) {
+	pid, _, e := syscall.RawSyscall(syscall.SYS_FORK, 0, 0, 0)
+	if e != 0 || pid != 0 {
+		return pid, e
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uid, uid, uid); e != 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childSetuidFailed+uintptr(e), 0, 0)
+	}
+	for {
+		_, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, ring, 1, 1, ioringEnterGetev, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childAcceptFailed+uintptr(e), 0, 0)
+		}
+		break
+	}
+	fd := *res
+	if fd < 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childAcceptFailed+uintptr(-fd), 0, 0)
+	}
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&greeting[0])), 2)
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	return 0, 0
+}
+
+// needURing skips the test when this kernel gives no io_uring.
+func needURing(t *testing.T) {
+	t.Helper()
+	r, err := newURing(4)
+	if err != nil {
+		t.Skipf("no io_uring: %v", err)
+	}
+	unix.Close(r.fd)
+}
+
+// uringAcceptOnce runs the uring-accept helper (mode fd, fixed or skip)
+// in cgroup cg with a TCP listener on addr from outside the workload as
+// descriptor 3, connects and returns the helper's status (128+signal when
+// killed) and why no greeting came back (nil: it did).
+func uringAcceptOnce(t *testing.T, cg, addr, mode string) (int, error) {
+	t.Helper()
+	fd, err := listenRaw(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf := os.NewFile(uintptr(fd), "listener")
+	defer lf.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	self, _ := os.Executable()
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), helperEnv+"=uring-accept "+mode)
+	cmd.ExtraFiles = []*os.File{lf}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cgroup.StartIn(cmd, cg); err != nil {
+		t.Fatal(err)
+	}
+	served := dialFrom("", addr)
+	lf.Close() // the helper's copy stays
+	st := exitStatus(t, cmd.Wait())
+	if st == helperNoURing {
+		t.Skipf("helper: no io_uring (%s)", strings.TrimSpace(out.String()))
+	}
+	if st != helperOK && st != 128+9 {
+		t.Logf("helper output: %s", out.String())
+	}
+	return st, served
+}
+
+// uringSpec is credSpec's helper (root, node helper) and worker (nobody)
+// with the TCP ingress from 127.0.0.1 to port given to process node to.
+func uringSpec(t *testing.T, port int, to string) *policy.Spec {
+	spec := credSpec(t, []string{"nobody"})
+	spec.NetworkPolicy = &policy.NetworkPolicy{Ingress: []policy.NetworkRule{{
+		From:      []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+		Ports:     []policy.Port{{Port: port, Protocol: "TCP"}},
+		Processes: []string{to},
+	}}}
+	return spec
+}
+
+// TestURingAcceptChecksAcceptor: io_uring accepts (IORING_OP_ACCEPT) are
+// decided for the node of the task that submitted them, as accept(2) is:
+// served when that node has the ingress; when only another node has it,
+// reported with the submitter's node and, in enforce, the submitter is
+// killed before it sends a byte (audit only reports). Descriptor and
+// direct (fixed-file) accepts, and a forked child (another node) that
+// submits an accept on its parent's listener. The listener of the
+// non-forking cases comes from outside the workload, so no packet check
+// of the workload's cgroup runs: the accept is the only check.
+func TestURingAcceptChecksAcceptor(t *testing.T) {
+	needURing(t)
+	e, _ := openTestEngine(t)
+	isAccept := func(x Event) bool { return x.Kind == KindAccept }
+	isDeviation := func(x Event) bool { return x.Kind == KindAccept && x.Deviation }
+	for _, mode := range []string{"fd", "fixed"} {
+		t.Run(mode, func(t *testing.T) {
+			port := freePort(t, "tcp4", "127.0.0.1:0")
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			cg := testCgroup(t)
+			ev := collect(t, e)
+			if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
+				t.Fatal(err)
+			}
+			if st, served := uringAcceptOnce(t, cg, addr, mode); served != nil || st != helperOK {
+				t.Fatalf("submitter's node allowed: served %v, status %d, want served and 0", served, st)
+			}
+			seen := ev.wait(t, "accept", isAccept)
+			if seen.Deviation || seen.Node != "helper" || seen.Dst.Port() != uint16(port) {
+				t.Fatalf("accept %+v", seen)
+			}
+			if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeEnforce); err != nil {
+				t.Fatal(err)
+			}
+			if st, served := uringAcceptOnce(t, cg, addr, mode); served == nil || st != 128+9 {
+				t.Fatalf("only another node allowed: served %v, status %d, want refused and 137", served, st)
+			}
+			dev := ev.wait(t, "accept deviation", isDeviation)
+			if !dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) ||
+				dev.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
+				t.Fatalf("deviation %+v", dev)
+			}
+		})
+	}
+
+	t.Run("audit", func(t *testing.T) {
+		port := freePort(t, "tcp4", "127.0.0.1:0")
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cg := testCgroup(t)
+		ev := collect(t, e)
+		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeAudit); err != nil {
+			t.Fatal(err)
+		}
+		if st, served := uringAcceptOnce(t, cg, addr, "fd"); served != nil || st != helperOK {
+			t.Fatalf("audit: served %v, status %d, want served and 0", served, st)
+		}
+		dev := ev.wait(t, "accept deviation", isDeviation)
+		if dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) {
+			t.Fatalf("deviation %+v", dev)
+		}
+	})
+
+	t.Run("cqe skip", func(t *testing.T) {
+		// No completion reports the peer: refused unless the node may
+		// receive the port from anywhere.
+		port := freePort(t, "tcp4", "127.0.0.1:0")
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cg := testCgroup(t)
+		ev := collect(t, e)
+		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		if st, served := uringAcceptOnce(t, cg, addr, "skip"); served == nil || st != 128+9 {
+			t.Fatalf("silent accept: served %v, status %d, want refused and 137", served, st)
+		}
+		dev := ev.wait(t, "accept deviation", isDeviation)
+		if !dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) || !dev.Src.Addr().IsUnspecified() {
+			t.Fatalf("deviation %+v", dev)
+		}
+	})
+
+	serveFork := func(t *testing.T, cg string, addr string) func() string {
+		self, _ := os.Executable()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, self)
+		cmd.Env = append(os.Environ(), helperEnv+"=uring-serve-fork 65534 "+addr)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cgroup.StartIn(cmd, cg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cancel()
+			cmd.Wait()
+		})
+		r := bufio.NewReader(out)
+		if line, err := r.ReadString('\n'); err != nil || line != "listening\n" {
+			t.Fatalf("server did not start: %q, %v", line, err)
+		}
+		return func() string {
+			line, _ := r.ReadString('\n')
+			return strings.TrimSpace(strings.TrimPrefix(line, "child "))
+		}
+	}
+	t.Run("forked child", func(t *testing.T) {
+		port := freePort(t, "tcp4", "127.0.0.1:0")
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cg := testCgroup(t)
+		ev := collect(t, e)
+		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		end := serveFork(t, cg, addr)
+		if err := dialFrom("", addr); err != nil {
+			t.Fatalf("connection to the worker: %v", err)
+		}
+		if got := end(); got != "exit 0" {
+			t.Fatalf("worker ended %q, want exit 0", got)
+		}
+		seen := ev.wait(t, "accept by the worker", isAccept)
+		if seen.Deviation || seen.Node != "worker" || seen.Dst.Port() != uint16(port) {
+			t.Fatalf("accept %+v", seen)
+		}
+
+		// Only the listener's node (the parent's) has the ingress.
+		cg = testCgroup(t)
+		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		end = serveFork(t, cg, addr)
+		if err := dialFrom("", addr); err == nil {
+			t.Fatal("the worker was served; only the listener's node has the ingress")
+		}
+		dev := ev.wait(t, "accept deviation", isDeviation)
+		if !dev.Blocked || dev.Node != "worker" || dev.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
+			t.Fatalf("deviation %+v", dev)
+		}
+		if got := end(); got != "signal 9" {
+			t.Fatalf("worker ended %q, want killed at its accept", got)
+		}
+	})
+}
