@@ -19,8 +19,9 @@
  *   is reported with it and, in enforce, the acceptor is killed before
  *   accept returns (it never reads the connection). The per-cgroup ingress
  *   program keeps dropping connection requests that no node of the
- *   workload may receive. Not seen here: io_uring accepts (no syscall
- *   exit of their own), which the union check at the packet still covers.
+ *   workload may receive. io_uring accepts have no syscall exit of their
+ *   own: uring.bpf.c decides them at completion for the node that
+ *   submitted them, with the same check (sockfile.h).
  */
 #ifndef __BULWARK_SYSEXIT_H__
 #define __BULWARK_SYSEXIT_H__
