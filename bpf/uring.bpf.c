@@ -154,6 +154,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } uring_rings SEC(".maps");
 
+/* How many entries uring_accepts holds (an upper bound): while it is 0,
+ * completions, which every ring of the host raises, return at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} uring_inflight SEC(".maps");
+
 /* Submits that found a table full, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -230,7 +240,7 @@ static __always_inline void decide(const struct uring_accept *a, __s32 res)
 /* submitted remembers (or, with CQE_SKIP_SUCCESS, decides) an accept. */
 static __always_inline void submitted(struct io_kiocb *req)
 {
-	if (BPF_CORE_READ(req, opcode) != IORING_OP_ACCEPT)
+	if (req->opcode != IORING_OP_ACCEPT) /* req is the kernel's: a plain load */
 		return;
 	__u64 cgid = 0;
 	struct workload *w = current_workload(&cgid);
@@ -265,25 +275,32 @@ static __always_inline void submitted(struct io_kiocb *req)
 	}
 	__u64 key = (__u64)req;
 	struct ring_key rk = { .ring = a.ring, .user_data = a.user_data };
+	__u32 zero = 0;
+	__u64 *inflight = bpf_map_lookup_elem(&uring_inflight, &zero);
+	if (inflight)
+		__sync_fetch_and_add(inflight, 1);
 	int err = bpf_map_update_elem(&uring_accepts, &key, &a, BPF_ANY);
-	struct ring_accept *ra = bpf_map_lookup_elem(&uring_rings, &rk);
-	if (ra) {
-		ra->a = a;
-		__sync_fetch_and_add(&ra->refs, 1);
-	} else if (!err) {
-		struct ring_accept first = { .a = a, .refs = 1 };
-		err = bpf_map_update_elem(&uring_rings, &rk, &first, BPF_NOEXIST);
-		if (err && (ra = bpf_map_lookup_elem(&uring_rings, &rk))) {
-			/* Another CPU made it meanwhile. */
+	if (!err) {
+		struct ring_accept *ra = bpf_map_lookup_elem(&uring_rings, &rk);
+		if (ra) {
+			ra->a = a;
 			__sync_fetch_and_add(&ra->refs, 1);
-			err = 0;
+		} else {
+			struct ring_accept first = { .a = a, .refs = 1 };
+			err = bpf_map_update_elem(&uring_rings, &rk, &first, BPF_NOEXIST);
+			if (err && (ra = bpf_map_lookup_elem(&uring_rings, &rk))) {
+				/* Another CPU made it meanwhile. */
+				__sync_fetch_and_add(&ra->refs, 1);
+				err = 0;
+			}
+			if (err)
+				bpf_map_delete_elem(&uring_accepts, &key);
 		}
-		if (err)
-			bpf_map_delete_elem(&uring_accepts, &key);
 	}
 	if (!err)
 		return;
-	__u32 zero = 0;
+	if (inflight)
+		__sync_fetch_and_add(inflight, -1);
 	__u64 *n = bpf_map_lookup_elem(&uring_full, &zero);
 	if (n)
 		(*n)++;
@@ -296,6 +313,10 @@ static __always_inline void submitted(struct io_kiocb *req)
 static __always_inline void completed(void *ring, struct io_kiocb *req, __u64 user_data,
 				      __s32 res, __u32 cflags)
 {
+	__u32 zero = 0;
+	__u64 *inflight = bpf_map_lookup_elem(&uring_inflight, &zero);
+	if (!inflight || !*inflight)
+		return;
 	struct uring_accept a;
 	if (req) {
 		if (BPF_CORE_READ(req, opcode) != IORING_OP_ACCEPT)
@@ -305,8 +326,8 @@ static __always_inline void completed(void *ring, struct io_kiocb *req, __u64 us
 		if (!p)
 			return;
 		a = *p;
-		if (!(cflags & IORING_CQE_F_MORE)) {
-			bpf_map_delete_elem(&uring_accepts, &key);
+		if (!(cflags & IORING_CQE_F_MORE) && !bpf_map_delete_elem(&uring_accepts, &key)) {
+			__sync_fetch_and_add(inflight, -1);
 			struct ring_key rk = { .ring = a.ring, .user_data = a.user_data };
 			struct ring_accept *ra = bpf_map_lookup_elem(&uring_rings, &rk);
 			if (ra && __sync_fetch_and_add(&ra->refs, -1) <= 1)

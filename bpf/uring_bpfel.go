@@ -273,6 +273,7 @@ const (
 	uringMapTaskStates           = "task_states"
 	uringMapUringAccepts         = "uring_accepts"
 	uringMapUringFull            = "uring_full"
+	uringMapUringInflight        = "uring_inflight"
 	uringMapUringRings           = "uring_rings"
 	uringMapUserSocks            = "user_socks"
 	uringMapWorkloadLosses       = "workload_losses"
@@ -361,6 +362,7 @@ type uringMapSpecs struct {
 	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	UringAccepts   *ebpf.MapSpec `ebpf:"uring_accepts"`
 	UringFull      *ebpf.MapSpec `ebpf:"uring_full"`
+	UringInflight  *ebpf.MapSpec `ebpf:"uring_inflight"`
 	UringRings     *ebpf.MapSpec `ebpf:"uring_rings"`
 	UserSocks      *ebpf.MapSpec `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.MapSpec `ebpf:"workload_losses"`
@@ -417,6 +419,7 @@ type uringMaps struct {
 	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	UringAccepts   *ebpf.Map `ebpf:"uring_accepts"`
 	UringFull      *ebpf.Map `ebpf:"uring_full"`
+	UringInflight  *ebpf.Map `ebpf:"uring_inflight"`
 	UringRings     *ebpf.Map `ebpf:"uring_rings"`
 	UserSocks      *ebpf.Map `ebpf:"user_socks"`
 	WorkloadLosses *ebpf.Map `ebpf:"workload_losses"`
@@ -446,6 +449,7 @@ func (m *uringMaps) Close() error {
 		m.TaskStates,
 		m.UringAccepts,
 		m.UringFull,
+		m.UringInflight,
 		m.UringRings,
 		m.UserSocks,
 		m.WorkloadLosses,
