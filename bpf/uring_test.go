@@ -1,17 +1,12 @@
 package bpf
 
 import (
-	"bufio"
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,7 +15,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -347,46 +341,19 @@ func needURing(t *testing.T) {
 	unix.Close(r.fd)
 }
 
-// uringAcceptOnce runs the uring-accept helper (mode fd, fixed or skip)
-// in cgroup cg with a TCP listener on addr from outside the workload as
-// descriptor 3, connects and returns the helper's status (128+signal when
-// killed) and why no greeting came back (nil: it did).
+// uringAcceptOnce runs the uring-accept helper (mode fd, fixed, skip,
+// multishot or overflow) as acceptOnce runs a program: in cgroup cg, with
+// a TCP listener on addr from outside the workload as descriptor 3.
 func uringAcceptOnce(t *testing.T, cg, addr, mode string) (int, error) {
 	t.Helper()
-	fd, err := listenRaw(addr)
-	// The ring of an earlier helper may hold the listener a moment
-	// after that helper exited (a multishot accept in flight).
-	for end := time.Now().Add(5 * time.Second); errors.Is(err, unix.EADDRINUSE) && time.Now().Before(end); {
-		time.Sleep(50 * time.Millisecond)
-		fd, err = listenRaw(addr)
+	dials := 1
+	if mode == "multishot" {
+		dials = 2
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf := os.NewFile(uintptr(fd), "listener")
-	defer lf.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	self, _ := os.Executable()
-	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), helperEnv+"=uring-accept "+mode)
-	cmd.ExtraFiles = []*os.File{lf}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cgroup.StartIn(cmd, cg); err != nil {
-		t.Fatal(err)
-	}
-	served := dialFrom("", addr)
-	if mode == "multishot" && served == nil {
-		served = dialFrom("", addr)
-	}
-	lf.Close() // the helper's copy stays
-	st := exitStatus(t, cmd.Wait())
+	st, served := acceptWith(t, cg, addr, []string{helperEnv + "=uring-accept " + mode}, dials, self)
 	if st == helperNoURing {
-		t.Skipf("helper: no io_uring (%s)", strings.TrimSpace(out.String()))
-	}
-	if st != helperOK && st != 128+9 {
-		t.Logf("helper output: %s", out.String())
+		t.Skip("helper: no io_uring")
 	}
 	return st, served
 }
@@ -407,142 +374,69 @@ func uringSpec(t *testing.T, port int, to string) *policy.Spec {
 // decided for the node of the task that submitted them, as accept(2) is:
 // served when that node has the ingress; when only another node has it,
 // reported with the submitter's node and, in enforce, the submitter is
-// killed before it sends a byte (audit only reports). Descriptor and
-// direct (fixed-file) accepts, and a forked child (another node) that
-// submits an accept on its parent's listener. The listener of the
-// non-forking cases comes from outside the workload, so no packet check
-// of the workload's cgroup runs: the accept is the only check.
+// killed before it sends a byte (audit only reports). Descriptor, direct
+// (fixed-file), multishot and overflowed accepts, one whose success posts
+// no completion (decided at submit, for an unknown peer), and a forked
+// child (another node) that submits an accept on its parent's listener.
+// The listener of the non-forking cases comes from outside the workload,
+// so no packet check of the workload's cgroup runs: the accept is the
+// only check.
 func TestURingAcceptChecksAcceptor(t *testing.T) {
 	needURing(t)
 	e, _ := openTestEngine(t)
-	isAccept := func(x Event) bool { return x.Kind == KindAccept }
-	isDeviation := func(x Event) bool { return x.Kind == KindAccept && x.Deviation }
-	for _, mode := range []string{"fd", "fixed", "multishot", "overflow"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		helper string // the uring-accept mode, or fork (uring-serve-fork)
+		to     string // the node the policy gives the ingress
+		mode   Mode
+		node   string // the node the accept is decided for
+		dev    bool   // a deviation
+		peer   string // the peer it is reported with
+	}{
+		{"fd", "fd", "helper", ModeEnforce, "helper", false, "127.0.0.1"},
+		{"fd other node", "fd", "worker", ModeEnforce, "helper", true, "127.0.0.1"},
+		{"fixed", "fixed", "helper", ModeEnforce, "helper", false, "127.0.0.1"},
+		{"fixed other node", "fixed", "worker", ModeEnforce, "helper", true, "127.0.0.1"},
+		{"multishot", "multishot", "helper", ModeEnforce, "helper", false, "127.0.0.1"},
+		{"multishot other node", "multishot", "worker", ModeEnforce, "helper", true, "127.0.0.1"},
+		{"overflow", "overflow", "helper", ModeEnforce, "helper", false, "127.0.0.1"},
+		{"overflow other node", "overflow", "worker", ModeEnforce, "helper", true, "127.0.0.1"},
+		{"audit", "fd", "worker", ModeAudit, "helper", true, "127.0.0.1"},
+		{"cqe skip", "skip", "helper", ModeEnforce, "helper", true, "0.0.0.0"},
+		{"forked child", "fork", "worker", ModeEnforce, "worker", false, "127.0.0.1"},
+		{"forked child, listener's node", "fork", "helper", ModeEnforce, "worker", true, "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			port := freePort(t, "tcp4", "127.0.0.1:0")
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			cg := testCgroup(t)
 			ev := collect(t, e)
-			if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
+			if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, tc.to)), tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			if st, served := uringAcceptOnce(t, cg, addr, mode); served != nil || st != helperOK {
-				t.Fatalf("submitter's node allowed: served %v, status %d, want served and 0", served, st)
+			var served error
+			var ended string
+			if tc.helper == "fork" {
+				end := forkServer(t, cg, "uring-serve-fork 65534 "+addr)
+				served = dialFrom("", addr)
+				ended = end()
+			} else {
+				var st int
+				st, served = uringAcceptOnce(t, cg, addr, tc.helper)
+				ended = fmt.Sprintf("exit %d", st)
+				if st == 128+9 {
+					ended = "signal 9"
+				}
 			}
-			seen := ev.wait(t, "accept", isAccept)
-			if seen.Deviation || seen.Node != "helper" || seen.Dst.Port() != uint16(port) {
-				t.Fatalf("accept %+v", seen)
+			blocked := tc.dev && tc.mode == ModeEnforce
+			if want := map[bool]string{false: "exit 0", true: "signal 9"}[blocked]; (served != nil) != blocked || ended != want {
+				t.Fatalf("served %v, %s; want %s, served %v", served, ended, want, !blocked)
 			}
-			if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeEnforce); err != nil {
-				t.Fatal(err)
-			}
-			if st, served := uringAcceptOnce(t, cg, addr, mode); served == nil || st != 128+9 {
-				t.Fatalf("only another node allowed: served %v, status %d, want refused and 137", served, st)
-			}
-			dev := ev.wait(t, "accept deviation", isDeviation)
-			if !dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) ||
-				dev.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
-				t.Fatalf("deviation %+v", dev)
+			got := ev.wait(t, "accept", func(x Event) bool { return x.Kind == KindAccept && x.Deviation == tc.dev })
+			if got.Blocked != blocked || got.Node != tc.node || got.Dst.Port() != uint16(port) ||
+				got.Src.Addr() != netip.MustParseAddr(tc.peer) {
+				t.Fatalf("accept %+v", got)
 			}
 		})
 	}
-
-	t.Run("audit", func(t *testing.T) {
-		port := freePort(t, "tcp4", "127.0.0.1:0")
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cg := testCgroup(t)
-		ev := collect(t, e)
-		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeAudit); err != nil {
-			t.Fatal(err)
-		}
-		if st, served := uringAcceptOnce(t, cg, addr, "fd"); served != nil || st != helperOK {
-			t.Fatalf("audit: served %v, status %d, want served and 0", served, st)
-		}
-		dev := ev.wait(t, "accept deviation", isDeviation)
-		if dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) {
-			t.Fatalf("deviation %+v", dev)
-		}
-	})
-
-	t.Run("cqe skip", func(t *testing.T) {
-		// No completion reports the peer: refused unless the node may
-		// receive the port from anywhere.
-		port := freePort(t, "tcp4", "127.0.0.1:0")
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cg := testCgroup(t)
-		ev := collect(t, e)
-		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
-			t.Fatal(err)
-		}
-		if st, served := uringAcceptOnce(t, cg, addr, "skip"); served == nil || st != 128+9 {
-			t.Fatalf("silent accept: served %v, status %d, want refused and 137", served, st)
-		}
-		dev := ev.wait(t, "accept deviation", isDeviation)
-		if !dev.Blocked || dev.Node != "helper" || dev.Dst.Port() != uint16(port) || !dev.Src.Addr().IsUnspecified() {
-			t.Fatalf("deviation %+v", dev)
-		}
-	})
-
-	serveFork := func(t *testing.T, cg string, addr string) func() string {
-		self, _ := os.Executable()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		cmd := exec.CommandContext(ctx, self)
-		cmd.Env = append(os.Environ(), helperEnv+"=uring-serve-fork 65534 "+addr)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cgroup.StartIn(cmd, cg); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cancel()
-			cmd.Wait()
-		})
-		r := bufio.NewReader(out)
-		if line, err := r.ReadString('\n'); err != nil || line != "listening\n" {
-			t.Fatalf("server did not start: %q, %v", line, err)
-		}
-		return func() string {
-			line, _ := r.ReadString('\n')
-			return strings.TrimSpace(strings.TrimPrefix(line, "child "))
-		}
-	}
-	t.Run("forked child", func(t *testing.T) {
-		port := freePort(t, "tcp4", "127.0.0.1:0")
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cg := testCgroup(t)
-		ev := collect(t, e)
-		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "worker")), ModeEnforce); err != nil {
-			t.Fatal(err)
-		}
-		end := serveFork(t, cg, addr)
-		if err := dialFrom("", addr); err != nil {
-			t.Fatalf("connection to the worker: %v", err)
-		}
-		if got := end(); got != "exit 0" {
-			t.Fatalf("worker ended %q, want exit 0", got)
-		}
-		seen := ev.wait(t, "accept by the worker", isAccept)
-		if seen.Deviation || seen.Node != "worker" || seen.Dst.Port() != uint16(port) {
-			t.Fatalf("accept %+v", seen)
-		}
-
-		// Only the listener's node (the parent's) has the ingress.
-		cg = testCgroup(t)
-		if _, err := e.Apply(cg, mustCompile(t, uringSpec(t, port, "helper")), ModeEnforce); err != nil {
-			t.Fatal(err)
-		}
-		end = serveFork(t, cg, addr)
-		if err := dialFrom("", addr); err == nil {
-			t.Fatal("the worker was served; only the listener's node has the ingress")
-		}
-		dev := ev.wait(t, "accept deviation", isDeviation)
-		if !dev.Blocked || dev.Node != "worker" || dev.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
-			t.Fatalf("deviation %+v", dev)
-		}
-		if got := end(); got != "signal 9" {
-			t.Fatalf("worker ended %q, want killed at its accept", got)
-		}
-	})
 }
