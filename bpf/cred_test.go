@@ -139,7 +139,12 @@ func forkHelper(args []string) int {
 	if argv != nil {
 		av, ev = &argv[0], &envp[0]
 	}
-	pid, errno := forkChild(uintptr(uid), path, av, ev, lfd)
+	return reportChild(forkChild(uintptr(uid), path, av, ev, lfd))
+}
+
+// reportChild waits for the child a fork returned and prints how it ended:
+// "child exit N" or "child signal N".
+func reportChild(pid uintptr, errno syscall.Errno) int {
 	if errno != 0 {
 		fmt.Fprintln(os.Stderr, "fork:", errno)
 		return helperFailed

@@ -279,22 +279,7 @@ func uringServeFork(r *uring, args []string) int {
 	}
 	r.push(sqe{op: ioringOpAccept, fd: int32(lfd), userData: 1})
 	fmt.Println("listening")
-	pid, errno := forkURingChild(uintptr(uid), uintptr(r.fd), r.nextRes())
-	if errno != 0 {
-		fmt.Fprintln(os.Stderr, "fork:", errno)
-		return helperFailed
-	}
-	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(int(pid), &ws, 0, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "wait:", err)
-		return helperFailed
-	}
-	if ws.Signaled() {
-		fmt.Printf("child signal %d\n", ws.Signal())
-	} else {
-		fmt.Printf("child exit %d\n", ws.ExitStatus())
-	}
-	return helperOK
+	return reportChild(forkURingChild(uintptr(uid), uintptr(r.fd), r.nextRes()))
 }
 
 // forkURingChild forks (no exec); the child sets its uids to uid, submits
