@@ -3,12 +3,16 @@ package bpf
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
@@ -67,7 +71,21 @@ func int80Accept(call uint32) []byte {
 // it did).
 func acceptOnce(t *testing.T, cg, addr, prog string, args ...string) (int, error) {
 	t.Helper()
+	return acceptWith(t, cg, addr, nil, 1, prog, args...)
+}
+
+// acceptWith is acceptOnce with env added to prog's environment and up to
+// dials connections (until one gets no greeting); what prog wrote is
+// logged.
+func acceptWith(t *testing.T, cg, addr string, env []string, dials int, prog string, args ...string) (int, error) {
+	t.Helper()
 	fd, err := listenRaw(addr)
+	// The io_uring ring of an earlier program may hold its listener a
+	// moment after that program exited (a multishot accept in flight).
+	for end := time.Now().Add(5 * time.Second); errors.Is(err, unix.EADDRINUSE) && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+		fd, err = listenRaw(addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +94,12 @@ func acceptOnce(t *testing.T, cg, addr, prog string, args ...string) (int, error
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.ExtraFiles = []*os.File{lf}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if cg == "" {
 		err = cmd.Start()
 	} else {
@@ -86,8 +109,15 @@ func acceptOnce(t *testing.T, cg, addr, prog string, args ...string) (int, error
 		t.Fatal(err)
 	}
 	served := dialFrom("", addr)
+	for i := 1; i < dials && served == nil; i++ {
+		served = dialFrom("", addr)
+	}
 	lf.Close() // the program's copy stays
-	return exitStatus(t, cmd.Wait()), served
+	st := exitStatus(t, cmd.Wait())
+	if out.Len() > 0 {
+		t.Logf("%s: %s", prog, out.String())
+	}
+	return st, served
 }
 
 // acceptSpec is a workload of one program, node ID prog's base name +

@@ -139,7 +139,12 @@ func forkHelper(args []string) int {
 	if argv != nil {
 		av, ev = &argv[0], &envp[0]
 	}
-	pid, errno := forkChild(uintptr(uid), path, av, ev, lfd)
+	return reportChild(forkChild(uintptr(uid), path, av, ev, lfd))
+}
+
+// reportChild waits for the child a fork returned and prints how it ended:
+// "child exit N" or "child signal N".
+func reportChild(pid uintptr, errno syscall.Errno) int {
 	if errno != 0 {
 		fmt.Fprintln(os.Stderr, "fork:", errno)
 		return helperFailed
@@ -445,10 +450,18 @@ func TestInt80SetresuidNeedsChildNode(t *testing.T) {
 // ended (a child still serving is left to the cgroup's removal).
 func serveFork(t *testing.T, cg string, uid int, addr string) func() string {
 	t.Helper()
+	return forkServer(t, cg, fmt.Sprintf("serve-fork %d %s", uid, addr))
+}
+
+// forkServer starts helper action in cg, waits for it to print
+// "listening" and returns a function that waits for it to report how its
+// forked child ended.
+func forkServer(t *testing.T, cg, action string) func() string {
+	t.Helper()
 	self, _ := os.Executable()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=serve-fork %d %s", helperEnv, uid, addr))
+	cmd.Env = append(os.Environ(), helperEnv+"="+action)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -293,7 +293,7 @@ func (e *Engine) openExec(backend string) error {
 		e.exec.Close()
 		return err
 	}
-	return nil
+	return e.openURing()
 }
 
 // Backend returns the exec backend in use: "lsm" or "tracing".

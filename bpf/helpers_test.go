@@ -60,7 +60,8 @@ const (
 // "connect-mapped IP PORT", "sendto ADDR", "serve ADDR" (answer "hi" to
 // every connection), "serve-udp ADDR" (echo), "arm PINDIR CGROUP" (see
 // TestPinsSurviveLoaderExit), "print-euid" (see TestExecSetuidEuser), or
-// one of the task-state actions of taskHelper (task_test.go).
+// one of the task-state actions of taskHelper (task_test.go) or the
+// io_uring actions of uringHelper (uring_test.go).
 func runHelper(args []string) int {
 	switch args[0] {
 	case "print-euid":
@@ -138,6 +139,8 @@ func runHelper(args []string) int {
 		return taskHelper(args)
 	case "fork-setuid", "serve-fork", "setuid-threads", "listen-autobind":
 		return forkHelper(args)
+	case "uring-accept", "uring-serve-fork":
+		return uringHelper(args)
 	}
 	if f, ok := netHelpers[args[0]]; ok {
 		return f(args[1:])

@@ -19,14 +19,15 @@
  *   is reported with it and, in enforce, the acceptor is killed before
  *   accept returns (it never reads the connection). The per-cgroup ingress
  *   program keeps dropping connection requests that no node of the
- *   workload may receive. Not seen here: io_uring accepts (no syscall
- *   exit of their own), which the union check at the packet still covers.
+ *   workload may receive. io_uring accepts have no syscall exit of their
+ *   own: uring.bpf.c decides them at completion for the node that
+ *   submitted them, with the same check (sockfile.h).
  */
 #ifndef __BULWARK_SYSEXIT_H__
 #define __BULWARK_SYSEXIT_H__
 
 #include "cred.h"
-#include "netcheck.h"
+#include "sockfile.h"
 
 struct pt_regs {
 	unsigned long bx;
@@ -83,50 +84,6 @@ static __always_inline long listen_fd(struct task_struct *task, struct pt_regs *
 	if (nr != NR_LISTEN || (task->thread_info.status & TS_COMPAT))
 		return -1;
 	return (int)regs->di;
-}
-
-/* fd_conn fills c (family, TCP, the peer in saddr and sport, the local end
- * in daddr and dport) from the TCP socket of the current task's descriptor
- * fd, read from its descriptor table; -1 when fd is no TCP socket. */
-static __always_inline int fd_conn(struct task_struct *task, long fd, struct conn *c)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return -1;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return -1;
-	struct socket *sock = (struct socket *)BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return -1;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if ((family != AF_INET && family != AF_INET6) || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM ||
-	    !nameable(SOCK_STREAM, BPF_CORE_READ(sk, sk_protocol)))
-		return -1;
-	c->proto = IPPROTO_TCP;
-	c->family = family;
-	c->sport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	c->dport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (family == AF_INET) {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__builtin_memcpy(c->saddr, &a, 4);
-		__builtin_memcpy(c->daddr, &l, 4);
-		return 0;
-	}
-	BPF_CORE_READ_INTO(&c->saddr, sk, __sk_common.skc_v6_daddr);
-	BPF_CORE_READ_INTO(&c->daddr, sk, __sk_common.skc_v6_rcv_saddr);
-	if (!*(__u64 *)c->daddr && *(__u32 *)&c->daddr[8] == bpf_htonl(0x0000ffff)) {
-		/* A v4-mapped connection: checked against the IPv4 rules. */
-		c->family = AF_INET;
-		__builtin_memmove(c->saddr, &c->saddr[12], 4);
-		__builtin_memset(&c->saddr[4], 0, 12);
-		__builtin_memmove(c->daddr, &c->daddr[12], 4);
-		__builtin_memset(&c->daddr[4], 0, 12);
-	}
-	return 0;
 }
 
 /* check_accept decides the TCP connection the current task just accepted
