@@ -11,9 +11,9 @@
 #            Apache: EPERM at the worker's setuid and at the CGI exec), the
 #            servers overlaid on the guest (servers-root.sh); must attach a
 #            BPF LSM program and skip nothing. It runs on the newest kernel
-#            given only: it took 419 s on 6.12.118 (one vCPU, TCG, 2-CPU host
-#            shared with other jobs), and on
-#            every kernel it would take `make vmtest` past CI's 45 minutes.
+#            given only: it took 419 s on 6.12.118 (one vCPU, TCG, a 2-CPU
+#            host shared with other jobs); on every kernel it would take
+#            `make vmtest` past CI's 45 minutes.
 # It fails when a suite fails, passes no test, or the LSM path was not used
 # (and first checks that run.sh --require-lsm rejects a run without LSM).
 set -euo pipefail
