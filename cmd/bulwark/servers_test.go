@@ -233,10 +233,9 @@ type serverExit struct {
 // command line args (learn or exec, up to its `--`), calls during while it
 // runs, then stops it with SIGTERM and returns what bulwark printed and
 // the server logged. The server gets a fresh directory the workers can
-// read. bulwark runs as a
-// process of its own in a process group of its own: Apache's prefork
-// master, stopping, signals its whole process group (SIGTERM), which would
-// otherwise hold the test and `go test`.
+// read. bulwark runs as a process of its own in a process group of its
+// own: Apache's prefork master, stopping, signals its whole process group
+// (SIGTERM), which would otherwise hold the test and `go test`.
 func runServer(t *testing.T, s preforkServer, port int, user string, during func(r serverRun), args ...string) serverExit {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "bulwark-"+s.name+"-")
