@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) kernels+=("${2:?--kernel needs a value}"); shift 2 ;;
 	--suite)
-		[ -n "${suite_pkg[${2:-}]:-}" ] || vm_die "--suite ${2:-}: want bpf, cgroup or servers"
+		[ -n "${2:-}" ] && [ -n "${suite_pkg[$2]:-}" ] || vm_die "--suite ${2:-}: want bpf, cgroup or servers"
 		suites+=("$2"); shift 2 ;;
 	*) vm_die "usage: vmtest.sh [--kernel VERSION]... [--suite bpf|cgroup|servers]..." ;;
 	esac
