@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwarkhq/bulwark/bpf"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -34,6 +35,11 @@ type preforkServer struct {
 	body string // what it answers there
 	// cgi is a URL path that makes a worker exec a program, or "".
 	cgi string
+	// On the lsm backend a denied credential change or exec fails with
+	// EPERM and the server goes on: setuidDenied is what it logs when a
+	// worker's setuid to uid %d fails so, cgiDenied (with cgi) what it
+	// logs when the exec of the program in the directory %s does.
+	setuidDenied, cgiDenied string
 	// configure writes a config into dir for a server on 127.0.0.1:port
 	// whose workers run as user and group, and returns the command line running it
 	// in the foreground and its pid file.
@@ -44,6 +50,9 @@ type preforkServer struct {
 // that switch to the user; they accept the connections.
 var nginxServer = preforkServer{
 	name: "nginx", exe: "/usr/sbin/nginx", path: "/", body: "nginx ok\n",
+	// ngx_worker_process_init, at emerg; the worker then exits with 2
+	// and the master does not respawn it.
+	setuidDenied: "setuid(%d) failed (1: Operation not permitted)",
 	configure: func(t *testing.T, dir string, port int, user, group string) ([]string, string) {
 		pid := filepath.Join(dir, "nginx.pid")
 		temps := ""
@@ -74,6 +83,12 @@ http {
 // program's own way for a worker to exec something.
 var apacheServer = preforkServer{
 	name: "apache2", exe: "/usr/sbin/apache2", path: "/index.html", body: "apache ok\n", cgi: "/cgi-bin/run",
+	// mod_unixd's privilege drop; the child exits as fatal, and so then
+	// does the master (status 1).
+	setuidDenied: "(1)Operation not permitted: AH02162: setuid: unable to change to uid: %d",
+	// mod_cgi's child, after the fork, when the exec fails: the request
+	// logs it as the script's standard error (AH01215).
+	cgiDenied: "(1)Operation not permitted: exec of '%s/cgi/run' failed",
 	configure: func(t *testing.T, dir string, port int, user, group string) ([]string, string) {
 		docs, cgi := filepath.Join(dir, "htdocs"), filepath.Join(dir, "cgi")
 		for _, d := range []string{docs, cgi} {
@@ -160,6 +175,34 @@ func needServer(t *testing.T, s preforkServer) {
 	}
 }
 
+// vmSlowdown is how much longer waits are in the qemu VM (test/vm, which
+// sets BULWARK_VM): TCG emulates every instruction, and loading bulwark's
+// programs and starting a server there takes seconds, not milliseconds.
+const vmSlowdown = 10
+
+// serverWait returns d, or d times vmSlowdown in the VM.
+func serverWait(d time.Duration) time.Duration {
+	if os.Getenv("BULWARK_VM") != "" {
+		return d * vmSlowdown
+	}
+	return d
+}
+
+// serverBackend returns the enforcement backend bulwark learn and exec pick
+// here (auto): lsm where BPF LSM is active, else tracing. It fails t when
+// BULWARK_TEST_BACKEND (as test/vm/vmtest.sh sets it) asks for another.
+func serverBackend(t *testing.T) string {
+	t.Helper()
+	got := bpf.BackendTracing
+	if b, err := os.ReadFile("/sys/kernel/security/lsm"); err == nil && slices.Contains(strings.Split(strings.TrimSpace(string(b)), ","), "bpf") {
+		got = bpf.BackendLSM
+	}
+	if want := os.Getenv("BULWARK_TEST_BACKEND"); want != "" && want != bpf.BackendAuto && want != got {
+		t.Fatalf("BULWARK_TEST_BACKEND=%s, but bulwark picks %s here", want, got)
+	}
+	return got
+}
+
 // serverRun is one run of a server under bulwark learn or exec.
 type serverRun struct {
 	t    *testing.T
@@ -178,14 +221,22 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// serverExit is how one run of a server under bulwark ended.
+type serverExit struct {
+	stdout, stderr string // what bulwark printed, its own error in err
+	dir            string // the server's directory (removed when the test ends)
+	log            string // the server's error log
+	err            error  // bulwark's exit
+}
+
 // runServer runs s, its workers as user (www-data or nobody), on port under the bulwark
 // command line args (learn or exec, up to its `--`), calls during while it
-// runs, then stops it with SIGTERM and returns what bulwark printed. The
-// server gets a fresh directory the workers can read. bulwark runs as a
-// process of its own in a process group of its own: Apache's prefork
-// master, stopping, signals its whole process group (SIGTERM), which would
-// otherwise hold the test and `go test`.
-func runServer(t *testing.T, s preforkServer, port int, user string, during func(r serverRun), args ...string) (stdout, stderr string, err error) {
+// runs, then stops it with SIGTERM and returns what bulwark printed and
+// the server logged. The server gets a fresh directory the workers can
+// read. bulwark runs as a process of its own in a process group of its
+// own: Apache's prefork master, stopping, signals its whole process group
+// (SIGTERM), which would otherwise hold the test and `go test`.
+func runServer(t *testing.T, s preforkServer, port int, user string, during func(r serverRun), args ...string) serverExit {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "bulwark-"+s.name+"-")
 	if err != nil {
@@ -213,7 +264,15 @@ func runServer(t *testing.T, s preforkServer, port int, user string, during func
 	}
 	go func() {
 		err := cli.Wait()
-		done <- result{out.String(), errOut.String(), err}
+		// A server that exits with a failure makes bulwark end with it
+		// (main prints it last): it goes with err, leaving only
+		// deviations in stderr.
+		stderr := errOut.String()
+		if i := strings.LastIndex("\n"+stderr, "\nbulwark: "); err != nil && i >= 0 {
+			err = fmt.Errorf("%w (%s)", err, strings.TrimSpace(stderr[i:]))
+			stderr = stderr[:i]
+		}
+		done <- result{out.String(), stderr, err}
 	}()
 	pid, early := waitPidFile(pidFile, done)
 	if early != nil {
@@ -223,7 +282,7 @@ func runServer(t *testing.T, s preforkServer, port int, user string, during func
 		// bulwark stops the server it runs when it is stopped.
 		cli.Process.Signal(syscall.SIGTERM)
 		r := <-done
-		t.Fatalf("%s wrote no pid to %s within 15s: %v\n%s\nerror log:\n%s", s.name, pidFile, r.err, r.stderr, serverLog(dir))
+		t.Fatalf("%s wrote no pid to %s within %v: %v\n%s\nerror log:\n%s", s.name, pidFile, serverWait(15*time.Second), r.err, r.stderr, serverLog(dir))
 	}
 	func() {
 		// Stop the server even when during fails the test.
@@ -232,20 +291,20 @@ func runServer(t *testing.T, s preforkServer, port int, user string, during func
 	}()
 	select {
 	case r := <-done:
-		return r.stdout, r.stderr, r.err
-	case <-time.After(15 * time.Second):
+		return serverExit{r.stdout, r.stderr, dir, serverLog(dir), r.err}
+	case <-time.After(serverWait(15 * time.Second)):
 		syscall.Kill(-cli.Process.Pid, syscall.SIGKILL)
 		r := <-done
-		t.Fatalf("%s did not stop on SIGTERM within 15s: %v\n%s", s.name, r.err, r.stderr)
+		t.Fatalf("%s did not stop on SIGTERM within %v: %v\n%s", s.name, serverWait(15*time.Second), r.err, r.stderr)
 	}
 	panic("unreachable")
 }
 
-// waitPidFile waits up to 15s until pidFile holds a pid, or the command
+// waitPidFile waits up to 15s (in the VM longer: serverWait) until pidFile holds a pid, or the command
 // exits first (then its result is returned). It returns neither when the
 // time runs out.
 func waitPidFile[R any](pidFile string, done <-chan R) (int, *R) {
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(serverWait(15 * time.Second))
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
@@ -270,7 +329,7 @@ func serverLog(dir string) string {
 // get makes one request on a new connection (each request is an accept)
 // and returns the body of a 200 answer.
 func (r serverRun) get(path string) (string, error) {
-	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := http.Client{Timeout: serverWait(2 * time.Second), Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.port, path))
 	if err != nil {
 		return "", err
@@ -287,7 +346,7 @@ func (r serverRun) get(path string) (string, error) {
 // while the workers start, and fails the test unless all are answered.
 func (r serverRun) serve(n int) {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(serverWait(5 * time.Second))
 	for served := 0; served < n; {
 		body, err := r.get(r.s.path)
 		if err == nil && body == r.s.body {
@@ -302,11 +361,11 @@ func (r serverRun) serve(n int) {
 	}
 }
 
-// refused makes requests for a second and fails the test if any is
-// answered.
+// refused makes requests for a second (in the VM longer: serverWait) and
+// fails the test if any is answered.
 func (r serverRun) refused() {
 	r.t.Helper()
-	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+	for end := time.Now().Add(serverWait(time.Second)); time.Now().Before(end); {
 		if body, err := r.get(r.s.path); err == nil {
 			r.t.Errorf("%s on %d answered %q; want no request served", r.s.name, r.port, body)
 			return
@@ -378,15 +437,15 @@ func rulesString(rs []policy.NetworkRule) string {
 // document as learn printed it and its decoded form.
 func learnServer(t *testing.T, s preforkServer, port int) (string, *policy.Fingerprint) {
 	t.Helper()
-	out, stderr, err := runServer(t, s, port, "www-data", func(r serverRun) { r.serve(2) }, "learn")
-	if err != nil {
-		t.Fatalf("learn %s: %v\n%s", s.name, err, stderr)
+	x := runServer(t, s, port, "www-data", func(r serverRun) { r.serve(2) }, "learn")
+	if x.err != nil {
+		t.Fatalf("learn %s: %v\n%s", s.name, x.err, x.stderr)
 	}
-	docs, err := policy.Load("learn", []byte(out))
+	docs, err := policy.Load("learn", []byte(x.stdout))
 	if err != nil || len(docs) != 1 || docs[0].Fingerprint == nil {
-		t.Fatalf("learn printed no fingerprint (%v):\n%s", err, out)
+		t.Fatalf("learn printed no fingerprint (%v):\n%s", err, x.stdout)
 	}
-	return out, docs[0].Fingerprint
+	return x.stdout, docs[0].Fingerprint
 }
 
 // seedPolicy is a hand-written policy of the seed's shape (its example
@@ -481,9 +540,11 @@ func blockedDeviations(t *testing.T, stderr, what string, match func(e *policy.E
 // only to the listener's creator (the master) is refused, proving the
 // accept is decided for the worker; a worker that execs (mod_cgi) or that
 // switches to another user (the server's own user setting) is blocked and
-// reported.
+// reported. The tracing backend kills the task that does it; on lsm the
+// exec or the setuid fails with EPERM, which the server logs.
 func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 	needServer(t, s)
+	backend := serverBackend(t)
 	// Most of the time is bulwark loading its programs, five times: the
 	// two servers' tests overlap (each run has its own cgroup, pins, port
 	// and directory).
@@ -491,7 +552,7 @@ func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 	port := freePort(t)
 	start := time.Now()
 	learned, fp := learnServer(t, s, port)
-	t.Logf("learn took %v", time.Since(start))
+	t.Logf("learn took %v (backend %s)", time.Since(start), backend)
 	master, worker := seedShape(t, fp, s, port)
 	if t.Failed() {
 		t.Fatalf("learned fingerprint:\n%s", learned)
@@ -500,9 +561,10 @@ func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 
 	// The learned policy serves with no deviation. On a server with CGI a
 	// worker then execs the script, which the learned run never did: it
-	// is killed before it runs and reported as a child of the worker
-	// node, and the worker keeps serving. That is the run's one deviation.
-	_, stderr, err := runServer(t, s, port, "www-data", func(r serverRun) {
+	// is stopped before it runs (killed, or EPERM on lsm) and reported as
+	// a child of the worker node, and the worker keeps serving. That is
+	// the run's one deviation.
+	x := runServer(t, s, port, "www-data", func(r serverRun) {
 		r.serve(4)
 		if s.cgi == "" {
 			return
@@ -512,44 +574,51 @@ func runSeedExample(t *testing.T, s preforkServer, seedEgress string) {
 		}
 		r.serve(2)
 	}, "exec", "-f", learnedPol, "--mode", "enforce")
-	devs := deviations(t, stderr)
+	devs := deviations(t, x.stderr)
 	switch {
-	case err != nil:
-		t.Errorf("the learned policy: %v\n%s", err, stderr)
+	case x.err != nil:
+		t.Errorf("the learned policy: %v\n%s", x.err, x.stderr)
 	case s.cgi == "" && len(devs) != 0:
-		t.Errorf("the learned policy: want no deviation:\n%s", stderr)
+		t.Errorf("the learned policy: want no deviation:\n%s", x.stderr)
 	case s.cgi != "":
 		if len(devs) != 1 {
-			t.Errorf("the learned policy: want one deviation, the CGI exec:\n%s", stderr)
+			t.Errorf("the learned policy: want one deviation, the CGI exec:\n%s", x.stderr)
 		}
-		blockedDeviations(t, stderr, "a worker execs a CGI script", func(e *policy.Event) bool {
+		blockedDeviations(t, x.stderr, "a worker execs a CGI script", func(e *policy.Event) bool {
 			return e.Kind == "exec" && e.Comm == "run" && e.ParentNode == worker
 		})
+		if want := fmt.Sprintf(s.cgiDenied, x.dir); backend == bpf.BackendLSM && !strings.Contains(x.log, want) {
+			t.Errorf("lsm: the CGI exec did not fail with EPERM: want %q in the error log:\n%s", want, x.log)
+		}
 	}
 
-	_, stderr, err = runServer(t, s, port, "www-data", func(r serverRun) { r.serve(4) },
+	x = runServer(t, s, port, "www-data", func(r serverRun) { r.serve(4) },
 		"exec", "-f", seedPolicy(t, s, port, s.name+"_1", seedEgress), "--mode", "enforce")
-	if err != nil || len(deviations(t, stderr)) != 0 {
-		t.Errorf("the seed-shaped policy: %v, want it served with no deviation:\n%s", err, stderr)
+	if x.err != nil || len(deviations(t, x.stderr)) != 0 {
+		t.Errorf("the seed-shaped policy: %v, want it served with no deviation:\n%s", x.err, x.stderr)
 	}
 
 	// Ingress granted to the master only: it created the listening
 	// socket, but the workers accept, so nothing is served.
-	_, stderr, _ = runServer(t, s, port, "www-data", func(r serverRun) { r.refused() },
+	x = runServer(t, s, port, "www-data", func(r serverRun) { r.refused() },
 		"exec", "-f", seedPolicy(t, s, port, s.name+"_0", seedEgress), "--mode", "enforce")
-	blockedDeviations(t, stderr, "ingress granted to the master only", func(e *policy.Event) bool {
+	blockedDeviations(t, x.stderr, "ingress granted to the master only", func(e *policy.Event) bool {
 		return e.Kind == "accept" && e.DstPort == port && e.Node == s.name+"_1"
 	})
 
 	// Workers configured to run as nobody: the switch from root to nobody
 	// in the forked worker is neither the master's node nor its worker
-	// node (www-data), so it is stopped and nothing is served.
-	_, stderr, _ = runServer(t, s, port, "nobody", func(r serverRun) { r.refused() }, "exec", "-f", learnedPol, "--mode", "enforce")
-	blockedDeviations(t, stderr, "workers turning into nobody", func(e *policy.Event) bool {
+	// node (www-data), so it is stopped (killed, or EPERM at
+	// task_fix_setuid on lsm) and nothing is served.
+	x = runServer(t, s, port, "nobody", func(r serverRun) { r.refused() }, "exec", "-f", learnedPol, "--mode", "enforce")
+	blockedDeviations(t, x.stderr, "workers turning into nobody", func(e *policy.Event) bool {
 		// The worker is still in the master's node when it switches: the
 		// deviation is a new child of that node.
 		return e.Kind == "cred" && e.OldEUID != nil && *e.OldEUID == 0 && e.EUID == 65534 && e.Comm == s.name && e.ParentNode == master
 	})
+	if want := fmt.Sprintf(s.setuidDenied, 65534); backend == bpf.BackendLSM && !strings.Contains(x.log, want) {
+		t.Errorf("lsm: the worker's setuid did not fail with EPERM: want %q in the error log:\n%s", want, x.log)
+	}
 }
 
 // TestNginxSeedExample runs the issue's test on Debian's nginx. nginx has

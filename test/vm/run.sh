@@ -9,6 +9,13 @@
 #   --env NAME=VALUE   set NAME in the binary's environment (repeatable)
 #   --workdir DIR      copy DIR into the guest and run the binary there
 #                      (default: an empty /work)
+#   --root DIR         overlay the tree DIR on the guest's root (programs and
+#                      libraries the guest lacks, as servers-root.sh builds);
+#                      its files replace the harness's own /etc/passwd,
+#                      /etc/group and /etc/hosts, and it may not hold /init,
+#                      /etc/bulwark-vm.conf or /opt/bulwark-vm, nor a
+#                      directory where the guest has a symlink (/bin, /sbin,
+#                      /lib: use the /usr paths)
 #   --cpus N           guest CPUs (default 2)
 #   --timeout SECONDS  give up on the whole VM after SECONDS (default 300)
 #   --require-lsm      fail unless a BPF LSM program ran while the binary
@@ -27,7 +34,7 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2; exit 125; }
 
-kernel= workdir= cpus=2 timeout=300 require_lsm=
+kernel= workdir= overlay= cpus=2 timeout=300 require_lsm=
 envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -36,6 +43,7 @@ while [ $# -gt 0 ]; do
 		[[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || vm_die "--env needs NAME=VALUE, got '${2:-}'"
 		envs+=("$2"); shift 2 ;;
 	--workdir) workdir=${2:?--workdir needs a value}; shift 2 ;;
+	--root) overlay=${2:?--root needs a value}; shift 2 ;;
 	--cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
 	--timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
 	--require-lsm) require_lsm=1; shift ;;
@@ -51,6 +59,12 @@ if ldd "$binary" >/dev/null 2>&1; then
 	vm_die "$binary is dynamically linked; build it static (CGO_ENABLED=0)"
 fi
 [ -z "$workdir" ] || [ -d "$workdir" ] || vm_die "--workdir $workdir is not a directory"
+if [ -n "$overlay" ]; then
+	[ -d "$overlay" ] || vm_die "--root $overlay is not a directory"
+	for p in init etc/bulwark-vm.conf opt/bulwark-vm; do
+		[ ! -e "$overlay/$p" ] && [ ! -L "$overlay/$p" ] || vm_die "--root $overlay holds /$p, which the harness writes"
+	done
+fi
 
 vm_ensure_deps
 vmlinuz=$("$(dirname "$0")/fetch-kernel.sh" ${kernel:+"$kernel"})
@@ -87,6 +101,9 @@ chmod 0700 "$root/root"
 printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$root/etc/passwd"
 printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$root/etc/group"
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' >"$root/etc/hosts"
+if [ -n "$overlay" ]; then
+	cp -a "$overlay/." "$root/" || vm_die "overlaying --root $overlay failed"
+fi
 {
 	echo "VM_NONCE=$nonce"
 	echo "VM_BINARY=$(quote "/opt/bulwark-vm/${binary##*/}")"
