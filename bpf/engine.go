@@ -72,6 +72,10 @@ type Engine struct {
 	cgRoot  string
 	net     networkObjects
 	exec    interface{ Close() error }
+	// udpRecv is the tracing backend's UDP receive check, whose recvmsg
+	// programs go to each workload cgroup; nil on lsm or where the
+	// kernel refused it (udprecv.go).
+	udpRecv *udpRecvTracing
 	// grantSpec makes each workload's table of DNS grants (dns.go).
 	grantSpec *ebpf.MapSpec
 	// readers read the process ring first, then the network ring; poll
@@ -290,6 +294,10 @@ func (e *Engine) openExec(backend string) error {
 		e.hold(l, path, 0, "")
 	}
 	if err := e.openSocketGuards(backend); err != nil {
+		e.exec.Close()
+		return err
+	}
+	if err := e.openUDPRecv(backend); err != nil {
 		e.exec.Close()
 		return err
 	}

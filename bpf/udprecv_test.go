@@ -1,0 +1,357 @@
+package bpf
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/bulwarkhq/bulwark/cgroup"
+	"github.com/bulwarkhq/bulwark/policy"
+)
+
+func init() {
+	netHelpers["udp-fork"] = udpForkHelper
+	netHelpers["udp-thread"] = udpThreadHelper
+}
+
+// Ways a UDP receiver reads a datagram in the receive tests.
+const (
+	recvFrom = iota // recvfrom with an address
+	recvPeek        // recvfrom(MSG_PEEK), then recvfrom
+	recvMmsg        // recvmmsg of one message with an address
+)
+
+var recvModes = map[string]int{"recvfrom": recvFrom, "peek": recvPeek, "recvmmsg": recvMmsg}
+
+// udpRecvBufs is what a forked receiver reads into: made before the fork,
+// as the child may not allocate.
+type udpRecvBufs struct {
+	buf     [64]byte
+	from    [syscall.SizeofSockaddrInet6]byte
+	fromLen uint32
+	iov     syscall.Iovec
+	mmsg    struct {
+		hdr syscall.Msghdr
+		n   uint32
+		_   uint32
+	}
+}
+
+// udpRecvChild forks a child that sets its uids to uid and echoes each
+// datagram it reads from UDP socket fd (the way mode says) back to its
+// sender. Only raw syscalls run in the child, as in forkChild.
+//
+//go:nosplit
+//go:norace
+func udpRecvChild(uid uintptr, fd int, mode int, b *udpRecvBufs) (uintptr, syscall.Errno) {
+	pid, _, e := syscall.RawSyscall(syscall.SYS_FORK, 0, 0, 0)
+	if e != 0 || pid != 0 {
+		return pid, e
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uid, uid, uid); e != 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childSetuidFailed+uintptr(e), 0, 0)
+	}
+	buf, from, fromLen := uintptr(unsafe.Pointer(&b.buf[0])), uintptr(unsafe.Pointer(&b.from[0])), uintptr(unsafe.Pointer(&b.fromLen))
+	for {
+		var n uintptr
+		b.fromLen = uint32(len(b.from))
+		switch mode {
+		case recvPeek:
+			_, _, e = syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), buf, uintptr(len(b.buf)), syscall.MSG_PEEK, from, fromLen)
+			if e != 0 {
+				break
+			}
+			fallthrough
+		case recvFrom:
+			n, _, e = syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), buf, uintptr(len(b.buf)), 0, from, fromLen)
+		case recvMmsg:
+			b.mmsg.hdr.Namelen = uint32(len(b.from))
+			_, _, e = syscall.RawSyscall6(syscall.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.mmsg)), 1, 0, 0, 0)
+			n, b.fromLen = uintptr(b.mmsg.n), b.mmsg.hdr.Namelen
+		}
+		if e != 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childAcceptFailed+uintptr(e), 0, 0)
+		}
+		syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), buf, n, 0, from, uintptr(b.fromLen))
+	}
+}
+
+// udpSocket opens a UDP socket bound to addr (IPv4) as a plain descriptor.
+func udpSocket(addr string) (int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		return -1, err
+	}
+	return fd, syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+}
+
+// udpForkHelper is "udp-fork UID ADDR MODE": bind a UDP socket to ADDR (as
+// the caller), print "listening", fork a child that sets its uids to UID
+// and echoes what it reads the way MODE says (recvfrom, peek, recvmmsg),
+// then print how the child ended.
+func udpForkHelper(args []string) int {
+	uid, err := strconv.Atoi(args[0])
+	mode, ok := recvModes[args[2]]
+	if err != nil || !ok {
+		return helperFailed
+	}
+	fd, err := udpSocket(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return helperFailed
+	}
+	b := new(udpRecvBufs)
+	b.iov = syscall.Iovec{Base: &b.buf[0], Len: uint64(len(b.buf))}
+	b.mmsg.hdr = syscall.Msghdr{Name: &b.from[0], Iov: &b.iov, Iovlen: 1}
+	fmt.Println("listening")
+	pid, errno := udpRecvChild(uintptr(uid), fd, mode, b)
+	runtime.KeepAlive(b)
+	if errno != 0 {
+		fmt.Fprintln(os.Stderr, "fork:", errno)
+		return helperFailed
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(int(pid), &ws, 0, nil); err != nil {
+		return helperFailed
+	}
+	if ws.Signaled() {
+		fmt.Printf("child signal %d\n", ws.Signal())
+	} else {
+		fmt.Printf("child exit %d\n", ws.ExitStatus())
+	}
+	return helperOK
+}
+
+// udpThreadHelper is "udp-thread UID ADDR": bind a UDP socket to ADDR on
+// the main thread, then in another thread set that thread's uids alone to
+// UID (the raw syscall: glibc and Go would change every thread), print
+// "listening" and echo each datagram it reads.
+func udpThreadHelper(args []string) int {
+	uid, err := strconv.Atoi(args[0])
+	if err != nil {
+		return helperFailed
+	}
+	fd, err := udpSocket(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return helperFailed
+	}
+	done := make(chan int)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its uids
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			done <- childSetuidFailed + int(e)
+			return
+		}
+		fmt.Println("listening")
+		buf := make([]byte, 64)
+		for {
+			n, from, err := syscall.Recvfrom(fd, buf, 0)
+			if err != nil {
+				done <- childAcceptFailed
+				return
+			}
+			syscall.Sendto(fd, buf[:n], 0, from)
+		}
+	}()
+	return <-done
+}
+
+// startUDP starts helper action in cg, waits for "listening" and returns
+// the process and a function that returns the helper's next output line.
+func startUDP(t *testing.T, cg, action string) (*exec.Cmd, func() string) {
+	t.Helper()
+	self, _ := os.Executable()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), helperEnv+"="+action)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.StartIn(cmd, cg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	r := bufio.NewReader(out)
+	if line, err := r.ReadString('\n'); err != nil || line != "listening\n" {
+		t.Fatalf("receiver did not start: %q, %v", line, err)
+	}
+	return cmd, func() string {
+		line, _ := r.ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+}
+
+// udpRecvSpec is credSpec's helper (root, node helper) with its child
+// worker (nobody), the UDP ingress from 127.0.0.1 to port given to node
+// to, and UDP replies to loopback allowed to any node.
+func udpRecvSpec(t *testing.T, port int, to string) *policy.Spec {
+	spec := credSpec(t, []string{"nobody"})
+	spec.NetworkPolicy = &policy.NetworkPolicy{
+		Ingress: []policy.NetworkRule{{
+			From:      []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+			Ports:     []policy.Port{{Port: port, Protocol: "UDP"}},
+			Processes: []string{to},
+		}},
+		Egress: []policy.NetworkRule{{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
+			Ports: []policy.Port{{Protocol: "UDP"}}}},
+	}
+	return spec
+}
+
+// isRecv matches the receive events of port.
+func isRecv(port int) func(Event) bool {
+	return func(x Event) bool { return x.Kind == KindAccept && x.Protocol == "UDP" && x.Dst.Port() == uint16(port) }
+}
+
+// TestUDPRecvByForkedChild: the UDP socket is bound by the helper as root
+// (node helper), datagrams are read by its forked child as nobody (node
+// worker) with recvfrom, MSG_PEEK and recvmmsg. The inbound decision is
+// the receiver's: a policy giving the ingress to worker serves and reports
+// worker; one giving it only to helper kills the worker at its read and
+// reports the worker's node.
+func TestUDPRecvByForkedChild(t *testing.T) {
+	e, _ := openTestEngine(t)
+	for _, mode := range []string{"recvfrom", "peek", "recvmmsg"} {
+		t.Run(mode, func(t *testing.T) {
+			port := freePort(t, "udp4", "127.0.0.1:0")
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+			cg := testCgroup(t)
+			ev := collect(t, e)
+			if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
+				t.Fatal(err)
+			}
+			startUDP(t, cg, fmt.Sprintf("udp-fork 65534 %s %s", addr, mode))
+			if !udpEcho(t, "127.0.0.1:0", addr) {
+				t.Fatal("datagram to the worker, whose node has the ingress, was not served")
+			}
+			seen := ev.wait(t, "receive by the worker", isRecv(port))
+			if seen.Deviation || seen.Node != "worker" || seen.UID != 65534 || seen.PID == 0 {
+				t.Fatalf("receive %+v", seen)
+			}
+
+			port = freePort(t, "udp4", "127.0.0.1:0") // the first receiver still holds its own
+			addr = fmt.Sprintf("127.0.0.1:%d", port)
+			cg = testCgroup(t)
+			if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "helper")), ModeEnforce); err != nil {
+				t.Fatal(err)
+			}
+			_, next := startUDP(t, cg, fmt.Sprintf("udp-fork 65534 %s %s", addr, mode))
+			if udpEcho(t, "127.0.0.1:0", addr) {
+				t.Fatal("the worker was served; only the binder's node has the ingress")
+			}
+			dev := ev.wait(t, "receive deviation", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
+			if !dev.Blocked || dev.Node != "worker" || dev.UID != 65534 || dev.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
+				t.Fatalf("deviation %+v", dev)
+			}
+			if got := next(); got != "child signal 9" {
+				t.Fatalf("worker: %q, want killed at its read", got)
+			}
+		})
+	}
+}
+
+// TestUDPRecvByBinder: the task that bound the socket reads it itself (Go's
+// ReadFrom). The decision is taken when it reads, for its node, and
+// carries the reader: allowed, it is served and reported with its pid;
+// when only another node has the ingress the datagram passes the packet
+// check and the reader is killed at its read, reported with its node.
+func TestUDPRecvByBinder(t *testing.T) {
+	e, _ := openTestEngine(t)
+	port := freePort(t, "udp4", "127.0.0.1:0")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "helper")), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := startUDP(t, cg, "serve-udp "+addr)
+	if !udpEcho(t, "127.0.0.1:0", addr) {
+		t.Fatal("datagram to the binder, whose node has the ingress, was not served")
+	}
+	seen := ev.wait(t, "receive by the binder", isRecv(port))
+	if seen.Deviation || seen.Node != "helper" || seen.PID != uint32(srv.Process.Pid) {
+		t.Fatalf("receive %+v, want pid %d", seen, srv.Process.Pid)
+	}
+
+	port = freePort(t, "udp4", "127.0.0.1:0") // the first binder still holds its own
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	cg = testCgroup(t)
+	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ = startUDP(t, cg, "serve-udp "+addr)
+	if udpEcho(t, "127.0.0.1:0", addr) {
+		t.Fatal("the binder was served; only another node has the ingress")
+	}
+	dev := ev.wait(t, "receive deviation", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
+	if !dev.Blocked || dev.Node != "helper" || dev.PID != uint32(srv.Process.Pid) {
+		t.Fatalf("deviation %+v, want pid %d", dev, srv.Process.Pid)
+	}
+	if st := exitStatus(t, srv.Wait()); st != 128+9 {
+		t.Fatalf("binder: status %d, want killed at its read", st)
+	}
+}
+
+// TestUDPRecvByThread: one thread of the binding process changes its own
+// uids (a node of its own, worker) and reads the socket the main thread
+// bound (node helper): the datagram is decided for the reading thread's
+// node.
+func TestUDPRecvByThread(t *testing.T) {
+	e, _ := openTestEngine(t)
+	port := freePort(t, "udp4", "127.0.0.1:0")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	startUDP(t, cg, "udp-thread 65534 "+addr)
+	if !udpEcho(t, "127.0.0.1:0", addr) {
+		t.Fatal("datagram to the worker thread, whose node has the ingress, was not served")
+	}
+	seen := ev.wait(t, "receive by the thread", isRecv(port))
+	if seen.Deviation || seen.Node != "worker" || seen.UID != 65534 {
+		t.Fatalf("receive %+v", seen)
+	}
+
+	port = freePort(t, "udp4", "127.0.0.1:0") // the first receiver still holds its own
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	cg = testCgroup(t)
+	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "helper")), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := startUDP(t, cg, "udp-thread 65534 "+addr)
+	if udpEcho(t, "127.0.0.1:0", addr) {
+		t.Fatal("the worker thread was served; only the binder's node has the ingress")
+	}
+	dev := ev.wait(t, "receive deviation", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
+	if !dev.Blocked || dev.Node != "worker" || dev.UID != 65534 {
+		t.Fatalf("deviation %+v", dev)
+	}
+	if st := exitStatus(t, srv.Wait()); st != 128+9 {
+		t.Fatalf("receiver: status %d, want killed at its read", st)
+	}
+}
