@@ -70,6 +70,7 @@ func (e *Engine) openUDPRecv(backend string) error {
 	if err := e.net.UdpAtReceive.Set(uint32(1)); err != nil {
 		return fmt.Errorf("enable UDP receive checks: %w", err)
 	}
+	e.udpAtReceive = true
 	e.log.Info("UDP datagrams are decided for the receiving task's node", "backend", backend)
 	return nil
 }
