@@ -545,9 +545,8 @@ func cgroupProgram(cg string, typ ebpf.AttachType) (*ebpf.Program, error) {
 	return ebpf.NewProgramFromID(q.Programs[0].ID)
 }
 
-// receivePrograms names the UDP receive check's global programs as the
-// kernel keeps them (the first 15 bytes).
-var receivePrograms = []string{"on_skb_recv_udp", "on_sock_recv_le"}
+// receivePrograms names the UDP receive check's global programs.
+var receivePrograms = []string{"on_skb_recv_udp", "on_sock_recv_length"}
 
 // recvCost prints what the programs a UDP receive in cgroup cg runs cost
 // per call, from the kernel's BPF run-time statistics while loop runs:
