@@ -153,6 +153,9 @@ int recvmsg6(struct bpf_sock_addr *ctx)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 {
+	/* Every read of every socket of the host comes here. */
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &id);
 	if (!s)
