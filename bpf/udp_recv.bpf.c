@@ -70,11 +70,11 @@ static __always_inline int check_recv(struct sock *sk, struct conn *c)
 	/* A connected socket hears only its peer, which its connect checked. */
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) == UDP_CONNECTED)
 		return 1;
+	c->dir = DIR_INGRESS;
+	c->proto = IPPROTO_UDP;
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	if (si && known_peer(si, c))
 		return 1;
-	c->dir = DIR_INGRESS;
-	c->proto = IPPROTO_UDP;
 	c->dport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	return check_conn(c, w, cgid, current_node(), true);
 }
