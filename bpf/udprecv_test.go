@@ -1,8 +1,6 @@
 package bpf
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,10 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
-	"github.com/bulwarkhq/bulwark/cgroup"
 	"github.com/bulwarkhq/bulwark/policy"
 )
 
@@ -26,10 +22,10 @@ func init() {
 
 // Ways a UDP receiver reads a datagram in the receive tests.
 const (
-	recvFrom = iota // recvfrom with an address
-	recvPeek        // recvfrom(MSG_PEEK), then recvfrom
-	recvMmsg        // recvmmsg of one message with an address
-	recvNoAddr      // recvfrom without an address; "got" on stdout, no reply
+	recvFrom   = iota // recvfrom with an address
+	recvPeek          // recvfrom(MSG_PEEK), then recvfrom
+	recvMmsg          // recvmmsg of one message with an address
+	recvNoAddr        // recvfrom without an address; "got" on stdout, no reply
 )
 
 var recvModes = map[string]int{"recvfrom": recvFrom, "peek": recvPeek, "recvmmsg": recvMmsg, "recv": recvNoAddr}
@@ -94,19 +90,6 @@ func udpRecvChild(uid uintptr, fd int, mode int, b *udpRecvBufs) (uintptr, sysca
 	}
 }
 
-// udpSocket opens a UDP socket bound to addr (IPv4) as a plain descriptor.
-func udpSocket(addr string) (int, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return -1, err
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
-	if err != nil {
-		return -1, err
-	}
-	return fd, syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
-}
-
 // udpForkHelper is "udp-fork UID ADDR MODE": bind a UDP socket to ADDR (as
 // the caller), print "listening", fork a child that sets its uids to UID
 // and echoes what it reads the way MODE says (recvfrom, peek, recvmmsg;
@@ -117,7 +100,7 @@ func udpForkHelper(args []string) int {
 	if err != nil || !ok {
 		return helperFailed
 	}
-	fd, err := udpSocket(args[1])
+	fd, err := bindRaw(syscall.SOCK_DGRAM, args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return helperFailed
@@ -127,22 +110,8 @@ func udpForkHelper(args []string) int {
 	b.iov = syscall.Iovec{Base: &b.buf[0], Len: uint64(len(b.buf))}
 	b.mmsg.hdr = syscall.Msghdr{Name: &b.from[0], Iov: &b.iov, Iovlen: 1}
 	fmt.Println("listening")
-	pid, errno := udpRecvChild(uintptr(uid), fd, mode, b)
-	runtime.KeepAlive(b)
-	if errno != 0 {
-		fmt.Fprintln(os.Stderr, "fork:", errno)
-		return helperFailed
-	}
-	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(int(pid), &ws, 0, nil); err != nil {
-		return helperFailed
-	}
-	if ws.Signaled() {
-		fmt.Printf("child signal %d\n", ws.Signal())
-	} else {
-		fmt.Printf("child exit %d\n", ws.ExitStatus())
-	}
-	return helperOK
+	defer runtime.KeepAlive(b)
+	return reportChild(udpRecvChild(uintptr(uid), fd, mode, b))
 }
 
 // udpThreadHelper is "udp-thread UID ADDR": bind a UDP socket to ADDR on
@@ -154,7 +123,7 @@ func udpThreadHelper(args []string) int {
 	if err != nil {
 		return helperFailed
 	}
-	fd, err := udpSocket(args[1])
+	fd, err := bindRaw(syscall.SOCK_DGRAM, args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return helperFailed
@@ -184,23 +153,7 @@ func udpThreadHelper(args []string) int {
 // the process and a function that returns the helper's next output line.
 func startUDP(t *testing.T, cg, action string) (*exec.Cmd, func() string) {
 	t.Helper()
-	self, _ := os.Executable()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), helperEnv+"="+action)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cgroup.StartIn(cmd, cg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-	})
-	r := bufio.NewReader(out)
+	cmd, r := startHelper(t, cg, action)
 	if line, err := r.ReadString('\n'); err != nil || line != "listening\n" {
 		t.Fatalf("receiver did not start: %q, %v", line, err)
 	}
@@ -309,6 +262,38 @@ func TestUDPRecvByForkedChild(t *testing.T) {
 	}
 }
 
+// servedThenKilled runs the receiver started by action (given its
+// address) in a cgroup whose policy gives the UDP ingress to node allow:
+// its datagram is served and reported as no deviation; then in one that
+// gives it to node deny only: not served, reported blocked, the receiving
+// process killed. reader checks each event against the receiver's process.
+func servedThenKilled(t *testing.T, e *Engine, action func(addr string) string, allow, deny string,
+	reader func(x Event, srv *exec.Cmd) bool) {
+	t.Helper()
+	ev := collect(t, e)
+	for i, to := range []string{allow, deny} {
+		port := freePort(t, "udp4", "127.0.0.1:0") // the first receiver keeps its own
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cg := testCgroup(t)
+		if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, to)), ModeEnforce); err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := startUDP(t, cg, action(addr))
+		if got := udpEcho(t, "127.0.0.1:0", addr); got != (i == 0) {
+			t.Fatalf("ingress for %s: served %v", to, got)
+		}
+		x := ev.wait(t, "receive of "+addr, func(x Event) bool { return isRecv(port)(x) && x.Deviation == (i == 1) })
+		if !reader(x, srv) || x.Blocked != (i == 1) || x.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
+			t.Fatalf("ingress for %s: event %+v of pid %d", to, x, srv.Process.Pid)
+		}
+		if i == 1 {
+			if st := exitStatus(t, srv.Wait()); st != 128+9 {
+				t.Fatalf("receiver: status %d, want killed at its read", st)
+			}
+		}
+	}
+}
+
 // TestUDPRecvByBinder: the task that bound the socket reads it itself (Go's
 // ReadFrom). The decision is taken when it reads, for its node, and
 // carries the reader: allowed, it is served and reported with its pid;
@@ -316,40 +301,8 @@ func TestUDPRecvByForkedChild(t *testing.T) {
 // check and the reader is killed at its read, reported with its node.
 func TestUDPRecvByBinder(t *testing.T) {
 	e := openRecvEngine(t)
-	port := freePort(t, "udp4", "127.0.0.1:0")
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-
-	cg := testCgroup(t)
-	ev := collect(t, e)
-	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "helper")), ModeEnforce); err != nil {
-		t.Fatal(err)
-	}
-	srv, _ := startUDP(t, cg, "serve-udp "+addr)
-	if !udpEcho(t, "127.0.0.1:0", addr) {
-		t.Fatal("datagram to the binder, whose node has the ingress, was not served")
-	}
-	seen := ev.wait(t, "receive by the binder", isRecv(port))
-	if seen.Deviation || seen.Node != "helper" || seen.PID != uint32(srv.Process.Pid) {
-		t.Fatalf("receive %+v, want pid %d", seen, srv.Process.Pid)
-	}
-
-	port = freePort(t, "udp4", "127.0.0.1:0") // the first binder still holds its own
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	cg = testCgroup(t)
-	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
-		t.Fatal(err)
-	}
-	srv, _ = startUDP(t, cg, "serve-udp "+addr)
-	if udpEcho(t, "127.0.0.1:0", addr) {
-		t.Fatal("the binder was served; only another node has the ingress")
-	}
-	dev := ev.wait(t, "receive deviation", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
-	if !dev.Blocked || dev.Node != "helper" || dev.PID != uint32(srv.Process.Pid) {
-		t.Fatalf("deviation %+v, want pid %d", dev, srv.Process.Pid)
-	}
-	if st := exitStatus(t, srv.Wait()); st != 128+9 {
-		t.Fatalf("binder: status %d, want killed at its read", st)
-	}
+	servedThenKilled(t, e, func(addr string) string { return "serve-udp " + addr }, "helper", "worker",
+		func(x Event, srv *exec.Cmd) bool { return x.Node == "helper" && x.PID == uint32(srv.Process.Pid) })
 }
 
 // TestUDPRecvByThread: one thread of the binding process changes its own
@@ -358,38 +311,8 @@ func TestUDPRecvByBinder(t *testing.T) {
 // node.
 func TestUDPRecvByThread(t *testing.T) {
 	e := openRecvEngine(t)
-	port := freePort(t, "udp4", "127.0.0.1:0")
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-
-	cg := testCgroup(t)
-	ev := collect(t, e)
-	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
-		t.Fatal(err)
-	}
-	startUDP(t, cg, "udp-thread 65534 "+addr)
-	if !udpEcho(t, "127.0.0.1:0", addr) {
-		t.Fatal("datagram to the worker thread, whose node has the ingress, was not served")
-	}
-	seen := ev.wait(t, "receive by the thread", isRecv(port))
-	if seen.Deviation || seen.Node != "worker" || seen.UID != 65534 {
-		t.Fatalf("receive %+v", seen)
-	}
-
-	port = freePort(t, "udp4", "127.0.0.1:0") // the first receiver still holds its own
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	cg = testCgroup(t)
-	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "helper")), ModeEnforce); err != nil {
-		t.Fatal(err)
-	}
-	srv, _ := startUDP(t, cg, "udp-thread 65534 "+addr)
-	if udpEcho(t, "127.0.0.1:0", addr) {
-		t.Fatal("the worker thread was served; only the binder's node has the ingress")
-	}
-	dev := ev.wait(t, "receive deviation", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
-	if !dev.Blocked || dev.Node != "worker" || dev.UID != 65534 {
-		t.Fatalf("deviation %+v", dev)
-	}
-	if st := exitStatus(t, srv.Wait()); st != 128+9 {
-		t.Fatalf("receiver: status %d, want killed at its read", st)
-	}
+	servedThenKilled(t, e, func(addr string) string { return "udp-thread 65534 " + addr }, "worker", "helper",
+		func(x Event, srv *exec.Cmd) bool {
+			return x.Node == "worker" && x.UID == 65534 && x.PID == uint32(srv.Process.Pid)
+		})
 }
