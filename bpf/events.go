@@ -80,7 +80,8 @@ type Event struct {
 	// receiving task's (UDP, where Engine.UDPAtReceive); those decided at
 	// the packet run without a task (TCP requests and UDP datagrams no
 	// node may receive, UDP on kernels without the receive hooks, and on
-	// the tracing backend a UDP read that asks for no source address): 0.
+	// the tracing backend UDP to a socket read without asking for the
+	// source address): 0.
 	PID, PPID, UID, EUID uint32
 	// OldEUID is the effective uid before a cred change (cred events).
 	OldEUID uint32

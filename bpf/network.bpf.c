@@ -318,12 +318,13 @@ int ingress(struct __sk_buff *skb)
 	__u64 *ln = bpf_map_lookup_elem(&listeners, &lk);
 	if (ln)
 		node = *ln;
-	if (c.proto == IPPROTO_TCP || udp_at_receive) {
+	if (c.proto == IPPROTO_TCP || (udp_at_receive && !(si && (si->flags & SI_NO_SOURCE)))) {
 		/* A TCP connection belongs to the process that accepts it,
 		 * which sys_exit checks and reports (sysexit.h), a UDP
 		 * datagram to the one that receives it when udp_recv.bpf.c
-		 * runs: here only what no node of the workload may receive
-		 * is dropped, and reported with the listener's node. */
+		 * runs and sees its source: here only what no node of the
+		 * workload may receive is dropped, and reported with the
+		 * listener's node. */
 		c.any_node = 1;
 		if (w->mode == MODE_OBSERVE || (w->flags & WL_NO_INGRESS) ||
 		    rules_allow(&c, w->gen << 1 | DIR_INGRESS, node, 0))

@@ -25,7 +25,10 @@
  *   attached to each workload cgroup, which see it when the reader asks
  *   for it (msg_name: recvfrom, recvmsg, recvmmsg with an address) and
  *   leave it in udp_sources for the same thread. A read that asks for no
- *   address (read, recv) is only checked at the packet.
+ *   address (read, recv) cannot be decided here: it marks the socket
+ *   (SI_NO_SOURCE), whose later datagrams ingress decides for the node
+ *   bound to the port, as before (the first one only against the union
+ *   of the workload's nodes).
  *
  * Where neither can load, the engine leaves udp_at_receive unset and
  * ingress decides a datagram for the node bound to its port.
@@ -158,13 +161,20 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &id);
-	if (!s)
+	if (!s || !s->cookie || s->cookie != bpf_get_socket_cookie(sk)) {
+		/* A read that asked for no source (or of a socket from
+		 * outside the workload): from now on ingress decides this
+		 * socket's datagrams. Only workload sockets have storage. */
+		struct sock_info *si = ret >= 0 ? bpf_sk_storage_get(&sock_infos, sk, 0, 0) : NULL;
+		if (si && !(si->flags & SI_NO_SOURCE))
+			si->flags |= SI_NO_SOURCE;
 		return 0;
+	}
 	/* Used once: cleared in place (cheaper than a delete; the entry
 	 * stays for the thread's next read, or until evicted). */
 	struct udp_source src = *s;
 	s->cookie = 0;
-	if (ret < 0 || !src.cookie || src.cookie != bpf_get_socket_cookie(sk))
+	if (ret < 0)
 		return 0;
 	struct conn c = { .family = src.from.family, .sport = src.from.port };
 	__builtin_memcpy(c.saddr, src.from.addr, 16);

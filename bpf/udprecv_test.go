@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/bulwarkhq/bulwark/policy"
@@ -207,7 +208,7 @@ func TestUDPRecvByForkedChild(t *testing.T) {
 	for _, mode := range []string{"recvfrom", "peek", "recvmmsg", "recv"} {
 		t.Run(mode, func(t *testing.T) {
 			if mode == "recv" && e.Backend() != BackendLSM {
-				t.Skip("tracing backend: a read without an address is only checked at the packet")
+				t.Skip("tracing backend: a read without an address is decided at the packet (TestUDPRecvNoSourceTracing)")
 			}
 			port := freePort(t, "udp4", "127.0.0.1:0")
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -315,4 +316,43 @@ func TestUDPRecvByThread(t *testing.T) {
 		func(x Event, srv *exec.Cmd) bool {
 			return x.Node == "worker" && x.UID == 65534 && x.PID == uint32(srv.Process.Pid)
 		})
+}
+
+// TestUDPRecvNoSourceTracing: on the tracing backend a read that asks for
+// no source address cannot be decided at the read. It marks its socket, and
+// from then on the packet check decides the socket's datagrams for the
+// node bound to the port, as without the receive hooks: with the ingress
+// given only to another node, the first datagram (checked against the
+// union of nodes) is read, the second is dropped and reported with the
+// binder's node.
+func TestUDPRecvNoSourceTracing(t *testing.T) {
+	e := openRecvEngine(t)
+	if e.Backend() == BackendLSM {
+		t.Skip("lsm backend: every read is decided at the read (TestUDPRecvByForkedChild/recv)")
+	}
+	port := freePort(t, "udp4", "127.0.0.1:0")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cg := testCgroup(t)
+	ev := collect(t, e)
+	if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, "worker")), ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	// The child keeps root: it stays on the binder's node, helper.
+	_, next := startUDP(t, cg, fmt.Sprintf("udp-fork 0 %s recv", addr))
+	udpEcho(t, "127.0.0.1:0", addr)
+	if got := next(); got != "got" {
+		t.Fatalf("first datagram: receiver %q, want it read", got)
+	}
+	lines := make(chan string, 1)
+	go func() { lines <- next() }()
+	udpEcho(t, "127.0.0.1:0", addr)
+	select {
+	case l := <-lines:
+		t.Fatalf("second datagram: receiver %q, want it dropped", l)
+	case <-time.After(500 * time.Millisecond):
+	}
+	dev := ev.wait(t, "deviation at the packet", func(x Event) bool { return isRecv(port)(x) && x.Deviation })
+	if !dev.Blocked || dev.Node != "helper" || dev.PID != 0 {
+		t.Fatalf("deviation %+v", dev)
+	}
 }

@@ -38,6 +38,10 @@ struct {
 } sock_infos SEC(".maps");
 
 #define SI_DNS_TCP 1 /* a TCP socket the workload connected to port 53 */
+/* A UDP socket read without asking for the source (tracing backend): the
+ * receive check cannot decide its datagrams, so ingress does, for the node
+ * bound to its port, as where the receive hooks are missing. */
+#define SI_NO_SOURCE 2
 
 /* same_peer reports whether c's remote end (egress: the destination,
  * ingress: the source) is p. */
