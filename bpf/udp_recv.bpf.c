@@ -24,7 +24,7 @@
  *   no datagram; the source comes from cgroup/recvmsg4 and recvmsg6,
  *   attached to each workload cgroup, which see it when the reader asks
  *   for it (msg_name: recvfrom, recvmsg, recvmmsg with an address) and
- *   leave it in udp_sources for the same thread. A read that asks for no
+ *   leave it in udp_sources for the same read. A read that asks for no
  *   address (read, recv) cannot be decided here: it marks the socket
  *   (SI_NO_SOURCE), whose later datagrams ingress decides for the node
  *   bound to the port, as before (the first one only against the union
@@ -47,16 +47,20 @@ struct sk_buff {
 } __attribute__((preserve_access_index));
 
 /* The source of the datagram a thread's read is taking, left by recvmsg4
- * or recvmsg6 for sock_recv_length, with the socket it came to. */
+ * or recvmsg6 for sock_recv_length, with the reading thread and the
+ * socket. One per CPU: the two run in the same read, moments apart; a
+ * read preempted in between finds another's entry, which counts as no
+ * source (see on_sock_recv_length), never as another datagram's. */
 struct udp_source {
-	__u64 cookie;
+	__u64 pid_tgid;
+	__u64 cookie; /* 0: used */
 	struct peer from;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid of the reading thread */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct udp_source);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } udp_sources SEC(".maps");
@@ -127,13 +131,15 @@ int BPF_PROG(on_skb_recv_udp, struct sock *sk, unsigned int flags, int *off, int
  * reading (c: from a recvmsg sock_addr context) for sock_recv_length. */
 static __always_inline int note_source(struct bpf_sock_addr *ctx, struct conn *c)
 {
-	if (c->proto != IPPROTO_UDP)
+	__u32 zero = 0;
+	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &zero);
+	if (!s || c->proto != IPPROTO_UDP)
 		return 1;
-	struct udp_source s = { .cookie = bpf_get_socket_cookie(ctx), .from.port = c->dport,
-				.from.family = c->family };
-	__builtin_memcpy(s.from.addr, c->daddr, 16);
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&udp_sources, &id, &s, BPF_ANY);
+	s->pid_tgid = bpf_get_current_pid_tgid();
+	s->cookie = bpf_get_socket_cookie(ctx);
+	s->from.port = c->dport;
+	s->from.family = c->family;
+	__builtin_memcpy(s->from.addr, c->daddr, 16);
 	return 1;
 }
 
@@ -159,19 +165,22 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 	/* Every read of every socket of the host comes here. */
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
 		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &id);
-	if (!s || !s->cookie || s->cookie != bpf_get_socket_cookie(sk)) {
+	__u32 zero = 0;
+	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &zero);
+	if (!s)
+		return 0;
+	if (!s->cookie || s->pid_tgid != bpf_get_current_pid_tgid() ||
+	    s->cookie != bpf_get_socket_cookie(sk)) {
 		/* A read that asked for no source (or of a socket from
-		 * outside the workload): from now on ingress decides this
-		 * socket's datagrams. Only workload sockets have storage. */
+		 * outside the workload, or preempted after recvmsg): from
+		 * now on ingress decides this socket's datagrams. Only
+		 * workload sockets have storage. */
 		struct sock_info *si = ret >= 0 ? bpf_sk_storage_get(&sock_infos, sk, 0, 0) : NULL;
 		if (si && !(si->flags & SI_NO_SOURCE))
 			si->flags |= SI_NO_SOURCE;
 		return 0;
 	}
-	/* Used once: cleared in place (cheaper than a delete; the entry
-	 * stays for the thread's next read, or until evicted). */
+	/* Used once. */
 	struct udp_source src = *s;
 	s->cookie = 0;
 	if (ret < 0)

@@ -224,9 +224,10 @@ type udpRecvTaskState struct {
 }
 
 type udpRecvUdpSource struct {
-	_      structs.HostLayout
-	Cookie uint64
-	From   struct {
+	_       structs.HostLayout
+	PidTgid uint64
+	Cookie  uint64
+	From    struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
 		Port   uint16
