@@ -18,7 +18,11 @@
  *
  * - lsm backend: fexit/__skb_recv_udp, in the receiver, with the datagram
  *   (its IP and UDP headers give the source) before it is copied out;
- *   every read of a UDP socket passes there, MSG_PEEK included.
+ *   every read of a UDP socket passes there, MSG_PEEK included. So does
+ *   a sockmap's read of a UDP socket, which can run in softirq on top of
+ *   an unrelated task, whose node it is then decided for: not handled
+ *   (a workload cannot make sockmaps without CAP_BPF or CAP_NET_ADMIN,
+ *   which the threat model keeps from it; a host program could).
  * - tracing backend (no trampolines): tp_btf/sock_recv_length (Linux 6.3
  *   and later) fires in the receiver after each read with the socket but
  *   no datagram; the source comes from cgroup/recvmsg4 and recvmsg6,
@@ -175,7 +179,9 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 		 * outside the workload, or preempted after recvmsg): from
 		 * now on ingress decides this socket's datagrams. Only
 		 * workload sockets have storage. */
-		struct sock_info *si = ret >= 0 ? bpf_sk_storage_get(&sock_infos, sk, 0, 0) : NULL;
+		if (ret < 0 || BPF_CORE_READ(sk, __sk_common.skc_state) == UDP_CONNECTED)
+			return 0;
+		struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 		if (si && !(si->flags & SI_NO_SOURCE))
 			si->flags |= SI_NO_SOURCE;
 		return 0;
