@@ -79,14 +79,14 @@ static __always_inline int check_recv(struct sock *sk, struct conn *c)
 	if (!w)
 		return 1;
 	/* A connected socket hears only its peer, which its connect checked. */
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) == UDP_CONNECTED)
+	if (sk->__sk_common.skc_state == UDP_CONNECTED)
 		return 1;
 	c->dir = DIR_INGRESS;
 	c->proto = IPPROTO_UDP;
 	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	if (si && known_peer(si, c))
 		return 1;
-	c->dport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->dport = sk->__sk_common.skc_num;
 	return check_conn(c, w, cgid, current_node(), true);
 }
 
@@ -166,8 +166,9 @@ int recvmsg6(struct bpf_sock_addr *ctx)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	/* Every read of every socket of the host comes here. */
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
+	/* Every read of every socket of the host comes here: plain loads
+	 * of the kernel's socket (a BTF pointer), no helper calls. */
+	if (sk->sk_protocol != IPPROTO_UDP)
 		return 0;
 	__u32 zero = 0;
 	struct udp_source *s = bpf_map_lookup_elem(&udp_sources, &zero);
@@ -179,7 +180,7 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 		 * outside the workload, or preempted after recvmsg): from
 		 * now on ingress decides this socket's datagrams. Only
 		 * workload sockets have storage. */
-		if (ret < 0 || BPF_CORE_READ(sk, __sk_common.skc_state) == UDP_CONNECTED)
+		if (ret < 0 || sk->__sk_common.skc_state == UDP_CONNECTED)
 			return 0;
 		struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 		if (si && !(si->flags & SI_NO_SOURCE))
