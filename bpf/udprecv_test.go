@@ -165,17 +165,17 @@ func startUDP(t *testing.T, cg, action string) (*exec.Cmd, func() string) {
 }
 
 // udpRecvSpec is credSpec's helper (root, node helper) with its child
-// worker (nobody), the UDP ingress from 127.0.0.1 to port given to node
-// to, and UDP replies to loopback allowed to any node.
+// worker (nobody), the UDP ingress from 127.0.0.1 and ::1 to port given to
+// node to, and UDP replies to loopback allowed to any node.
 func udpRecvSpec(t *testing.T, port int, to string) *policy.Spec {
 	spec := credSpec(t, []string{"nobody"})
 	spec.NetworkPolicy = &policy.NetworkPolicy{
 		Ingress: []policy.NetworkRule{{
-			From:      []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+			From:      []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}, {IPBlock: &policy.IPBlock{CIDR: "::1/128"}}},
 			Ports:     []policy.Port{{Port: port, Protocol: "UDP"}},
 			Processes: []string{to},
 		}},
-		Egress: []policy.NetworkRule{{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
+		Egress: []policy.NetworkRule{{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}, {IPBlock: &policy.IPBlock{CIDR: "::1/128"}}},
 			Ports: []policy.Port{{Protocol: "UDP"}}}},
 	}
 	return spec
@@ -264,27 +264,29 @@ func TestUDPRecvByForkedChild(t *testing.T) {
 }
 
 // servedThenKilled runs the receiver started by action (given its
-// address) in a cgroup whose policy gives the UDP ingress to node allow:
-// its datagram is served and reported as no deviation; then in one that
-// gives it to node deny only: not served, reported blocked, the receiving
-// process killed. reader checks each event against the receiver's process.
-func servedThenKilled(t *testing.T, e *Engine, action func(addr string) string, allow, deny string,
+// address, on host) in a cgroup whose policy gives the UDP ingress to node
+// allow: its datagram is served and reported as no deviation; then in one
+// that gives it to node deny only: not served, reported blocked, the
+// receiving process killed. reader checks each event against the
+// receiver's process.
+func servedThenKilled(t *testing.T, e *Engine, host netip.Addr, action func(addr string) string, allow, deny string,
 	reader func(x Event, srv *exec.Cmd) bool) {
 	t.Helper()
 	ev := collect(t, e)
+	network := map[bool]string{true: "udp4", false: "udp6"}[host.Is4()]
 	for i, to := range []string{allow, deny} {
-		port := freePort(t, "udp4", "127.0.0.1:0") // the first receiver keeps its own
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		port := freePort(t, network, netip.AddrPortFrom(host, 0).String()) // the first receiver keeps its own
+		addr := netip.AddrPortFrom(host, uint16(port)).String()
 		cg := testCgroup(t)
 		if _, err := e.Apply(cg, mustCompile(t, udpRecvSpec(t, port, to)), ModeEnforce); err != nil {
 			t.Fatal(err)
 		}
 		srv, _ := startUDP(t, cg, action(addr))
-		if got := udpEcho(t, "127.0.0.1:0", addr); got != (i == 0) {
+		if got := udpEcho(t, netip.AddrPortFrom(host, 0).String(), addr); got != (i == 0) {
 			t.Fatalf("ingress for %s: served %v", to, got)
 		}
 		x := ev.wait(t, "receive of "+addr, func(x Event) bool { return isRecv(port)(x) && x.Deviation == (i == 1) })
-		if !reader(x, srv) || x.Blocked != (i == 1) || x.Src.Addr() != netip.MustParseAddr("127.0.0.1") {
+		if !reader(x, srv) || x.Blocked != (i == 1) || x.Src.Addr() != host {
 			t.Fatalf("ingress for %s: event %+v of pid %d", to, x, srv.Process.Pid)
 		}
 		if i == 1 {
@@ -296,14 +298,21 @@ func servedThenKilled(t *testing.T, e *Engine, action func(addr string) string, 
 }
 
 // TestUDPRecvByBinder: the task that bound the socket reads it itself (Go's
-// ReadFrom). The decision is taken when it reads, for its node, and
-// carries the reader: allowed, it is served and reported with its pid;
-// when only another node has the ingress the datagram passes the packet
-// check and the reader is killed at its read, reported with its node.
+// ReadFrom), over IPv4 and IPv6. The decision is taken when it reads, for
+// its node, and carries the reader: allowed, it is served and reported
+// with its pid; when only another node has the ingress the datagram passes
+// the packet check and the reader is killed at its read, reported with its
+// node.
 func TestUDPRecvByBinder(t *testing.T) {
 	e := openRecvEngine(t)
-	servedThenKilled(t, e, func(addr string) string { return "serve-udp " + addr }, "helper", "worker",
-		func(x Event, srv *exec.Cmd) bool { return x.Node == "helper" && x.PID == uint32(srv.Process.Pid) })
+	binder := func(x Event, srv *exec.Cmd) bool { return x.Node == "helper" && x.PID == uint32(srv.Process.Pid) }
+	serve := func(addr string) string { return "serve-udp " + addr }
+	t.Run("IPv4", func(t *testing.T) {
+		servedThenKilled(t, e, netip.MustParseAddr("127.0.0.1"), serve, "helper", "worker", binder)
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		servedThenKilled(t, e, netip.IPv6Loopback(), serve, "helper", "worker", binder)
+	})
 }
 
 // TestUDPRecvByThread: one thread of the binding process changes its own
@@ -312,7 +321,7 @@ func TestUDPRecvByBinder(t *testing.T) {
 // node.
 func TestUDPRecvByThread(t *testing.T) {
 	e := openRecvEngine(t)
-	servedThenKilled(t, e, func(addr string) string { return "udp-thread 65534 " + addr }, "worker", "helper",
+	servedThenKilled(t, e, netip.MustParseAddr("127.0.0.1"), func(addr string) string { return "udp-thread 65534 " + addr }, "worker", "helper",
 		func(x Event, srv *exec.Cmd) bool {
 			return x.Node == "worker" && x.UID == 65534 && x.PID == uint32(srv.Process.Pid)
 		})
