@@ -563,7 +563,7 @@ func (a *Agent) awaitNamespaces(ctx context.Context) {
 // Status reports the backend, the workloads and their policies.
 func (a *Agent) Status() Status {
 	total, byCgroup := a.losses()
-	st := Status{Backend: a.engine.Backend(), Hostname: a.cfg.Hostname, Lost: total.Events,
+	st := Status{Backend: a.engine.Backend(), UDPAtReceive: a.engine.UDPAtReceive(), Hostname: a.cfg.Hostname, Lost: total.Events,
 		Unaggregated: total.Unaggregated, UnparsedDNS: total.DNS, LinkRepairs: a.linkRepairs.Load(), Problems: a.store.Problems(), Ready: a.ready()}
 	counts := map[string]int{}
 	a.mu.Lock()

@@ -23,8 +23,13 @@ const maxRequestBody = 4 << 20
 
 // Status is the agent's state as `bulwark status` shows it.
 type Status struct {
-	Backend  string `json:"backend"`
-	Hostname string `json:"hostname"`
+	Backend string `json:"backend"`
+	// UDPAtReceive: UDP datagrams are decided for the node of the task
+	// that receives them; false where the kernel lacks the receive hooks
+	// (tracing backend before Linux 6.3), where they are decided for the
+	// node bound to their port.
+	UDPAtReceive bool   `json:"udpAtReceive"`
+	Hostname     string `json:"hostname"`
 	// Lost counts the kernel events lost (ring buffer full) and
 	// Unaggregated the deviations reported one by one (aggregation table
 	// full), of all workloads since the kernel state was created.

@@ -46,17 +46,18 @@ type Attachment struct {
 	Generation uint32
 }
 
-// cgroupPrograms are the per-cgroup network programs and their attach types.
-func (e *Engine) cgroupPrograms() []struct {
+// cgroupProgram is a per-cgroup network program, the name of its link's
+// pin and its attach type.
+type cgroupProgram struct {
 	name string
 	prog *ebpf.Program
 	typ  ebpf.AttachType
-} {
-	return []struct {
-		name string
-		prog *ebpf.Program
-		typ  ebpf.AttachType
-	}{
+}
+
+// cgroupPrograms are the per-cgroup network programs: the network
+// object's and, on the tracing backend, the UDP receive check's recvmsg.
+func (e *Engine) cgroupPrograms() []cgroupProgram {
+	progs := []cgroupProgram{
 		{"bind4", e.net.Bind4, ebpf.AttachCGroupInet4Bind},
 		{"bind6", e.net.Bind6, ebpf.AttachCGroupInet6Bind},
 		{"connect4", e.net.Connect4, ebpf.AttachCGroupInet4Connect},
@@ -66,6 +67,12 @@ func (e *Engine) cgroupPrograms() []struct {
 		{"ingress", e.net.Ingress, ebpf.AttachCGroupInetIngress},
 		{"egress", e.net.Egress, ebpf.AttachCGroupInetEgress},
 	}
+	if u := e.udpRecv; u != nil {
+		progs = append(progs,
+			cgroupProgram{"recvmsg4", u.Recvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
+			cgroupProgram{"recvmsg6", u.Recvmsg6, ebpf.AttachCGroupUDP6Recvmsg})
+	}
+	return progs
 }
 
 // Apply arms the workload whose cgroup directory is cgroupPath with c in

@@ -142,8 +142,8 @@ func forkHelper(args []string) int {
 	return reportChild(forkChild(uintptr(uid), path, av, ev, lfd))
 }
 
-// reportChild waits for the child a fork returned and prints how it ended:
-// "child exit N" or "child signal N".
+// reportChild waits for the child pid that a fork returned (with errno)
+// and prints how it ended: "child exit N" or "child signal N".
 func reportChild(pid uintptr, errno syscall.Errno) int {
 	if errno != 0 {
 		fmt.Fprintln(os.Stderr, "fork:", errno)
@@ -165,21 +165,28 @@ func reportChild(pid uintptr, errno syscall.Errno) int {
 // listenRaw opens a TCP listener on addr (IPv4) as a plain descriptor the
 // forked child can use.
 func listenRaw(addr string) (int, error) {
+	fd, err := bindRaw(syscall.SOCK_STREAM, addr)
+	if err != nil {
+		return -1, err
+	}
+	return fd, syscall.Listen(fd, 16)
+}
+
+// bindRaw opens a socket of type typ (SOCK_STREAM: TCP, SOCK_DGRAM: UDP)
+// bound to addr (IPv4, SO_REUSEADDR) as a plain descriptor.
+func bindRaw(typ int, addr string) (int, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return -1, err
 	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	fd, err := syscall.Socket(syscall.AF_INET, typ, 0)
 	if err != nil {
 		return -1, err
 	}
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
 		return -1, err
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
-		return -1, err
-	}
-	return fd, syscall.Listen(fd, 16)
+	return fd, syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
 }
 
 // credSpec is the helper as root node "helper" (root) with, when

@@ -72,6 +72,13 @@ type Engine struct {
 	cgRoot  string
 	net     networkObjects
 	exec    interface{ Close() error }
+	// udpRecv is the tracing backend's UDP receive check, whose recvmsg
+	// programs go to each workload cgroup; nil on lsm or where the
+	// kernel refused it (udprecv.go).
+	udpRecv *udpRecvTracing
+	// udpAtReceive: UDP datagrams are decided for the receiving task's
+	// node (udprecv.go); else for the node bound to their port.
+	udpAtReceive bool
 	// grantSpec makes each workload's table of DNS grants (dns.go).
 	grantSpec *ebpf.MapSpec
 	// readers read the process ring first, then the network ring; poll
@@ -293,11 +300,19 @@ func (e *Engine) openExec(backend string) error {
 		e.exec.Close()
 		return err
 	}
-	return e.openURing()
+	if err := e.openURing(); err != nil {
+		return err
+	}
+	return e.openUDPRecv(backend)
 }
 
 // Backend returns the exec backend in use: "lsm" or "tracing".
 func (e *Engine) Backend() string { return e.backend }
+
+// UDPAtReceive reports whether a UDP datagram is decided for the node of
+// the task that receives it (the kernel has the receive hooks), rather
+// than for the node bound to its port.
+func (e *Engine) UDPAtReceive() bool { return e.udpAtReceive }
 
 // Close releases the engine's file descriptors, the links' included. Pins
 // stay, so the kernel keeps enforcing every armed workload.

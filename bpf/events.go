@@ -76,15 +76,19 @@ type Event struct {
 	Unresolved bool
 	CgroupID   uint64
 	// PID and PPID are process (thread-group) ids; UID and EUID the
-	// credentials. Accept events are the accepting task's (TCP) or run
-	// without a task (UDP, and TCP requests refused at the packet): 0.
+	// credentials. Accept events are the accepting task's (TCP) or the
+	// receiving task's (UDP, where Engine.UDPAtReceive); those decided at
+	// the packet run without a task (TCP requests and UDP datagrams no
+	// node may receive, UDP on kernels without the receive hooks, and on
+	// the tracing backend UDP to a socket read without asking for the
+	// source address): 0.
 	PID, PPID, UID, EUID uint32
 	// OldEUID is the effective uid before a cred change (cred events).
 	OldEUID uint32
 	// ProcessStart is when process PID started, as time since boot
 	// (CLOCK_BOOTTIME, what /proc/PID/stat's starttime counts in clock
 	// ticks): with PID it names the process across pid reuse. 0 when the
-	// event has no task (accept events).
+	// event has no task (accept events decided at the packet).
 	ProcessStart time.Duration
 	// Exe is the resolved executable path (exec events; migrate and
 	// cred events: of the task's last exec), Comm the name.

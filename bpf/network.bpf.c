@@ -10,8 +10,11 @@
  * report each (node, port, protocol) once, for fingerprints' listening
  * sockets. A TCP connection request is dropped here only when no process
  * node of the workload may receive it: which node accepts it is decided
- * at accept (sysexit.h, both backends). A UDP datagram belongs to the node
- * that bound the socket (or last sent on it). IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
+ * at accept (sysexit.h, both backends). Likewise a UDP datagram belongs to
+ * the node of the task that receives it, decided at the receive
+ * (udp_recv.bpf.c) where the kernel has its hooks (udp_at_receive below);
+ * elsewhere to the node that bound the socket (or last sent on it).
+ * IPv4-mapped IPv6 addresses are checked against the IPv4 rules.
  *
  * Protocols the policy cannot name (raw IP, UDP-Lite, ICMP ping, SCTP, ...)
  * are refused at socket creation (sock_create, EPERM; attached once, to
@@ -28,7 +31,7 @@
  * sent to (recorded in socket storage), else it is checked like one to a
  * listener, whatever port the socket is bound to.
  */
-#include "include/netcheck.h"
+#include "include/udpsock.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -42,52 +45,6 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
-
-#define MAX_PEERS 8 /* peers of one UDP socket whose datagrams are replies */
-
-/* A peer a UDP socket sent to, as struct conn holds addresses. */
-struct peer {
-	__u8 addr[16];
-	__u16 port;
-	__u16 family;
-};
-
-/* What the network checks know of one socket of a workload. */
-struct sock_info {
-	__u64 node;  /* process node that last bound or sent */
-	__u32 next;  /* peer slot written next (round robin) */
-	__u32 flags; /* SI_* */
-	struct peer peers[MAX_PEERS];
-};
-
-struct {
-	__uint(type, MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sock_info);
-} sock_infos SEC(".maps");
-
-#define SI_DNS_TCP 1 /* a TCP socket the workload connected to port 53 */
-
-/* same_peer reports whether c's remote end (egress: the destination,
- * ingress: the source) is p. */
-static __always_inline bool same_peer(const struct peer *p, const struct conn *c)
-{
-	const __u8 *a = c->dir == DIR_EGRESS ? c->daddr : c->saddr;
-	__u16 port = c->dir == DIR_EGRESS ? c->dport : c->sport;
-	if (p->port != port || p->family != c->family)
-		return false;
-	const __u64 *x = (const __u64 *)p->addr, *y = (const __u64 *)a;
-	return x[0] == y[0] && x[1] == y[1];
-}
-
-static __always_inline bool known_peer(const struct sock_info *si, const struct conn *c)
-{
-	for (int i = 0; i < MAX_PEERS; i++)
-		if (same_peer(&si->peers[i], c))
-			return true;
-	return false;
-}
 
 /* note_send records that the socket of a UDP sendmsg let through (c,
  * egress) sent to its destination, so the answers are replies, and which
@@ -116,39 +73,6 @@ static __always_inline void note_send(struct bpf_sock_addr *ctx, const struct co
 	__builtin_memcpy(p->addr, c->daddr, 16);
 	p->port = c->dport;
 	p->family = c->family;
-}
-
-/* sock_addr4 and sock_addr6 fill c's family, protocol, port and address
- * from a sock_addr context: the destination of a connect or sendmsg, the
- * local address of a bind. IPv4-mapped IPv6 addresses become IPv4. */
-static __always_inline void sock_addr4(struct bpf_sock_addr *ctx, struct conn *c)
-{
-	__u32 ip = ctx->user_ip4, port = ctx->user_port;
-	c->family = AF_INET;
-	c->proto = ctx->protocol;
-	c->dport = bpf_ntohs((__u16)port);
-	__builtin_memcpy(c->daddr, &ip, 4);
-}
-
-static __always_inline void sock_addr6(struct bpf_sock_addr *ctx, struct conn *c)
-{
-	/* Read the context into locals first: the verifier rejects
-	 * arithmetic on the context pointer. */
-	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
-	__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
-	__u32 port = ctx->user_port;
-	c->family = AF_INET6;
-	c->proto = ctx->protocol;
-	c->dport = bpf_ntohs((__u16)port);
-	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
-		c->family = AF_INET;
-		__builtin_memcpy(c->daddr, &a3, 4);
-	} else {
-		__builtin_memcpy(c->daddr, &a0, 4);
-		__builtin_memcpy(c->daddr + 4, &a1, 4);
-		__builtin_memcpy(c->daddr + 8, &a2, 4);
-		__builtin_memcpy(c->daddr + 12, &a3, 4);
-	}
 }
 
 static __always_inline int egress4(struct bpf_sock_addr *ctx, bool connect)
@@ -255,7 +179,13 @@ int bind6(struct bpf_sock_addr *ctx)
 }
 
 #define TCP_LISTEN 10
-#define UDP_CONNECTED 1 /* TCP_ESTABLISHED */
+
+/* Set by the engine once the UDP receive checks (udp_recv.bpf.c) run:
+ * a datagram then belongs to the node of the task that receives it, and
+ * ingress drops only what no node of the workload may receive. Unset
+ * (kernels without their hooks), it belongs to the node bound to the
+ * port, or that bound or last sent on the socket. */
+volatile __u32 udp_at_receive;
 
 /* dns_offset returns the offset of c's transport payload in skb (TCP: of
  * its DNS length prefix), or 0 when the transport header does not follow
@@ -388,11 +318,13 @@ int ingress(struct __sk_buff *skb)
 	__u64 *ln = bpf_map_lookup_elem(&listeners, &lk);
 	if (ln)
 		node = *ln;
-	if (c.proto == IPPROTO_TCP) {
+	if (c.proto == IPPROTO_TCP || (udp_at_receive && !(si && (si->flags & SI_NO_SOURCE)))) {
 		/* A TCP connection belongs to the process that accepts it,
-		 * which sys_exit checks and reports (sysexit.h): here only
-		 * what no node of the workload may receive is dropped, and
-		 * reported with the listener's node. */
+		 * which sys_exit checks and reports (sysexit.h), a UDP
+		 * datagram to the one that receives it when udp_recv.bpf.c
+		 * runs and sees its source: here only what no node of the
+		 * workload may receive is dropped, and reported with the
+		 * listener's node. */
 		c.any_node = 1;
 		if (w->mode == MODE_OBSERVE || (w->flags & WL_NO_INGRESS) ||
 		    rules_allow(&c, w->gen << 1 | DIR_INGRESS, node, 0))

@@ -319,6 +319,7 @@ const (
 	networkProgSendmsg4         = "sendmsg4"
 	networkProgSendmsg6         = "sendmsg6"
 	networkProgSockCreate       = "sock_create"
+	networkVarUdpAtReceive      = "udp_at_receive"
 	networkVarUnusedDnsGrant    = "unused_dns_grant"
 	networkVarUnusedDnsGrantKey = "unused_dns_grant_key"
 	networkVarUnusedEvent       = "unused_event"
@@ -412,6 +413,7 @@ type networkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type networkVariableSpecs struct {
+	UdpAtReceive      *ebpf.VariableSpec `ebpf:"udp_at_receive"`
 	UnusedDnsGrant    *ebpf.VariableSpec `ebpf:"unused_dns_grant"`
 	UnusedDnsGrantKey *ebpf.VariableSpec `ebpf:"unused_dns_grant_key"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -497,6 +499,7 @@ func (m *networkMaps) Close() error {
 //
 // It can be passed to loadNetworkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type networkVariables struct {
+	UdpAtReceive      *ebpf.Variable `ebpf:"udp_at_receive"`
 	UnusedDnsGrant    *ebpf.Variable `ebpf:"unused_dns_grant"`
 	UnusedDnsGrantKey *ebpf.Variable `ebpf:"unused_dns_grant_key"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`

@@ -63,6 +63,9 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if st.LinkRepairs > 0 {
 		fmt.Fprintln(w, "warning: enforcement links were removed or detached out of band (see the agent's flags)")
 	}
+	if !st.UDPAtReceive {
+		fmt.Fprintln(w, "warning: UDP datagrams are decided for the process that bound the port, not the one that reads them (kernel lacks the receive hooks)")
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tMODE\tENABLED\tWORKLOADS")

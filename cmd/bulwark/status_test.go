@@ -68,3 +68,16 @@ func TestPrintStatusShowsFailedClosedParts(t *testing.T) {
 		t.Errorf("status:\n%s\nwant it to contain:\n%s", out.String(), want)
 	}
 }
+
+func TestPrintStatusWarnsUDPAtBinder(t *testing.T) {
+	const warning = "warning: UDP datagrams are decided for the process that bound the port"
+	for _, at := range []bool{false, true} {
+		var out bytes.Buffer
+		if err := printStatus(&out, agent.Status{Backend: "tracing", UDPAtReceive: at}); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), warning) == at {
+			t.Errorf("UDPAtReceive %v: status\n%s", at, out.String())
+		}
+	}
+}

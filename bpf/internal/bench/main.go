@@ -8,7 +8,10 @@
 // before the engine is loaded, then with it, in the plain cgroup and in
 // the armed one. The ingress program's own cost per packet (kernel BPF
 // run-time statistics) is measured on UDP echo replies and on DNS answers
-// the armed workload receives. Run as root: `go run ./bpf/internal/bench`.
+// the armed workload receives. A UDP receive loop (datagrams to an
+// unconnected socket, read with recvfrom) shows what deciding each read
+// for the reader's node costs, with the receive programs' own cost per
+// call. Run as root: `go run ./bpf/internal/bench`.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -41,12 +45,14 @@ import (
 // nanoseconds; resolveEnv a resolve-then-connect loop: "NAME PORT N
 // DNS-SERVER" → prints nanoseconds; syscallEnv a getppid loop: "N" →
 // prints nanoseconds. udpEnv a UDP round-trip loop on one connected
-// socket: "ADDR N MSG" (MSG: the hex of each datagram sent).
+// socket: "ADDR N MSG" (MSG: the hex of each datagram sent); udpRecvEnv
+// a UDP receive loop: "PORT N" → prints nanoseconds.
 const (
 	helperEnv  = "BULWARK_BENCH_CONNECT"
 	resolveEnv = "BULWARK_BENCH_RESOLVE"
 	syscallEnv = "BULWARK_BENCH_SYSCALLS"
 	udpEnv     = "BULWARK_BENCH_UDP"
+	udpRecvEnv = "BULWARK_BENCH_UDPRECV"
 )
 
 // benchName is the name the resolve loop looks up; benchNameAddr is its
@@ -72,14 +78,19 @@ func main() {
 	if args := os.Getenv(udpEnv); args != "" {
 		os.Exit(udpLoop(strings.Fields(args)))
 	}
+	if args := os.Getenv(udpRecvEnv); args != "" {
+		os.Exit(udpRecvLoop(strings.Fields(args)))
+	}
 	backend := flag.String("backend", bpf.BackendAuto, "auto, lsm or tracing")
 	reps := flag.Int("reps", 201, "repetitions of each loop per cgroup (interleaved)")
 	execs := flag.Int("execs", 100, "execs per exec-loop repetition")
 	connects := flag.Int("connects", 1000, "connects per connect-loop repetition")
 	resolves := flag.Int("resolves", 200, "lookups and connects per resolve-loop repetition")
 	packets := flag.Int("packets", 10000, "UDP echo replies and DNS answers of the ingress measure")
+	recvs := flag.Int("recvs", 2000, "datagrams per UDP receive-loop repetition")
+	loops := flag.String("loops", "exec,connect,resolve,getppid,udprecv", "the loops to run, comma-separated")
 	flag.Parse()
-	if err := run(*backend, *reps, *execs, *connects, *resolves, *packets); err != nil {
+	if err := run(*backend, *reps, *execs, *connects, *resolves, *packets, *recvs, strings.Split(*loops, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -147,6 +158,34 @@ func udpLoop(args []string) int {
 	})
 }
 
+// udpRecvLoop binds an unconnected UDP socket to 127.0.0.1:args[0] and,
+// args[1] times, sends it a datagram from another socket and reads it with
+// recvfrom (the source asked for), and prints the elapsed nanoseconds.
+func udpRecvLoop(args []string) int {
+	n, _ := strconv.Atoi(args[1])
+	srv, err := net.ListenPacket("udp", "127.0.0.1:"+args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Close()
+	cl, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cl.Close()
+	msg, buf := []byte("hi"), make([]byte, 64)
+	return timedLoop(n, func() error {
+		if _, err := cl.WriteTo(msg, srv.LocalAddr()); err != nil {
+			return err
+		}
+		srv.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _, err := srv.ReadFrom(buf)
+		return err
+	})
+}
+
 // syscallLoop calls getppid n times and prints the elapsed nanoseconds.
 func syscallLoop(arg string) int {
 	n, _ := strconv.Atoi(arg)
@@ -198,7 +237,7 @@ func acceptAll(l net.Listener) {
 	}
 }
 
-func run(backend string, reps, execs, connects, resolves, packets int) error {
+func run(backend string, reps, execs, connects, resolves, packets, recvs int, only []string) error {
 	box, err := filepath.EvalSymlinks("/bin/busybox")
 	if err != nil {
 		return fmt.Errorf("needs busybox: %w", err)
@@ -236,6 +275,13 @@ func run(backend string, reps, execs, connects, resolves, packets int) error {
 	defer l.Close()
 	go acceptAll(l)
 	port := l.Addr().(*net.TCPAddr).Port
+	// The receive loop's port, bound by each loop's own process.
+	rl, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	recvPort := rl.LocalAddr().(*net.UDPAddr).Port
+	rl.Close()
 	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -302,7 +348,7 @@ func run(backend string, reps, execs, connects, resolves, packets int) error {
 		return err
 	}
 	defer func() { engine.Unpin(); engine.Close() }()
-	c, err := bpf.Compile(benchPolicy(box, self, port, echo.LocalAddr().(*net.UDPAddr).Port, namePort), map[string]uint32{"root": 0})
+	c, err := bpf.Compile(benchPolicy(box, self, port, echo.LocalAddr().(*net.UDPAddr).Port, namePort, recvPort), map[string]uint32{"root": 0})
 	if err != nil {
 		return err
 	}
@@ -331,13 +377,19 @@ func run(backend string, reps, execs, connects, resolves, packets int) error {
 	resolveLoopIn := func(cg string) (time.Duration, error) {
 		return timedChild(self, cg, fmt.Sprintf("%s=%s %d %d %s", resolveEnv, benchName, namePort, resolves, dns.Addr))
 	}
+	recvLoopIn := func(cg string) (time.Duration, error) {
+		return timedChild(self, cg, fmt.Sprintf("%s=%d %d", udpRecvEnv, recvPort, recvs))
+	}
 
-	fmt.Printf("backend %s, %d reps, %d execs, %d connects and %d resolve+connects per rep, policy of 20 process nodes\n",
-		engine.Backend(), reps, execs, connects, resolves)
+	fmt.Printf("backend %s (UDP decided at receive: %v), %d reps, %d execs, %d connects, %d resolve+connects and %d UDP receives per rep, policy of 20 process nodes\n",
+		engine.Backend(), engine.UDPAtReceive(), reps, execs, connects, resolves, recvs)
 	for _, loop := range []struct {
 		name string
 		fn   func(string) (time.Duration, error)
-	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"resolve", resolveLoopIn}, {"getppid", syscalls}} {
+	}{{"exec", execLoop}, {"connect", connectLoopIn}, {"resolve", resolveLoopIn}, {"getppid", syscalls}, {"udprecv", recvLoopIn}} {
+		if !slices.Contains(only, loop.name) {
+			continue
+		}
 		// Warm up both, then alternate which cgroup goes first.
 		for _, cg := range []string{plain, armed} {
 			if _, err := loop.fn(cg); err != nil {
@@ -379,6 +431,11 @@ func run(backend string, reps, execs, connects, resolves, packets int) error {
 	}
 	if err := ingressCost(self, armed, echo.LocalAddr().String(), resolver != nil, packets); err != nil {
 		return err
+	}
+	if slices.Contains(only, "udprecv") {
+		if err := recvCost(armed, func() error { _, err := recvLoopIn(armed); return err }); err != nil {
+			return err
+		}
 	}
 	lost, err := engine.Lost()
 	if err != nil {
@@ -468,26 +525,96 @@ func ingressCost(self, cg, echo string, dns bool, n int) error {
 
 // ingressProgram opens the cgroup_skb/ingress program attached to cg.
 func ingressProgram(cg string) (*ebpf.Program, error) {
+	return cgroupProgram(cg, ebpf.AttachCGroupInetIngress)
+}
+
+// cgroupProgram opens the program of attach type typ attached to cg.
+func cgroupProgram(cg string, typ ebpf.AttachType) (*ebpf.Program, error) {
 	f, err := os.Open(cg)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	q, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupInetIngress})
+	q, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: typ})
 	if err != nil {
-		return nil, fmt.Errorf("query ingress program of %s: %w", cg, err)
+		return nil, fmt.Errorf("query %s program of %s: %w", typ, cg, err)
 	}
 	if len(q.Programs) != 1 {
-		return nil, fmt.Errorf("%s has %d ingress programs, want 1", cg, len(q.Programs))
+		return nil, fmt.Errorf("%s has %d %s programs, want 1", cg, len(q.Programs), typ)
 	}
 	return ebpf.NewProgramFromID(q.Programs[0].ID)
+}
+
+// receivePrograms names the UDP receive check's global programs.
+var receivePrograms = []string{"on_skb_recv_udp", "on_sock_recv_length"}
+
+// recvCost prints what the programs a UDP receive in cgroup cg runs cost
+// per call, from the kernel's BPF run-time statistics while loop runs:
+// the ingress program, the recvmsg4 program (tracing backend) and the
+// global receive check.
+func recvCost(cg string, loop func() error) error {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable BPF statistics: %w", err)
+	}
+	defer stats.Close()
+	progs := map[string]*ebpf.Program{}
+	defer func() {
+		for _, p := range progs {
+			p.Close()
+		}
+	}()
+	if progs["ingress"], err = ingressProgram(cg); err != nil {
+		return err
+	}
+	if p, err := cgroupProgram(cg, ebpf.AttachCGroupUDP4Recvmsg); err == nil {
+		progs["recvmsg4"] = p
+	}
+	for id, err := ebpf.ProgramID(0), error(nil); ; {
+		if id, err = ebpf.ProgramGetNextID(id); err != nil {
+			break
+		}
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && slices.Contains(receivePrograms, info.Name) && progs[info.Name] == nil {
+			progs[info.Name] = p
+			continue
+		}
+		p.Close()
+	}
+	before := map[string]*ebpf.ProgramStats{}
+	for name, p := range progs {
+		if before[name], err = p.Stats(); err != nil {
+			return fmt.Errorf("%s statistics: %w", name, err)
+		}
+	}
+	if err := loop(); err != nil {
+		return err
+	}
+	names := slices.Sorted(maps.Keys(progs))
+	for _, name := range names {
+		after, err := progs[name].Stats()
+		if err != nil {
+			return fmt.Errorf("%s statistics: %w", name, err)
+		}
+		runs := after.RunCount - before[name].RunCount
+		if runs == 0 {
+			fmt.Printf("udprecv  %-16s did not run\n", name)
+			continue
+		}
+		fmt.Printf("udprecv  %-16s %d runs, %.0f ns/run in the program\n", name, runs,
+			float64(after.Runtime-before[name].Runtime)/float64(runs))
+	}
+	return nil
 }
 
 // benchPolicy is a 20-node policy: the bench binary and sh as roots; sh has
 // 17 children that never match and `true`, checked last. The bench may
 // reach its echo and DNS servers (UDP), bench.example.com, and benchName
-// on namePort.
-func benchPolicy(box, self string, port, echo, namePort int) *policy.Spec {
+// on namePort, and receive on recvPort from 127.0.0.1.
+func benchPolicy(box, self string, port, echo, namePort, recvPort int) *policy.Spec {
 	sh := policy.ProcessNode{Name: "sh", Exe: []string{box}, ID: "sh_0", Euser: []string{"root"}}
 	for i := 0; i < 17; i++ {
 		sh.Children = append(sh.Children, policy.ProcessNode{
@@ -502,11 +629,14 @@ func benchPolicy(box, self string, port, echo, namePort int) *policy.Spec {
 			Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "192.168.0.0/16"}}}, Ports: []policy.Port{{Port: 53, Protocol: "UDP"}}},
 		{To: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.0/8"}}},
-			Ports:     []policy.Port{{Port: port, Protocol: "TCP"}, {Port: echo, Protocol: "UDP"}, {Port: 53, Protocol: "UDP"}},
+			Ports:     []policy.Port{{Port: port, Protocol: "TCP"}, {Port: echo, Protocol: "UDP"}, {Port: 53, Protocol: "UDP"}, {Port: recvPort, Protocol: "UDP"}},
 			Processes: []string{"bench_0"}},
 		{To: []policy.Peer{{DNSSelector: []string{"bench.example.com"}}}, Ports: []policy.Port{{Port: 443, Protocol: "TCP"}}},
 		{To: []policy.Peer{{DNSSelector: []string{"*.example.org"}}, {DNSSelector: []string{benchName}}},
 			Ports: []policy.Port{{Port: namePort, Protocol: "TCP"}}, Processes: []string{"bench_0"}},
+	}, Ingress: []policy.NetworkRule{
+		{From: []policy.Peer{{IPBlock: &policy.IPBlock{CIDR: "127.0.0.1/32"}}},
+			Ports: []policy.Port{{Port: recvPort, Protocol: "UDP"}}, Processes: []string{"bench_0"}},
 	}}
 	return spec
 }
