@@ -72,8 +72,10 @@ type Engine struct {
 	cgRoot  string
 	net     networkObjects
 	exec    interface{ Close() error }
-	// grantSpec makes each workload's table of DNS grants (dns.go).
+	// grantSpec makes the tables of DNS grants, which grants hands out
+	// (grants.go).
 	grantSpec *ebpf.MapSpec
+	grants    grantTables
 	// readers read the process ring first, then the network ring; poll
 	// is an epoll instance waiting on both.
 	readers [2]*ringbuf.Reader
@@ -155,6 +157,10 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.backend = backend
 	if err := e.adoptCgroupLinks(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.startGrantKeeper(); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -302,6 +308,7 @@ func (e *Engine) Backend() string { return e.backend }
 // Close releases the engine's file descriptors, the links' included. Pins
 // stay, so the kernel keeps enforcing every armed workload.
 func (e *Engine) Close() error {
+	e.stopGrantKeeper()
 	e.mu.Lock()
 	errs := []error{e.release(e.pinDir)}
 	e.mu.Unlock()
