@@ -46,28 +46,35 @@ const (
 // it adds.
 type Options struct {
 	// Socket is the agent's API socket.
-	Socket string
+	Socket string `toml:"socket"`
 	// PolicyDir is the agent's policy directory, read when the agent
 	// cannot be reached.
-	PolicyDir string
+	PolicyDir string `toml:"policy-dir"`
 	// DockerHost is the Docker Engine API ("" for Docker's default).
-	DockerHost string
+	DockerHost string `toml:"docker-host,omitempty"`
 	// Timeout bounds the hook's wait for the agent; runc kills a hook
 	// still running a little after it.
-	Timeout time.Duration
+	Timeout time.Duration `toml:"timeout"`
 	// Bulwark is the bulwark executable, whose hook-fallback verb
 	// decides when the agent cannot be reached.
-	Bulwark string
+	Bulwark string `toml:"bulwark"`
 }
 
-// Flags adds the hook's settings to fs (the hook's, the wrapper's and
-// `bulwark install docker`'s flags).
+// DefaultOptions are the hook's settings when nothing sets them.
+func DefaultOptions() Options {
+	return Options{Socket: "/run/bulwark/agent.sock", PolicyDir: "/etc/bulwark/policies", Timeout: DefaultTimeout,
+		Bulwark: "/usr/bin/bulwark"}
+}
+
+// Flags adds the hook's settings to fs (the hook's and the install
+// commands' flags), DefaultOptions their defaults.
 func Flags(fs *flag.FlagSet, o *Options) {
-	fs.StringVar(&o.Socket, "socket", "/run/bulwark/agent.sock", "agent API socket")
-	fs.StringVar(&o.PolicyDir, "policy-dir", "/etc/bulwark/policies", "the agent's policy directory, read when the agent cannot be reached")
-	fs.StringVar(&o.DockerHost, "docker-host", "", "Docker Engine API (default: Docker's)")
-	fs.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "how long the hook waits for the agent to arm a container")
-	fs.StringVar(&o.Bulwark, "bulwark", "/usr/bin/bulwark", "the bulwark executable, which decides when the agent cannot be reached")
+	d := DefaultOptions()
+	fs.StringVar(&o.Socket, "socket", d.Socket, "agent API socket")
+	fs.StringVar(&o.PolicyDir, "policy-dir", d.PolicyDir, "the agent's policy directory, read when the agent cannot be reached")
+	fs.StringVar(&o.DockerHost, "docker-host", d.DockerHost, "Docker Engine API (default: Docker's)")
+	fs.DurationVar(&o.Timeout, "timeout", d.Timeout, "how long the hook waits for the agent to arm a container")
+	fs.StringVar(&o.Bulwark, "bulwark", d.Bulwark, "the bulwark executable, which decides when the agent cannot be reached")
 }
 
 // StageCreateRuntime names the hook's stage, its first argument. It is

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -35,15 +34,17 @@ func newInstallDockerCmd() *cobra.Command {
 		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
 		Long: "Adds the \"bulwark\" runtime (bulwark-runc, which gives each container Bulwark's OCI\n" +
 			"hook, bulwark-oci-hook; both installed beside bulwark) to Docker's daemon.json, keeping\n" +
-			"every other key, and with --default makes it the\n" +
-			"default runtime. The previous file is kept as daemon.json.bulwark-backup. Running it again\n" +
-			"changes nothing. Restart dockerd to apply it.",
+			"every other key, and with --default makes it the default runtime. The wrapper's\n" +
+			"settings (the flags below) go to " + hook.ConfigFile + " beside it, not to runtimeArgs, which\n" +
+			"would make Docker run it through a shell script. Modified files are kept as\n" +
+			"FILE.bulwark-backup. Running it again changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := resolveHook(cmd, &in.hook); err != nil {
 				return err
 			}
-			if err := isExecutable(besideBulwark(in, hook.WrapperBinary)); err != nil {
+			wrapper := besideBulwark(in, hook.WrapperBinary)
+			if err := isExecutable(wrapper); err != nil {
 				return err
 			}
 			old, err := readDaemonJSON(in.path)
@@ -54,7 +55,18 @@ func newInstallDockerCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", in.path, err)
 			}
-			return writeDaemonJSON(cmd.OutOrStdout(), in.path, old, out, dryRun)
+			cfg, err := wrapperConfig(in).Encode()
+			if err != nil {
+				return err
+			}
+			cfgPath := wrapperConfigPath(wrapper)
+			oldCfg, err := edit.Read(cfgPath)
+			if err != nil {
+				return err
+			}
+			plan := append(daemonJSONPlan(in.path, old, out),
+				edit.Change{Path: cfgPath, Old: oldCfg, New: cfg, Perm: 0o644, Backup: true})
+			return carryOut(cmd.OutOrStdout(), plan.Changed(), dryRun, "restart dockerd to apply it")
 		},
 	}
 	f := cmd.Flags()
@@ -73,18 +85,30 @@ func newUninstallDockerCmd() *cobra.Command {
 		Use:   "docker",
 		Short: "Remove Bulwark's runtime from Docker's daemon.json",
 		Long: "Removes the \"bulwark\" runtime and, when it is the default, the default-runtime key\n" +
-			"(Docker's default, runc, applies again), keeping every other key. Restart dockerd to apply it.",
+			"(Docker's default, runc, applies again), keeping every other key, and the wrapper's\n" +
+			hook.ConfigFile + ". Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			old, err := readDaemonJSON(path)
 			if err != nil {
 				return err
 			}
-			out, err := uninstallDocker(old)
+			out, wrapper, err := uninstallDocker(old)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			return writeDaemonJSON(cmd.OutOrStdout(), path, old, out, dryRun)
+			plan := daemonJSONPlan(path, old, out)
+			if wrapper != "" {
+				cfgPath := wrapperConfigPath(wrapper)
+				oldCfg, err := edit.Read(cfgPath)
+				if err != nil {
+					return err
+				}
+				if oldCfg != nil {
+					plan = append(plan, edit.Change{Path: cfgPath, Old: oldCfg})
+				}
+			}
+			return carryOut(cmd.OutOrStdout(), plan.Changed(), dryRun, "restart dockerd to apply it")
 		},
 	}
 	cmd.Flags().StringVar(&path, "daemon-json", "/etc/docker/daemon.json", "Docker's daemon configuration")
@@ -154,16 +178,7 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--runc", in.runc, "--hook", besideBulwark(in, hook.HookBinary), "--socket", in.hook.Socket,
-		"--policy-dir", in.hook.PolicyDir, "--timeout", in.hook.Timeout.String(), "--bulwark", in.hook.Bulwark}
-	if in.hook.DockerHost != "" {
-		args = append(args, "--docker-host", in.hook.DockerHost)
-	}
-	args = append(args, "--")
-	rt, err := json.Marshal(struct {
-		Path        string   `json:"path"`
-		RuntimeArgs []string `json:"runtimeArgs"`
-	}{besideBulwark(in, hook.WrapperBinary), args})
+	rt, err := json.Marshal(dockerRuntimeEntry{Path: besideBulwark(in, hook.WrapperBinary)})
 	if err != nil {
 		return nil, err
 	}
@@ -177,33 +192,57 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	return json.MarshalIndent(doc, "", "  ")
 }
 
-// uninstallDocker returns daemon.json data without Bulwark's runtime.
-func uninstallDocker(data []byte) ([]byte, error) {
+// dockerRuntimeEntry is Bulwark's runtime in daemon.json's "runtimes".
+type dockerRuntimeEntry struct {
+	Path string `json:"path"`
+}
+
+// wrapperConfig is the wrapper's configuration in.
+func wrapperConfig(in dockerInstall) hook.WrapperConfig {
+	return hook.WrapperConfig{Runc: in.runc, Hook: besideBulwark(in, hook.HookBinary), Options: in.hook}
+}
+
+// wrapperConfigPath is where the wrapper at path reads its configuration:
+// beside the executable the link resolves to, as os.Executable names it.
+func wrapperConfigPath(wrapper string) string {
+	if real, err := filepath.EvalSymlinks(wrapper); err == nil {
+		wrapper = real
+	}
+	return filepath.Join(filepath.Dir(wrapper), hook.ConfigFile)
+}
+
+// uninstallDocker returns daemon.json data without Bulwark's runtime, and
+// the wrapper it named ("" when none).
+func uninstallDocker(data []byte) (out []byte, wrapper string, err error) {
 	doc, err := parseDaemonJSON(data)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rts, err := runtimesOf(doc)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	var rt dockerRuntimeEntry
+	if json.Unmarshal(rts[dockerRuntime], &rt) == nil {
+		wrapper = rt.Path
 	}
 	delete(rts, dockerRuntime)
 	if len(rts) == 0 {
 		delete(doc, "runtimes")
 	} else if doc["runtimes"], err = json.Marshal(rts); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var def string
 	if json.Unmarshal(doc["default-runtime"], &def) == nil && def == dockerRuntime {
 		delete(doc, "default-runtime")
 	}
-	return json.MarshalIndent(doc, "", "  ")
+	out, err = json.MarshalIndent(doc, "", "  ")
+	return out, wrapper, err
 }
 
-// writeDaemonJSON writes out to path as install does (carryOut: a diff with
-// dryRun, an atomic write with a backup otherwise), unless it means the same
-// as old.
-func writeDaemonJSON(w io.Writer, path string, old, out []byte, dryRun bool) error {
+// daemonJSONPlan plans writing out to path (an atomic write with a
+// backup), unless it means the same as old.
+func daemonJSONPlan(path string, old, out []byte) edit.Plan {
 	out = append(out, '\n')
 	var plan edit.Plan
 	if !sameJSON(old, out) {
@@ -212,7 +251,7 @@ func writeDaemonJSON(w io.Writer, path string, old, out []byte, dryRun bool) err
 		}
 		plan = append(plan, edit.Change{Path: path, Old: old, New: out, Perm: 0o644, Backup: true})
 	}
-	return carryOut(w, plan, dryRun, "restart dockerd to apply it")
+	return plan
 }
 
 // sameJSON reports whether a and b hold equal JSON values (an absent file
