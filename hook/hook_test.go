@@ -122,32 +122,3 @@ func TestRootfsOf(t *testing.T) {
 		t.Error("rootfsOf of a config without root.path succeeded")
 	}
 }
-
-func TestWrapperConfigRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, ConfigFile)
-	// No file: runc from PATH, the hook beside the wrapper, the defaults.
-	c, err := ReadWrapperConfig(path)
-	if want := DefaultWrapperConfig(dir); err != nil || c != want || c.Hook != filepath.Join(dir, HookBinary) {
-		t.Fatalf("no file: %+v, %v; want %+v", c, err, want)
-	}
-	in := WrapperConfig{Runc: "/usr/sbin/runc", Hook: "/opt/b/bulwark-oci-hook",
-		Options: Options{Socket: "/run/a.sock", PolicyDir: "/p", DockerHost: "unix:///d.sock", Timeout: 3 * time.Second, Bulwark: "/opt/b/bulwark"}}
-	data, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := ReadWrapperConfig(path); err != nil || c != in {
-		t.Fatalf("read back %+v, %v; want %+v\n%s", c, err, in, data)
-	}
-	// A key the wrapper does not know is refused, not ignored.
-	if err := os.WriteFile(path, append(data, "sokcet = \"/x\"\n"...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadWrapperConfig(path); err == nil || !strings.Contains(err.Error(), "sokcet") {
-		t.Fatalf("misspelt key: %v; want an error naming it", err)
-	}
-}

@@ -4,7 +4,7 @@
 // real runc with the same arguments; every other call goes to runc at
 // once. Docker calls it several times per container, so it is small, and
 // all its arguments are runc's: its settings are in bulwark-runc.toml
-// beside it (hook.ConfigFile).
+// beside it (wrapper.File).
 //
 // Usage: bulwark-runc RUNC-ARGS...
 package main
@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 )
 
 func main() {
@@ -29,13 +30,13 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "--runc" {
 		// runc has no such option: daemon.json still passes the
 		// wrapper's settings as runtimeArgs.
-		return errors.New("settings given as arguments (runtimeArgs of an older `bulwark install docker`): run `bulwark install docker` again, which writes them to " + hook.ConfigFile)
+		return errors.New("settings given as arguments (runtimeArgs of an older `bulwark install docker`): run `bulwark install docker` again, which writes them to " + wrapper.File)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	c, err := hook.ReadWrapperConfig(filepath.Join(filepath.Dir(self), hook.ConfigFile))
+	c, err := wrapper.Read(filepath.Join(filepath.Dir(self), wrapper.File))
 	if err != nil {
 		return err
 	}

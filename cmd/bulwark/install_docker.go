@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 	"github.com/bulwarkhq/bulwark/install/edit"
 )
 
@@ -35,7 +36,7 @@ func newInstallDockerCmd() *cobra.Command {
 		Long: "Adds the \"bulwark\" runtime (bulwark-runc, which gives each container Bulwark's OCI\n" +
 			"hook, bulwark-oci-hook; both installed beside bulwark) to Docker's daemon.json, keeping\n" +
 			"every other key, and with --default makes it the default runtime. The wrapper's\n" +
-			"settings (the flags below) go to " + hook.ConfigFile + " beside it, not to runtimeArgs, which\n" +
+			"settings (the flags below) go to " + wrapper.File + " beside it, not to runtimeArgs, which\n" +
 			"would make Docker run it through a shell script. Modified files are kept as\n" +
 			"FILE.bulwark-backup. Running it again changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
@@ -43,8 +44,8 @@ func newInstallDockerCmd() *cobra.Command {
 			if _, err := resolveHook(cmd, &in.hook); err != nil {
 				return err
 			}
-			wrapper := besideBulwark(in, hook.WrapperBinary)
-			if err := isExecutable(wrapper); err != nil {
+			wrapperExe := besideBulwark(in, hook.WrapperBinary)
+			if err := isExecutable(wrapperExe); err != nil {
 				return err
 			}
 			old, err := readDaemonJSON(in.path)
@@ -59,7 +60,7 @@ func newInstallDockerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfgPath := wrapperConfigPath(wrapper)
+			cfgPath := wrapperConfigPath(wrapperExe)
 			oldCfg, err := edit.Read(cfgPath)
 			if err != nil {
 				return err
@@ -86,20 +87,20 @@ func newUninstallDockerCmd() *cobra.Command {
 		Short: "Remove Bulwark's runtime from Docker's daemon.json",
 		Long: "Removes the \"bulwark\" runtime and, when it is the default, the default-runtime key\n" +
 			"(Docker's default, runc, applies again), keeping every other key, and the wrapper's\n" +
-			hook.ConfigFile + ". Restart dockerd to apply it.",
+			wrapper.File + ". Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			old, err := readDaemonJSON(path)
 			if err != nil {
 				return err
 			}
-			out, wrapper, err := uninstallDocker(old)
+			out, wrapperExe, err := uninstallDocker(old)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			plan := daemonJSONPlan(path, old, out)
-			if wrapper != "" {
-				cfgPath := wrapperConfigPath(wrapper)
+			if wrapperExe != "" {
+				cfgPath := wrapperConfigPath(wrapperExe)
 				oldCfg, err := edit.Read(cfgPath)
 				if err != nil {
 					return err
@@ -198,22 +199,22 @@ type dockerRuntimeEntry struct {
 }
 
 // wrapperConfig is the wrapper's configuration in.
-func wrapperConfig(in dockerInstall) hook.WrapperConfig {
-	return hook.WrapperConfig{Runc: in.runc, Hook: besideBulwark(in, hook.HookBinary), Options: in.hook}
+func wrapperConfig(in dockerInstall) wrapper.Config {
+	return wrapper.Config{Runc: in.runc, Hook: besideBulwark(in, hook.HookBinary), Options: in.hook}
 }
 
 // wrapperConfigPath is where the wrapper at path reads its configuration:
 // beside the executable the link resolves to, as os.Executable names it.
-func wrapperConfigPath(wrapper string) string {
-	if real, err := filepath.EvalSymlinks(wrapper); err == nil {
-		wrapper = real
+func wrapperConfigPath(wrapperExe string) string {
+	if real, err := filepath.EvalSymlinks(wrapperExe); err == nil {
+		wrapperExe = real
 	}
-	return filepath.Join(filepath.Dir(wrapper), hook.ConfigFile)
+	return filepath.Join(filepath.Dir(wrapperExe), wrapper.File)
 }
 
 // uninstallDocker returns daemon.json data without Bulwark's runtime, and
 // the wrapper it named ("" when none).
-func uninstallDocker(data []byte) (out []byte, wrapper string, err error) {
+func uninstallDocker(data []byte) (out []byte, wrapperExe string, err error) {
 	doc, err := parseDaemonJSON(data)
 	if err != nil {
 		return nil, "", err
@@ -224,7 +225,7 @@ func uninstallDocker(data []byte) (out []byte, wrapper string, err error) {
 	}
 	var rt dockerRuntimeEntry
 	if json.Unmarshal(rts[dockerRuntime], &rt) == nil {
-		wrapper = rt.Path
+		wrapperExe = rt.Path
 	}
 	delete(rts, dockerRuntime)
 	if len(rts) == 0 {
@@ -237,7 +238,7 @@ func uninstallDocker(data []byte) (out []byte, wrapper string, err error) {
 		delete(doc, "default-runtime")
 	}
 	out, err = json.MarshalIndent(doc, "", "  ")
-	return out, wrapper, err
+	return out, wrapperExe, err
 }
 
 // daemonJSONPlan plans writing out to path (an atomic write with a

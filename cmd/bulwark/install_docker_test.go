@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 )
 
 // daemonJSON decodes the daemon.json at path.
@@ -82,11 +83,11 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 		t.Errorf("runtimes = %v; want bulwark %v", rts, want)
 	}
 	cfgPath := filepath.Join(dir, "bulwark-runc.toml")
-	cfg, err := hook.ReadWrapperConfig(cfgPath)
+	cfg, err := wrapper.Read(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hook.WrapperConfig{Runc: "/usr/sbin/runc", Hook: dir + "/bulwark-oci-hook", Options: hook.DefaultOptions()}
+	want := wrapper.Config{Runc: "/usr/sbin/runc", Hook: dir + "/bulwark-oci-hook", Options: hook.DefaultOptions()}
 	want.Socket, want.Bulwark = "/run/b.sock", bin
 	if cfg != want {
 		t.Errorf("%s holds %+v, want %+v", cfgPath, cfg, want)
@@ -108,7 +109,7 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	if _, errOut, err := runCLIWithInput(t, "", append(install, "--timeout", "2s")...); err != nil {
 		t.Fatalf("install with --timeout: %v: %s", err, errOut)
 	}
-	if c, err := hook.ReadWrapperConfig(cfgPath); err != nil || c.Timeout != 2*time.Second {
+	if c, err := wrapper.Read(cfgPath); err != nil || c.Timeout != 2*time.Second {
 		t.Errorf("after --timeout 2s: %+v, %v", c, err)
 	}
 	if backup, _ := os.ReadFile(cfgPath + ".bulwark-backup"); string(backup) != string(written) {
