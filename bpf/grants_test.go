@@ -108,14 +108,7 @@ func TestGrantTablesAhead(t *testing.T) {
 	})
 	// A new engine on the same pins deletes the spares the first one left.
 	left := keys
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e2, err := Open(Options{PinDir: pins, Backend: e.Backend(), Logger: e.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e2.Close() }) // before the first engine's Unpin
+	e2 := reopenEngine(t, e, pins)
 	waitGrantKeys(t, e2, "the old spares replaced", func(k []uint64) bool {
 		fresh := 0
 		for _, key := range k {
