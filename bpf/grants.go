@@ -98,8 +98,8 @@ func (e *Engine) wakeGrantKeeper() {
 	}
 }
 
-// keepGrantTables is the keeper: each time it is woken it deletes the
-// doomed tables, then tops the spares up.
+// keepGrantTables is the keeper: each time it is woken it tops the spares
+// up, then deletes the doomed tables.
 func (e *Engine) keepGrantTables() {
 	defer close(e.grants.done)
 	for {
@@ -109,15 +109,7 @@ func (e *Engine) keepGrantTables() {
 		case <-e.grants.wake:
 		}
 		g := &e.grants
-		g.mu.Lock()
-		doomed := g.doomed
-		g.doomed = nil
-		g.mu.Unlock()
-		for _, key := range doomed {
-			if err := e.net.DnsGrants.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				e.log.Warn("DNS grant table of a removed workload left", "key", key, "err", err)
-			}
-		}
+		// Spares first: arms wait for them, deletes only cost memory.
 		for {
 			g.mu.Lock()
 			enough := len(g.spares) >= spareGrantTables
@@ -133,6 +125,19 @@ func (e *Engine) keepGrantTables() {
 			g.mu.Lock()
 			g.spares = append(g.spares, n)
 			g.mu.Unlock()
+		}
+		g.mu.Lock()
+		doomed := g.doomed
+		g.doomed = nil
+		g.mu.Unlock()
+		for _, key := range doomed {
+			var inner ebpf.MapID
+			if key&grantsKeyBit == 0 && e.net.DnsGrants.Lookup(key, &inner) != nil {
+				continue // no table by cgroup id: a delete would wait for nothing
+			}
+			if err := e.net.DnsGrants.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				e.log.Warn("DNS grant table of a removed workload left", "key", key, "err", err)
+			}
 		}
 	}
 }
