@@ -46,18 +46,18 @@ const (
 // it adds.
 type Options struct {
 	// Socket is the agent's API socket.
-	Socket string `toml:"socket"`
+	Socket string
 	// PolicyDir is the agent's policy directory, read when the agent
 	// cannot be reached.
-	PolicyDir string `toml:"policy-dir"`
+	PolicyDir string
 	// DockerHost is the Docker Engine API ("" for Docker's default).
-	DockerHost string `toml:"docker-host,omitempty"`
+	DockerHost string
 	// Timeout bounds the hook's wait for the agent; runc kills a hook
 	// still running a little after it.
-	Timeout time.Duration `toml:"timeout"`
+	Timeout time.Duration
 	// Bulwark is the bulwark executable, whose hook-fallback verb
 	// decides when the agent cannot be reached.
-	Bulwark string `toml:"bulwark"`
+	Bulwark string
 }
 
 // DefaultOptions are the hook's settings when nothing sets them.

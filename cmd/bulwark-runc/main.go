@@ -3,7 +3,7 @@
 // to the bundle of every `runc create` and `runc run`, then execs the
 // real runc with the same arguments; every other call goes to runc at
 // once. Docker calls it several times per container, so it is small, and
-// all its arguments are runc's: its settings are in bulwark-runc.toml
+// all its arguments are runc's: its settings are in bulwark-runc.json
 // beside it (wrapper.File).
 //
 // Usage: bulwark-runc RUNC-ARGS...

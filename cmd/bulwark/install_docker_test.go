@@ -82,7 +82,7 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	if want := map[string]any{"path": dir + "/bulwark-runc"}; !reflect.DeepEqual(rts["bulwark"], want) || rts["nvidia"] == nil {
 		t.Errorf("runtimes = %v; want bulwark %v", rts, want)
 	}
-	cfgPath := filepath.Join(dir, "bulwark-runc.toml")
+	cfgPath := filepath.Join(dir, "bulwark-runc.json")
 	cfg, err := wrapper.Read(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +137,10 @@ func TestInstallDockerMissingFileAndDryRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "docker", "daemon.json")
 	bin := installedBulwark(t)
 	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", bin)
-	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") || !strings.Contains(out, `+socket = "/run/bulwark/agent.sock"`) {
+	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") || !strings.Contains(out, `+  "socket": "/run/bulwark/agent.sock",`) {
 		t.Fatalf("dry run: %v: %s", err, out)
 	}
-	for _, p := range []string{path, filepath.Join(filepath.Dir(bin), "bulwark-runc.toml")} {
+	for _, p := range []string{path, filepath.Join(filepath.Dir(bin), "bulwark-runc.json")} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Fatalf("dry run wrote %s: %v", p, err)
 		}

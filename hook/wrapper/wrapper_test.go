@@ -1,6 +1,7 @@
 package wrapper
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +31,17 @@ func TestConfigRoundTrip(t *testing.T) {
 	if c, err := Read(path); err != nil || c != in {
 		t.Fatalf("read back %+v, %v; want %+v\n%s", c, err, in, data)
 	}
+	// Settings the file leaves out keep their defaults.
+	if err := os.WriteFile(path, []byte(`{"runc": "/sbin/runc"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := Default(dir)
+	want.Runc = "/sbin/runc"
+	if c, err := Read(path); err != nil || c != want {
+		t.Fatalf("partial file: %+v, %v; want %+v", c, err, want)
+	}
 	// A key the wrapper does not know is refused, not ignored.
-	if err := os.WriteFile(path, append(data, "sokcet = \"/x\"\n"...), 0o644); err != nil {
+	if err := os.WriteFile(path, bytes.Replace(data, []byte(`"socket"`), []byte(`"sokcet"`), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Read(path); err == nil || !strings.Contains(err.Error(), "sokcet") {
