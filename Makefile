@@ -16,6 +16,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/bulwark-runc ./cmd/bulwark-oci-hook
+	$(CC) -O2 -static -Wall -Werror -o bin/bulwark-runc-front hook/front/bulwark-runc-front.c
 
 # Every apt group of test/deps.sh. The targets below install only the groups
 # they use: generate the build group, unit the unit and servers groups,

@@ -25,12 +25,16 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// The executables of the hook and the runc wrapper, and the verb of the
-// bulwark binary that decides for the hook when the agent is away. The
-// three are installed side by side.
+// The executables of the hook and the runc wrapper, the wrapper's C
+// front (built by make build from front/, optional: Docker runs it as its
+// runtime when it is installed, and it passes every runc call but create
+// and run straight to runc), and the verb of the bulwark binary that
+// decides for the hook when the agent is away. They are installed side by
+// side.
 const (
 	HookBinary    = "bulwark-oci-hook"
 	WrapperBinary = "bulwark-runc"
+	FrontBinary   = "bulwark-runc-front"
 	FallbackVerb  = "hook-fallback"
 )
 

@@ -34,7 +34,8 @@ func newInstallDockerCmd() *cobra.Command {
 		Use:   "docker",
 		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
 		Long: "Adds the \"bulwark\" runtime (bulwark-runc, which gives each container Bulwark's OCI\n" +
-			"hook, bulwark-oci-hook; both installed beside bulwark) to Docker's daemon.json, keeping\n" +
+			"hook, bulwark-oci-hook; both installed beside bulwark; through its C front,\n" +
+			"bulwark-runc-front, when that is installed too) to Docker's daemon.json, keeping\n" +
 			"every other key, and with --default makes it the default runtime. The wrapper's\n" +
 			"settings (the flags below) go to " + wrapper.File + " beside it, not to runtimeArgs, which\n" +
 			"would make Docker run it through a shell script. Modified files are kept as\n" +
@@ -179,7 +180,7 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := json.Marshal(dockerRuntimeEntry{Path: besideBulwark(in, hook.WrapperBinary)})
+	rt, err := json.Marshal(dockerRuntimeEntry{Path: dockerRuntimePath(in)})
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +197,16 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 // dockerRuntimeEntry is Bulwark's runtime in daemon.json's "runtimes".
 type dockerRuntimeEntry struct {
 	Path string `json:"path"`
+}
+
+// dockerRuntimePath is the executable Docker runs as Bulwark's runtime:
+// the wrapper's C front when it is installed beside bulwark (Docker's
+// other runc calls then skip a Go executable's start), else the wrapper.
+func dockerRuntimePath(in dockerInstall) string {
+	if front := besideBulwark(in, hook.FrontBinary); isExecutable(front) == nil {
+		return front
+	}
+	return besideBulwark(in, hook.WrapperBinary)
 }
 
 // wrapperConfig is the wrapper's configuration in.

@@ -127,6 +127,25 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
 		t.Errorf("uninstall left %s: %v", cfgPath, err)
 	}
+	// With the wrapper's C front beside it, Docker runs the front.
+	if err := os.WriteFile(filepath.Join(dir, "bulwark-runc-front"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runCLIWithInput(t, "", install...); err != nil {
+		t.Fatalf("install with the front: %v: %s", err, errOut)
+	}
+	if bw := daemonJSON(t, path)["runtimes"].(map[string]any)["bulwark"]; !reflect.DeepEqual(bw, map[string]any{"path": dir + "/bulwark-runc-front"}) {
+		t.Errorf("with the front installed the runtime is %v", bw)
+	}
+	if _, err := os.Stat(cfgPath); err != nil {
+		t.Errorf("install with the front: %v", err)
+	}
+	if _, errOut, err := runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path); err != nil {
+		t.Fatalf("uninstall: %v: %s", err, errOut)
+	}
+	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
+		t.Errorf("uninstall with the front left %s: %v", cfgPath, err)
+	}
 	out, _, err = runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path)
 	if err != nil || !strings.Contains(out, "nothing changed") {
 		t.Errorf("second uninstall: %v, %q", err, out)
