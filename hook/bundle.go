@@ -9,8 +9,11 @@
 // cmd/bulwark-oci-hook, whose agent call is package createruntime),
 // started for every runc call and every container: this package imports
 // nothing heavier than the runtime-spec types, so they start in a few
-// milliseconds. What needs the policies (the hook's decision when the
-// agent cannot be reached) runs in the bulwark binary instead.
+// milliseconds. Docker runs the wrapper through a static C front
+// (front/bulwark-runc-front.c) when it is installed, which sends every
+// call but create and run straight to runc. What needs the policies (the
+// hook's decision when the agent cannot be reached) runs in the bulwark
+// binary instead.
 package hook
 
 import (
