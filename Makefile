@@ -2,6 +2,7 @@
 #   make demo   the main job: a real container learned, enforced, a deviation blocked
 #   make test   every test (CI calls it through .ci/run); installs what it needs
 GO      ?= go
+CLANG   ?= clang
 BIN     := bin/bulwark
 # Packages whose tests run on the host (as root: BPF, cgroups): every package
 # but those under test/ (the e2e suite and the VM harness run in their own
@@ -16,6 +17,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
 build:
 	$(GO) build -o $(BIN) ./cmd/bulwark
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/bulwark-runc ./cmd/bulwark-oci-hook
+	$(CLANG) -O2 -static -Wall -Werror -o bin/bulwark-runc-front hook/front/bulwark-runc-front.c
 
 # Every apt group of test/deps.sh. The targets below install only the groups
 # they use: generate the build group, unit the unit and servers groups,

@@ -25,6 +25,12 @@ type DockerSource struct {
 	once sync.Once
 	cli  *client.Client
 	err  error
+
+	mu sync.Mutex
+	// known holds the identities of containers learned when Docker
+	// created them (Learn), so that the OCI hook, which runs when the
+	// container starts, need not wait for Docker's list.
+	known map[string]ContainerInfo
 }
 
 // NewDockerSource returns a source for the Docker daemon at host (for
@@ -46,10 +52,50 @@ func (d *DockerSource) client() (*client.Client, error) {
 	return d.cli, d.err
 }
 
+// maxKnown bounds how many containers' identities a DockerSource keeps
+// (created and not yet destroyed); past it, Learn forgets the others.
+const maxKnown = 4096
+
+// Learn looks container id up in Docker's list now, as Docker reports it
+// created, and keeps its identity for Container until Forget.
+func (d *DockerSource) Learn(ctx context.Context, id string) error {
+	info, err := d.list(ctx, id)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.known == nil || len(d.known) >= maxKnown {
+		d.known = map[string]ContainerInfo{}
+	}
+	d.known[id] = info
+	return nil
+}
+
+// Forget drops what Learn kept of container id (Docker destroyed or
+// renamed it).
+func (d *DockerSource) Forget(id string) {
+	d.mu.Lock()
+	delete(d.known, id)
+	d.mu.Unlock()
+}
+
 // Container returns what Docker knows of container id: its name, the
 // image it was run from (as the user named it) and that image's ID, and
 // its labels, which podSelector matches as a pod's (Docker has no pods).
+// A container Learn kept is answered without asking Docker.
 func (d *DockerSource) Container(ctx context.Context, id string) (ContainerInfo, error) {
+	d.mu.Lock()
+	info, ok := d.known[id]
+	d.mu.Unlock()
+	if ok {
+		return info, nil
+	}
+	return d.list(ctx, id)
+}
+
+// list returns container id's identity from Docker's container list.
+func (d *DockerSource) list(ctx context.Context, id string) (ContainerInfo, error) {
 	cli, err := d.client()
 	if err != nil {
 		return ContainerInfo{}, fmt.Errorf("docker client: %w", err)

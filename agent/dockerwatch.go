@@ -40,7 +40,9 @@ func (a *Agent) watchDocker(ctx context.Context) error {
 }
 
 // followDocker adopts the running containers, then handles start and die
-// events until the connection fails or ctx ends.
+// events, and learns the identity of each container Docker creates (for
+// its OCI hook, moments later) until it is destroyed or renamed, until the
+// connection fails or ctx ends.
 func (a *Agent) followDocker(ctx context.Context) error {
 	cli, err := a.docker.client()
 	if err != nil {
@@ -51,7 +53,9 @@ func (a *Agent) followDocker(ctx context.Context) error {
 	// Subscribed before listing, so no start falls between the two.
 	msgs, errs := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("event", string(events.ActionStart)), filters.Arg("event", string(events.ActionDie)))})
+		filters.Arg("event", string(events.ActionStart)), filters.Arg("event", string(events.ActionDie)),
+		filters.Arg("event", string(events.ActionCreate)), filters.Arg("event", string(events.ActionDestroy)),
+		filters.Arg("event", string(events.ActionRename)))})
 	running, err := cli.ContainerList(ctx, container.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("docker: list containers: %w", err)
@@ -68,6 +72,12 @@ func (a *Agent) followDocker(ctx context.Context) error {
 			return err
 		case m := <-msgs:
 			switch m.Action {
+			case events.ActionCreate:
+				if err := a.docker.Learn(ctx, m.Actor.ID); err != nil {
+					a.log.Debug("Docker container's identity not learned at its creation", "container", m.Actor.ID, "error", err)
+				}
+			case events.ActionDestroy, events.ActionRename:
+				a.docker.Forget(m.Actor.ID)
 			case events.ActionStart:
 				a.adoptDocker(ctx, m.Actor.ID, true)
 			case events.ActionDie:

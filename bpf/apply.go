@@ -118,15 +118,26 @@ func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (
 
 	var old networkWorkload
 	armed := e.net.Workloads.Lookup(id, &old) == nil
+	// Its DNS grants stay in their table across a re-Apply; a workload
+	// armed anew (or by an engine that keyed grants by cgroup id) takes
+	// an empty one, given back when arming fails.
+	grants, taken := old.Grants, uint32(0)
+	if grants == 0 {
+		if taken, err = e.takeGrantTable(); err != nil {
+			return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
+		}
+		grants = taken
+		defer func() {
+			if taken != 0 {
+				e.giveBackGrantTable(taken)
+			}
+		}()
+	}
 	gen, err := e.nextGen()
 	if err != nil {
 		return 0, err
 	}
 	if err := e.writeTables(gen, c); err != nil {
-		e.deleteGen(gen)
-		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
-	}
-	if err := e.ensureGrants(id); err != nil {
 		e.deleteGen(gen)
 		return 0, fmt.Errorf("arm %s: %w", cgroupPath, err)
 	}
@@ -156,11 +167,12 @@ func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (
 		}
 	}
 	w := networkWorkload{Gen: gen, Mode: uint32(mode), Flags: c.flags, Level: uint32(level),
-		RootMnt: root.MountID, RootIno: root.Inode}
+		RootMnt: root.MountID, RootIno: root.Inode, Grants: grants}
 	if err := e.net.Workloads.Put(id, &w); err != nil {
 		e.deleteGen(gen)
 		return 0, fmt.Errorf("arm %s: write workload entry: %w", cgroupPath, err)
 	}
+	taken = 0 // the workload's now
 	e.compiled[id] = c
 	if err := e.updateLevels(); err != nil {
 		return id, err
@@ -182,7 +194,8 @@ func (e *Engine) ApplyIn(cgroupPath string, root Root, c *Compiled, mode Mode) (
 
 // Remove disarms the workload with cgroup id: its entry goes first (checks
 // stop at once), then its links, tables, listener and seen entries, its
-// undrained deviation counts and its loss counters.
+// undrained deviation counts and its loss counters; the grant keeper
+// deletes its table of DNS grants.
 func (e *Engine) Remove(cgroupID uint64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -203,9 +216,7 @@ func (e *Engine) Remove(cgroupID uint64) error {
 	if err := e.net.WorkloadLosses.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("remove workload %d: losses: %w", cgroupID, err))
 	}
-	if err := e.net.DnsGrants.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, fmt.Errorf("remove workload %d: DNS grants: %w", cgroupID, err))
-	}
+	e.dropGrantTables(cgroupID, &w)
 	return errors.Join(errs...)
 }
 

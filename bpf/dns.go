@@ -1,12 +1,9 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
-
-	"github.com/cilium/ebpf"
 )
 
 // Kernel limits of DNS names, mirrored from include/dns.h.
@@ -57,26 +54,4 @@ func dnsNameHash(name string) uint64 {
 		return v
 	}
 	return 1
-}
-
-// ensureGrants gives workload cgroup id its table of DNS grants, unless
-// it has one (re-Apply, adoption: its grants stay).
-func (e *Engine) ensureGrants(id uint64) error {
-	var inner uint32
-	err := e.net.DnsGrants.Lookup(id, &inner)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("read DNS grants of workload %d: %w", id, err)
-	}
-	m, err := ebpf.NewMap(e.grantSpec)
-	if err != nil {
-		return fmt.Errorf("create DNS grants of workload %d: %w", id, err)
-	}
-	defer m.Close()
-	if err := e.net.DnsGrants.Put(id, m); err != nil {
-		return fmt.Errorf("write DNS grants of workload %d: %w", id, err)
-	}
-	return nil
 }

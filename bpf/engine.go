@@ -79,8 +79,10 @@ type Engine struct {
 	// udpAtReceive: UDP datagrams are decided for the receiving task's
 	// node (udprecv.go); else for the node bound to their port.
 	udpAtReceive bool
-	// grantSpec makes each workload's table of DNS grants (dns.go).
+	// grantSpec makes the tables of DNS grants, which grants hands out
+	// (grants.go).
 	grantSpec *ebpf.MapSpec
+	grants    grantTables
 	// readers read the process ring first, then the network ring; poll
 	// is an epoll instance waiting on both.
 	readers [2]*ringbuf.Reader
@@ -162,6 +164,10 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.backend = backend
 	if err := e.adoptCgroupLinks(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.startGrantKeeper(); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -317,6 +323,7 @@ func (e *Engine) UDPAtReceive() bool { return e.udpAtReceive }
 // Close releases the engine's file descriptors, the links' included. Pins
 // stay, so the kernel keeps enforcing every armed workload.
 func (e *Engine) Close() error {
+	e.stopGrantKeeper()
 	e.mu.Lock()
 	errs := []error{e.release(e.pinDir)}
 	e.mu.Unlock()

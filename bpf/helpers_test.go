@@ -225,6 +225,21 @@ func openTestEngineWith(t *testing.T, opts Options) (*Engine, string) {
 	return e, pins
 }
 
+// reopenEngine closes e and opens another engine on its pins (an agent
+// restarting), closed before the first engine's cleanup unpins.
+func reopenEngine(t *testing.T, e *Engine, pins string) *Engine {
+	t.Helper()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := Open(Options{PinDir: pins, Backend: e.Backend(), Logger: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e2.Close() })
+	return e2
+}
+
 // cgroupSeq tells apart the cgroups of one test.
 var cgroupSeq atomic.Uint32
 

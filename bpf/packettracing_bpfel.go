@@ -60,7 +60,7 @@ type packetTracingDnsScratch struct {
 	}
 	Walk struct {
 		_         structs.HostLayout
-		Cgid      uint64
+		Table     uint64
 		Qhash     uint64
 		Rules     uint64
 		Pos       uint32
@@ -223,7 +223,7 @@ type packetTracingWorkload struct {
 	Level   uint32
 	RootIno uint64
 	RootMnt uint32
-	RootPad uint32
+	Grants  uint32
 }
 
 // Names of all BPF objects in the ELF.

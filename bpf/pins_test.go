@@ -77,14 +77,7 @@ func TestRemovedPinsKeepEnforcing(t *testing.T) {
 	}
 	// The restored pins are the live links: another engine adopts them
 	// and this one closes, and the workload stays enforced.
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e2, err := Open(Options{PinDir: pins, Backend: e.Backend(), Logger: e.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e2.Close() }) // before the first engine's Unpin
+	e2 := reopenEngine(t, e, pins)
 	if at, err := e2.Attached(); err != nil || len(at) != 1 || at[0].CgroupID != id {
 		t.Fatalf("adopting engine sees workloads %+v, %v; want cgroup %d", at, err, id)
 	}

@@ -9,8 +9,11 @@
 // cmd/bulwark-oci-hook, whose agent call is package createruntime),
 // started for every runc call and every container: this package imports
 // nothing heavier than the runtime-spec types, so they start in a few
-// milliseconds. What needs the policies (the hook's decision when the
-// agent cannot be reached) runs in the bulwark binary instead.
+// milliseconds. Docker runs the wrapper through a static C front
+// (front/bulwark-runc-front.c) when it is installed, which sends every
+// call but create and run straight to runc. What needs the policies (the
+// hook's decision when the agent cannot be reached) runs in the bulwark
+// binary instead.
 package hook
 
 import (
@@ -25,12 +28,16 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// The executables of the hook and the runc wrapper, and the verb of the
-// bulwark binary that decides for the hook when the agent is away. The
-// three are installed side by side.
+// The executables of the hook and the runc wrapper, the wrapper's C
+// front (built by make build from front/, optional: Docker runs it as its
+// runtime when it is installed, and it passes every runc call but create
+// and run straight to runc), and the verb of the bulwark binary that
+// decides for the hook when the agent is away. They are installed side by
+// side.
 const (
 	HookBinary    = "bulwark-oci-hook"
 	WrapperBinary = "bulwark-runc"
+	FrontBinary   = "bulwark-runc-front"
 	FallbackVerb  = "hook-fallback"
 )
 
@@ -60,14 +67,21 @@ type Options struct {
 	Bulwark string
 }
 
-// Flags adds the hook's settings to fs (the hook's, the wrapper's and
-// `bulwark install docker`'s flags).
+// DefaultOptions are the hook's settings when nothing sets them.
+func DefaultOptions() Options {
+	return Options{Socket: "/run/bulwark/agent.sock", PolicyDir: "/etc/bulwark/policies", Timeout: DefaultTimeout,
+		Bulwark: "/usr/bin/bulwark"}
+}
+
+// Flags adds the hook's settings to fs (the hook's and the install
+// commands' flags), DefaultOptions their defaults.
 func Flags(fs *flag.FlagSet, o *Options) {
-	fs.StringVar(&o.Socket, "socket", "/run/bulwark/agent.sock", "agent API socket")
-	fs.StringVar(&o.PolicyDir, "policy-dir", "/etc/bulwark/policies", "the agent's policy directory, read when the agent cannot be reached")
-	fs.StringVar(&o.DockerHost, "docker-host", "", "Docker Engine API (default: Docker's)")
-	fs.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "how long the hook waits for the agent to arm a container")
-	fs.StringVar(&o.Bulwark, "bulwark", "/usr/bin/bulwark", "the bulwark executable, which decides when the agent cannot be reached")
+	d := DefaultOptions()
+	fs.StringVar(&o.Socket, "socket", d.Socket, "agent API socket")
+	fs.StringVar(&o.PolicyDir, "policy-dir", d.PolicyDir, "the agent's policy directory, read when the agent cannot be reached")
+	fs.StringVar(&o.DockerHost, "docker-host", d.DockerHost, "Docker Engine API (default: Docker's)")
+	fs.DurationVar(&o.Timeout, "timeout", d.Timeout, "how long the hook waits for the agent to arm a container")
+	fs.StringVar(&o.Bulwark, "bulwark", d.Bulwark, "the bulwark executable, which decides when the agent cannot be reached")
 }
 
 // StageCreateRuntime names the hook's stage, its first argument. It is

@@ -4,7 +4,8 @@
 # test/deps.sh [build|e2e|vm|unit|docker|k8s|servers]... (all groups when
 # none is named):
 #   build    clang, llvm and libbpf-dev to regenerate the BPF objects, and
-#            libc6-dev for the C test helpers (cmd/bulwark/testdata)
+#            libc6-dev for the C test helpers (cmd/bulwark/testdata) and the
+#            runc wrapper's static C front (hook/front)
 #   unit     systemd (systemd-analyze verify of the install units),
 #            util-linux (setpriv runs them with their capabilities) and curl
 #            (the dnsSelector learning test fetches a URL by name)

@@ -97,7 +97,9 @@ struct workload {
 	 * root of that mount (as a container's is). */
 	__u64 root_ino;
 	__u32 root_mnt;
-	__u32 root_pad;
+	/* Which table of dns_grants holds the workload's DNS grants: the
+	 * one under key GRANTS_KEY(grants); 0 for none (nothing granted). */
+	__u32 grants;
 };
 
 /* Global settings, index 0 of the config array. */

@@ -29,10 +29,13 @@
  * allows on port 53.
  *
  * Grants live for the record's TTL clamped to [dns_floor_s, dns_cap_s]
- * (engine_config). Each workload has its own LRU table of DNS_GRANTS
- * (created by the engine when it arms the workload), so a flood of answers
- * evicts only that workload's oldest grants. An address holds the name of
- * the last answer that mapped it.
+ * (engine_config). Each workload has its own LRU table of DNS_GRANTS, so a
+ * flood of answers evicts only that workload's oldest grants. The engine
+ * inserts empty tables into dns_grants ahead of need and arming names one
+ * in the workload's entry (workload.grants): an insert into a map of maps
+ * waits for an RCU grace period, too slow for a container's start. A
+ * table is never handed to a second workload. An address holds the name
+ * of the last answer that mapped it.
  */
 #ifndef __BULWARK_DNS_H__
 #define __BULWARK_DNS_H__
@@ -77,7 +80,11 @@ struct dns_grant {
 const struct dns_grant_key *unused_dns_grant_key __attribute__((unused));
 const struct dns_grant *unused_dns_grant __attribute__((unused));
 
-/* The grants of each workload, by cgroup id. */
+/* Tables of DNS grants, by GRANTS_KEY(workload.grants). Keys without
+ * the bit are cgroup ids: the tables of workloads armed by an engine that
+ * keyed them so, whose pinned programs still read them. */
+#define GRANTS_KEY(n) ((1ULL << 63) | (__u64)(n))
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, 4096);
@@ -126,7 +133,7 @@ struct dns_dec {
 
 /* Walking the answer records of one message. */
 struct dns_walk {
-	__u64 cgid;
+	__u64 table; /* the workload's key in dns_grants */
 	__u64 qhash;
 	__u64 rules;
 	__u32 pos;
@@ -251,11 +258,21 @@ static __always_inline __u64 dns_rules_of(__u32 gen, __u32 len)
 	return m.rules;
 }
 
-/* dns_grant_for returns workload cgid's live grant of c's destination
- * (egress), its rules those of generation gen; NULL when there is none. */
-static __always_inline struct dns_grant *dns_grant_for(const struct conn *c, __u64 cgid, __u32 gen)
+/* dns_grants_of returns workload w's table of DNS grants, NULL when it
+ * has none. */
+static __always_inline void *dns_grants_of(const struct workload *w)
 {
-	void *grants = bpf_map_lookup_elem(&dns_grants, &cgid);
+	if (!w->grants)
+		return NULL;
+	__u64 key = GRANTS_KEY(w->grants);
+	return bpf_map_lookup_elem(&dns_grants, &key);
+}
+
+/* dns_grant_for returns workload w's live grant of c's destination
+ * (egress), its rules those of generation gen; NULL when there is none. */
+static __always_inline struct dns_grant *dns_grant_for(const struct conn *c, const struct workload *w, __u32 gen)
+{
+	void *grants = dns_grants_of(w);
 	if (!grants)
 		return NULL;
 	struct dns_grant_key k = { .family = c->family };
@@ -363,7 +380,7 @@ static __always_inline __u32 dns_u16(const struct dns_scratch *s, __u32 at)
 static __always_inline void dns_grant_addr(struct dns_walk *w, struct dns_scratch *s, __u32 rd, __u32 n,
 					   __u32 ttl)
 {
-	void *grants = bpf_map_lookup_elem(&dns_grants, &w->cgid);
+	void *grants = bpf_map_lookup_elem(&dns_grants, &w->table);
 	if (!grants)
 		return;
 	struct dns_grant_key k = { .family = n == 4 ? AF_INET : AF_INET6 };
@@ -485,7 +502,7 @@ static __always_inline void dns_answer(struct __sk_buff *skb, __u32 off, __u32 l
 	struct engine_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	struct dns_walk *x = &s->walk;
 	__builtin_memset(x, 0, sizeof(*x));
-	x->cgid = cgid;
+	x->table = GRANTS_KEY(w->grants);
 	x->qhash = qhash;
 	x->pos = end + 4;
 	x->len = len;

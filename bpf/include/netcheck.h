@@ -275,7 +275,7 @@ static __always_inline int check_conn(struct conn *c, struct workload *w, __u64 
 	 * reported in every mode, and its rules allow the connection. */
 	struct dns_grant *g = NULL;
 	if (c->dir == DIR_EGRESS && !c->unnamed)
-		g = dns_grant_for(c, cgid, gen);
+		g = dns_grant_for(c, w, gen);
 	if (mode != MODE_OBSERVE && !(wflags & off) &&
 	    (c->unnamed || !rules_allow(c, gen << 1 | c->dir, node, g ? g->rules : 0))) {
 		flags = EV_DEVIATION;

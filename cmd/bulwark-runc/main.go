@@ -2,19 +2,21 @@
 // runtime (bulwark install docker): it adds Bulwark's createRuntime hook
 // to the bundle of every `runc create` and `runc run`, then execs the
 // real runc with the same arguments; every other call goes to runc at
-// once. Docker calls it several times per container, so it is small.
+// once. Docker calls it several times per container, so it is small, and
+// all its arguments are runc's: its settings are in bulwark-runc.json
+// beside it (wrapper.File).
 //
-// Usage: bulwark-runc [--runc PATH] [--hook PATH] [hook options] -- RUNC-ARGS...
+// Usage: bulwark-runc RUNC-ARGS...
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 )
 
 func main() {
@@ -25,27 +27,18 @@ func main() {
 }
 
 func run(args []string) error {
-	own, runcArgs := []string(nil), args
-	if i := slices.Index(args, "--"); i >= 0 {
-		own, runcArgs = args[:i], args[i+1:]
+	if len(args) > 0 && args[0] == "--runc" {
+		// runc has no such option: daemon.json still passes the
+		// wrapper's settings as runtimeArgs.
+		return errors.New("settings given as arguments (runtimeArgs of an older `bulwark install docker`): run `bulwark install docker` again, which writes them to " + wrapper.File)
 	}
-	fs := flag.NewFlagSet(hook.WrapperBinary, flag.ContinueOnError)
-	var o hook.Options
-	hook.Flags(fs, &o)
-	runc := fs.String("runc", "runc", "the real runc")
-	hookBin := fs.String("hook", "", "the "+hook.HookBinary+" executable (default: the one beside this one)")
-	if err := fs.Parse(own); err != nil {
+	self, err := os.Executable()
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected %q before --", fs.Arg(0))
+	c, err := wrapper.Read(filepath.Join(filepath.Dir(self), wrapper.File))
+	if err != nil {
+		return err
 	}
-	if *hookBin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		*hookBin = filepath.Join(filepath.Dir(self), hook.HookBinary)
-	}
-	return hook.Wrap(*runc, runcArgs, *hookBin, o)
+	return hook.Wrap(c.Runc, args, c.Hook, c.Options)
 }

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 	"github.com/bulwarkhq/bulwark/install/edit"
 )
 
@@ -34,16 +34,19 @@ func newInstallDockerCmd() *cobra.Command {
 		Use:   "docker",
 		Short: "Register Bulwark's runc wrapper as a Docker runtime in daemon.json",
 		Long: "Adds the \"bulwark\" runtime (bulwark-runc, which gives each container Bulwark's OCI\n" +
-			"hook, bulwark-oci-hook; both installed beside bulwark) to Docker's daemon.json, keeping\n" +
-			"every other key, and with --default makes it the\n" +
-			"default runtime. The previous file is kept as daemon.json.bulwark-backup. Running it again\n" +
-			"changes nothing. Restart dockerd to apply it.",
+			"hook, bulwark-oci-hook; both installed beside bulwark; through its C front,\n" +
+			"bulwark-runc-front, when that is installed too) to Docker's daemon.json, keeping\n" +
+			"every other key, and with --default makes it the default runtime. The wrapper's\n" +
+			"settings (the flags below) go to " + wrapper.File + " beside it, not to runtimeArgs, which\n" +
+			"would make Docker run it through a shell script. Modified files are kept as\n" +
+			"FILE.bulwark-backup. Running it again changes nothing. Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := resolveHook(cmd, &in.hook); err != nil {
 				return err
 			}
-			if err := isExecutable(besideBulwark(in, hook.WrapperBinary)); err != nil {
+			wrapperExe := besideBulwark(in, hook.WrapperBinary)
+			if err := isExecutable(wrapperExe); err != nil {
 				return err
 			}
 			old, err := readDaemonJSON(in.path)
@@ -54,7 +57,18 @@ func newInstallDockerCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", in.path, err)
 			}
-			return writeDaemonJSON(cmd.OutOrStdout(), in.path, old, out, dryRun)
+			cfg, err := wrapperConfig(in).Encode()
+			if err != nil {
+				return err
+			}
+			cfgPath := wrapperConfigPath(wrapperExe)
+			oldCfg, err := edit.Read(cfgPath)
+			if err != nil {
+				return err
+			}
+			plan := append(daemonJSONPlan(in.path, old, out),
+				edit.Change{Path: cfgPath, Old: oldCfg, New: cfg, Perm: 0o644, Backup: true})
+			return carryOut(cmd.OutOrStdout(), plan.Changed(), dryRun, "restart dockerd to apply it")
 		},
 	}
 	f := cmd.Flags()
@@ -73,18 +87,30 @@ func newUninstallDockerCmd() *cobra.Command {
 		Use:   "docker",
 		Short: "Remove Bulwark's runtime from Docker's daemon.json",
 		Long: "Removes the \"bulwark\" runtime and, when it is the default, the default-runtime key\n" +
-			"(Docker's default, runc, applies again), keeping every other key. Restart dockerd to apply it.",
+			"(Docker's default, runc, applies again), keeping every other key, and the wrapper's\n" +
+			wrapper.File + ". Restart dockerd to apply it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			old, err := readDaemonJSON(path)
 			if err != nil {
 				return err
 			}
-			out, err := uninstallDocker(old)
+			out, wrapperExe, err := uninstallDocker(old)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			return writeDaemonJSON(cmd.OutOrStdout(), path, old, out, dryRun)
+			plan := daemonJSONPlan(path, old, out)
+			if wrapperExe != "" {
+				cfgPath := wrapperConfigPath(wrapperExe)
+				oldCfg, err := edit.Read(cfgPath)
+				if err != nil {
+					return err
+				}
+				if oldCfg != nil {
+					plan = append(plan, edit.Change{Path: cfgPath, Old: oldCfg})
+				}
+			}
+			return carryOut(cmd.OutOrStdout(), plan.Changed(), dryRun, "restart dockerd to apply it")
 		},
 	}
 	cmd.Flags().StringVar(&path, "daemon-json", "/etc/docker/daemon.json", "Docker's daemon configuration")
@@ -154,16 +180,7 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--runc", in.runc, "--hook", besideBulwark(in, hook.HookBinary), "--socket", in.hook.Socket,
-		"--policy-dir", in.hook.PolicyDir, "--timeout", in.hook.Timeout.String(), "--bulwark", in.hook.Bulwark}
-	if in.hook.DockerHost != "" {
-		args = append(args, "--docker-host", in.hook.DockerHost)
-	}
-	args = append(args, "--")
-	rt, err := json.Marshal(struct {
-		Path        string   `json:"path"`
-		RuntimeArgs []string `json:"runtimeArgs"`
-	}{besideBulwark(in, hook.WrapperBinary), args})
+	rt, err := json.Marshal(dockerRuntimeEntry{Path: dockerRuntimePath(in)})
 	if err != nil {
 		return nil, err
 	}
@@ -177,33 +194,67 @@ func installDocker(data []byte, in dockerInstall) ([]byte, error) {
 	return json.MarshalIndent(doc, "", "  ")
 }
 
-// uninstallDocker returns daemon.json data without Bulwark's runtime.
-func uninstallDocker(data []byte) ([]byte, error) {
+// dockerRuntimeEntry is Bulwark's runtime in daemon.json's "runtimes".
+type dockerRuntimeEntry struct {
+	Path string `json:"path"`
+}
+
+// dockerRuntimePath is the executable Docker runs as Bulwark's runtime:
+// the wrapper's C front when it is installed beside bulwark (Docker's
+// other runc calls then skip a Go executable's start), else the wrapper.
+func dockerRuntimePath(in dockerInstall) string {
+	if front := besideBulwark(in, hook.FrontBinary); isExecutable(front) == nil {
+		return front
+	}
+	return besideBulwark(in, hook.WrapperBinary)
+}
+
+// wrapperConfig is the wrapper's configuration in.
+func wrapperConfig(in dockerInstall) wrapper.Config {
+	return wrapper.Config{Runc: in.runc, Hook: besideBulwark(in, hook.HookBinary), Options: in.hook}
+}
+
+// wrapperConfigPath is where the wrapper at path reads its configuration:
+// beside the executable the link resolves to, as os.Executable names it.
+func wrapperConfigPath(wrapperExe string) string {
+	if real, err := filepath.EvalSymlinks(wrapperExe); err == nil {
+		wrapperExe = real
+	}
+	return filepath.Join(filepath.Dir(wrapperExe), wrapper.File)
+}
+
+// uninstallDocker returns daemon.json data without Bulwark's runtime, and
+// the wrapper it named ("" when none).
+func uninstallDocker(data []byte) (out []byte, wrapperExe string, err error) {
 	doc, err := parseDaemonJSON(data)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rts, err := runtimesOf(doc)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	var rt dockerRuntimeEntry
+	if json.Unmarshal(rts[dockerRuntime], &rt) == nil {
+		wrapperExe = rt.Path
 	}
 	delete(rts, dockerRuntime)
 	if len(rts) == 0 {
 		delete(doc, "runtimes")
 	} else if doc["runtimes"], err = json.Marshal(rts); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var def string
 	if json.Unmarshal(doc["default-runtime"], &def) == nil && def == dockerRuntime {
 		delete(doc, "default-runtime")
 	}
-	return json.MarshalIndent(doc, "", "  ")
+	out, err = json.MarshalIndent(doc, "", "  ")
+	return out, wrapperExe, err
 }
 
-// writeDaemonJSON writes out to path as install does (carryOut: a diff with
-// dryRun, an atomic write with a backup otherwise), unless it means the same
-// as old.
-func writeDaemonJSON(w io.Writer, path string, old, out []byte, dryRun bool) error {
+// daemonJSONPlan plans writing out to path (an atomic write with a
+// backup), unless it means the same as old.
+func daemonJSONPlan(path string, old, out []byte) edit.Plan {
 	out = append(out, '\n')
 	var plan edit.Plan
 	if !sameJSON(old, out) {
@@ -212,7 +263,7 @@ func writeDaemonJSON(w io.Writer, path string, old, out []byte, dryRun bool) err
 		}
 		plan = append(plan, edit.Change{Path: path, Old: old, New: out, Perm: 0o644, Backup: true})
 	}
-	return carryOut(w, plan, dryRun, "restart dockerd to apply it")
+	return plan
 }
 
 // sameJSON reports whether a and b hold equal JSON values (an absent file

@@ -7,6 +7,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bulwarkhq/bulwark/hook"
+	"github.com/bulwarkhq/bulwark/hook/wrapper"
 )
 
 // daemonJSON decodes the daemon.json at path.
@@ -73,12 +77,20 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 		t.Errorf("installed daemon.json lost or missed keys: %v", doc)
 	}
 	rts := doc["runtimes"].(map[string]any)
-	bw := rts["bulwark"].(map[string]any)
-	args, _ := json.Marshal(bw["runtimeArgs"])
-	wantArgs := `["--runc","/usr/sbin/runc","--hook","` + dir + `/bulwark-oci-hook","--socket","/run/b.sock",`
-	if bw["path"] != dir+"/bulwark-runc" || rts["nvidia"] == nil ||
-		!strings.HasPrefix(string(args), wantArgs) || !strings.Contains(string(args), `"--bulwark","`+bin+`"`) || !strings.HasSuffix(string(args), `"--"]`) {
-		t.Errorf("runtimes = %v", rts)
+	// No runtimeArgs: with them Docker runs the runtime through a shell
+	// script of its own. The wrapper's settings are in its file.
+	if want := map[string]any{"path": dir + "/bulwark-runc"}; !reflect.DeepEqual(rts["bulwark"], want) || rts["nvidia"] == nil {
+		t.Errorf("runtimes = %v; want bulwark %v", rts, want)
+	}
+	cfgPath := filepath.Join(dir, "bulwark-runc.json")
+	cfg, err := wrapper.Read(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wrapper.Config{Runc: "/usr/sbin/runc", Hook: dir + "/bulwark-oci-hook", Options: hook.DefaultOptions()}
+	want.Socket, want.Bulwark = "/run/b.sock", bin
+	if cfg != want {
+		t.Errorf("%s holds %+v, want %+v", cfgPath, cfg, want)
 	}
 	if backup, err := os.ReadFile(path + ".bulwark-backup"); err != nil || string(backup) != orig {
 		t.Errorf("backup = %q, %v; want the original file", backup, err)
@@ -92,22 +104,65 @@ func TestInstallDockerKeepsOtherKeysAndReverts(t *testing.T) {
 	if backup, _ := os.ReadFile(path + ".bulwark-backup"); string(backup) != orig {
 		t.Errorf("second install overwrote the backup with %q", backup)
 	}
+	// Other settings change the wrapper's file only, keeping a backup.
+	written, _ := os.ReadFile(cfgPath)
+	if _, errOut, err := runCLIWithInput(t, "", append(install, "--timeout", "2s")...); err != nil {
+		t.Fatalf("install with --timeout: %v: %s", err, errOut)
+	}
+	if c, err := wrapper.Read(cfgPath); err != nil || c.Timeout != 2*time.Second {
+		t.Errorf("after --timeout 2s: %+v, %v", c, err)
+	}
+	if backup, _ := os.ReadFile(cfgPath + ".bulwark-backup"); string(backup) != string(written) {
+		t.Errorf("backup of %s = %q, want %q", cfgPath, backup, written)
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(installed) {
+		t.Errorf("daemon.json changed with the wrapper's settings")
+	}
 	if _, errOut, err := runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path); err != nil {
 		t.Fatalf("uninstall: %v: %s", err, errOut)
 	}
 	if after := daemonJSON(t, path); !reflect.DeepEqual(after, before) {
 		t.Errorf("after uninstall:\n%v\nwant the original\n%v", after, before)
 	}
+	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
+		t.Errorf("uninstall left %s: %v", cfgPath, err)
+	}
+	// With the wrapper's C front beside it, Docker runs the front.
+	if err := os.WriteFile(filepath.Join(dir, "bulwark-runc-front"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runCLIWithInput(t, "", install...); err != nil {
+		t.Fatalf("install with the front: %v: %s", err, errOut)
+	}
+	if bw := daemonJSON(t, path)["runtimes"].(map[string]any)["bulwark"]; !reflect.DeepEqual(bw, map[string]any{"path": dir + "/bulwark-runc-front"}) {
+		t.Errorf("with the front installed the runtime is %v", bw)
+	}
+	if _, err := os.Stat(cfgPath); err != nil {
+		t.Errorf("install with the front: %v", err)
+	}
+	if _, errOut, err := runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path); err != nil {
+		t.Fatalf("uninstall: %v: %s", err, errOut)
+	}
+	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
+		t.Errorf("uninstall with the front left %s: %v", cfgPath, err)
+	}
+	out, _, err = runCLIWithInput(t, "", "uninstall", "docker", "--daemon-json", path)
+	if err != nil || !strings.Contains(out, "nothing changed") {
+		t.Errorf("second uninstall: %v, %q", err, out)
+	}
 }
 
 func TestInstallDockerMissingFileAndDryRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "docker", "daemon.json")
-	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", installedBulwark(t))
-	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") {
+	bin := installedBulwark(t)
+	out, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--dry-run", "--bulwark", bin)
+	if err != nil || !strings.Contains(out, `"bulwark"`) || strings.Contains(out, "default-runtime") || !strings.Contains(out, `+  "socket": "/run/bulwark/agent.sock",`) {
 		t.Fatalf("dry run: %v: %s", err, out)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("dry run wrote %s: %v", path, err)
+	for _, p := range []string{path, filepath.Join(filepath.Dir(bin), "bulwark-runc.json")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("dry run wrote %s: %v", p, err)
+		}
 	}
 	if _, _, err := runCLIWithInput(t, "", "install", "docker", "--daemon-json", path, "--bulwark", installedBulwark(t)); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stops and removes everything up.sh started and made: the agent and the
 # collector, the suite's dockerd and its containers (its containerd and
-# shims with it), mounts under its roots, its bridge, its cgroups and
-# directories; restores the iptables FORWARD policy and ip_forward as they
+# shims with it), mounts under its roots, the runc wrapper's settings, its
+# bridge, its cgroups and directories; restores the iptables FORWARD policy and ip_forward as they
 # were before up.sh. Safe to run at any point, also after a failed up.sh;
 # it never touches a dockerd it did not start.
 set -uo pipefail
@@ -36,6 +36,11 @@ if [ -f "$DK_DIR/host/forward-policy" ]; then
 	[ -z "$pol" ] || iptables -P FORWARD "$pol" || fail=1
 fi
 [ -f "$DK_DIR/host/ip_forward" ] && cat "$DK_DIR/host/ip_forward" >/proc/sys/net/ipv4/ip_forward
+# The wrapper's settings up.sh's install wrote beside it (its socket is
+# this suite's).
+if [ -f "$DK_DAEMON_JSON" ] && [ -x "$BULWARK_BIN" ]; then
+	"$BULWARK_BIN" uninstall docker --daemon-json "$DK_DAEMON_JSON" >/dev/null || fail=1
+fi
 ip link show "$DK_BRIDGE" >/dev/null 2>&1 && { ip link del "$DK_BRIDGE" || fail=1; }
 # The containers' cgroups, in every hierarchy, deepest first.
 for h in /sys/fs/cgroup /sys/fs/cgroup/*; do
