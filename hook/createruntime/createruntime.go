@@ -116,10 +116,9 @@ func Run(stdin io.Reader, o hook.Options) error {
 // maxReply bounds the agent's reply the hook reads.
 const maxReply = 1 << 16
 
-// refusal is the agent's answer that the container must not run: an
-// error status and the message of its JSON body.
+// refusal is the agent's answer that the container must not run: the
+// message of its error reply's JSON body.
 type refusal struct {
-	status  int
 	message string
 }
 
@@ -164,7 +163,7 @@ func call(socket string, timeout time.Duration, body []byte, reply *Reply) error
 		if json.Unmarshal(payload, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("agent API: POST %s: %s", Path, rest)
 		}
-		return &refusal{status: status, message: e.Error}
+		return &refusal{message: e.Error}
 	}
 	if err := json.Unmarshal(payload, reply); err != nil {
 		return fmt.Errorf("agent API: decode %s reply: %w", Path, err)
