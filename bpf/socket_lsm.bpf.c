@@ -82,11 +82,8 @@ static __always_inline int sockaddr_conn(const void *addr, int len, struct conn 
 		return -1;
 	c->family = AF_INET6;
 	__builtin_memcpy(c->daddr, &sa[8], 16);
-	if (!*(__u64 *)c->daddr && *(__u32 *)&c->daddr[8] == bpf_htonl(0x0000ffff)) {
+	if (unmap_v4(c->daddr))
 		c->family = AF_INET;
-		__builtin_memmove(c->daddr, &c->daddr[12], 4);
-		__builtin_memset(&c->daddr[4], 0, 12);
-	}
 	return 0;
 }
 

@@ -111,11 +111,8 @@ static __always_inline int skb_source(struct sk_buff *skb, struct conn *c)
 		return -1;
 	c->family = AF_INET6;
 	__builtin_memcpy(c->saddr, &ip[8], 16);
-	if (!*(__u64 *)c->saddr && *(__u32 *)&c->saddr[8] == bpf_htonl(0x0000ffff)) {
+	if (unmap_v4(c->saddr))
 		c->family = AF_INET;
-		__builtin_memmove(c->saddr, &c->saddr[12], 4);
-		__builtin_memset(&c->saddr[4], 0, 12);
-	}
 	return 0;
 }
 

@@ -387,12 +387,8 @@ static __always_inline void dns_grant_addr(struct dns_walk *w, struct dns_scratc
 	for (__u32 j = 0; j < 16; j++)
 		if (j < n)
 			k.addr[j] = s->msg[(rd + j) & DNS_MSG_MASK];
-	if (n == 16 && !*(__u64 *)k.addr && *(__u32 *)&k.addr[8] == bpf_htonl(0x0000ffff)) {
-		/* v4-mapped: connects to it are checked as IPv4 */
-		k.family = AF_INET;
-		__builtin_memmove(k.addr, &k.addr[12], 4);
-		__builtin_memset(&k.addr[4], 0, 12);
-	}
+	if (n == 16 && unmap_v4(k.addr))
+		k.family = AF_INET; /* connects to it are checked as IPv4 */
 	__u64 secs = ttl < w->floor_s ? w->floor_s : ttl > w->cap_s ? w->cap_s : ttl;
 	__u64 expires = bpf_ktime_get_ns() + secs * 1000000000ULL;
 	/* The same name again under the same policy (a workload resolving

@@ -71,6 +71,18 @@ struct conn {
 	__u8 any_node; /* allowed when a rule gives it to any process node */
 };
 
+/* unmap_v4 turns a v4-mapped IPv6 address (::ffff:a.b.c.d) into its IPv4
+ * form in place, the address in the first 4 bytes and zeros after, so it
+ * is checked against the IPv4 rules; it reports whether it did. */
+static __always_inline bool unmap_v4(__u8 addr[16])
+{
+	if (*(__u64 *)addr || *(__u32 *)&addr[8] != bpf_htonl(0x0000ffff))
+		return false;
+	__builtin_memmove(addr, &addr[12], 4);
+	__builtin_memset(&addr[4], 0, 12);
+	return true;
+}
+
 #include "dns.h"
 
 /* unnamed_conn makes c a socket of a protocol the policy cannot name, as
